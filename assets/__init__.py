@@ -1,0 +1,1 @@
+"""The labelling lifecycle as Dagster software-defined assets, one module per stage."""

@@ -1,0 +1,76 @@
+"""Stage 2: decode every raw image; reject what cannot be used, flag what is doubtful."""
+
+import dagster as dg
+import pandas as pd
+from tqdm import tqdm
+
+from labeling_dag import atomic
+from labeling_dag.assets.ingestion import FOLDER as RAW
+from labeling_dag.cleaning import IMAGE_COLUMNS, REJECT_COLUMNS, clean_image, mark_duplicates, reject_row
+from labeling_dag.image_quality import ImageRejected
+from labeling_dag.ingest import RAW_COLUMNS
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import LabelStore
+
+FOLDER = "cleaned_images"
+
+
+@dg.asset(group_name="labeling", deps=["raw_images"], kinds={"pillow"})
+def cleaned_images(
+    context: dg.AssetExecutionContext, store: LabelStore, snapshots: SnapshotStore
+) -> dg.MaterializeResult:
+    """Upright RGB images with quality flags and duplicate marks, plus a rejects table."""
+    raw = store.read_table(RAW, "index", RAW_COLUMNS).drop_duplicates("image_id")
+    cleaned = store.read_table(FOLDER, "images", IMAGE_COLUMNS)
+    rejects = store.read_table(FOLDER, "rejects", REJECT_COLUMNS)
+    todo = raw[~raw["image_id"].isin(cleaned["image_id"]) & ~raw["image_id"].isin(rejects["image_id"])]
+
+    rows, rejected = [], []
+    for item in tqdm(todo.itertuples(index=False), total=len(todo), desc="cleaning", unit="img", disable=None):
+        try:
+            row = clean_image(store.root / item.stored_path, image_id=item.image_id, workdir=store.root, out_folder=FOLDER)
+            rows.append(row | {"source_path": item.source_path, "run_id": context.run_id})
+        except ImageRejected as error:
+            context.log.warning(str(error))
+            rejected.append(reject_row(item.image_id, item.source_path, error, context.run_id))
+
+    new = pd.DataFrame(rows, columns=[c for c in IMAGE_COLUMNS if c not in _MARKS]).astype(
+        {c: t for c, t in IMAGE_COLUMNS.items() if c not in _MARKS}
+    )
+    cleaned = pd.concat([cleaned, mark_duplicates(new, cleaned).astype(IMAGE_COLUMNS)], ignore_index=True)
+    rejects = pd.concat([rejects, pd.DataFrame(rejected, columns=list(REJECT_COLUMNS)).astype(REJECT_COLUMNS)], ignore_index=True)
+    store.write_table(FOLDER, "rejects", rejects)
+    store.write_table(FOLDER, "images", cleaned)
+    summary = _summary(cleaned, rejects)
+    atomic.write_json(store.root / "metrics" / "cleaned_images.json", summary)
+
+    snapshot_id = snapshots.snapshot(store.root, FOLDER)
+    return dg.MaterializeResult(
+        metadata={
+            **summary,
+            "new_images": len(new),
+            "new_rejects": len(rejected),
+            "rejects": dg.MetadataValue.md(rejects.tail(50)[["source_path", "reason", "message"]].to_markdown(index=False))
+            if len(rejects)
+            else "none",
+            "dvc_snapshot": snapshot_id,
+            "path": dg.MetadataValue.path(str(store.root / FOLDER)),
+        },
+        data_version=dg.DataVersion(snapshot_id),
+    )
+
+
+_MARKS = ("duplicate_of", "near_duplicate_of", "is_exact_duplicate", "is_near_duplicate")
+
+
+def _summary(cleaned: pd.DataFrame, rejects: pd.DataFrame) -> dict[str, int]:
+    """Counts for the UI and for ``dvc metrics show``."""
+    return {
+        "images": len(cleaned),
+        "rejected": len(rejects),
+        "exact_duplicates": int(cleaned["is_exact_duplicate"].sum()),
+        "near_duplicates": int(cleaned["is_near_duplicate"].sum()),
+        "blurry": int(cleaned["is_blurry"].sum()),
+        "low_contrast": int(cleaned["is_low_contrast"].sum()),
+        **{f"rejected_{reason}": int(count) for reason, count in rejects["reason"].value_counts().items()},
+    }

@@ -1,0 +1,31 @@
+"""Stage 1: raw images arrive from the source folder."""
+
+import dagster as dg
+import pandas as pd
+
+from labeling_dag.ingest import RAW_COLUMNS, ingest
+from labeling_dag.resources.storage import ImageSource, LabelStore
+
+FOLDER = "raw_images"
+
+
+@dg.asset(group_name="labeling", kinds={"python"})
+def raw_images(context: dg.AssetExecutionContext, store: LabelStore, source: ImageSource) -> dg.MaterializeResult:
+    """Every image file from the source folder, stored once under its content hash."""
+    index = store.read_table(FOLDER, "index", RAW_COLUMNS)
+    known_ids = set(index["image_id"])
+    new_rows, skipped = ingest(source.files(), index, workdir=store.root, store_folder=FOLDER, run_id=context.run_id)
+    if skipped:
+        context.log.warning(f"skipped {len(skipped)} files with unsupported extensions, e.g. {skipped[:5]}")
+    if len(new_rows):
+        index = pd.concat([index, new_rows], ignore_index=True)
+        store.write_table(FOLDER, "index", index)
+    return dg.MaterializeResult(
+        metadata={
+            "new_files": len(new_rows),
+            "new_images": len(set(new_rows["image_id"]) - known_ids),
+            "total_images": int(index["image_id"].nunique()),
+            "skipped_files": dg.MetadataValue.json([str(path) for path in skipped]),
+            "source": dg.MetadataValue.path(source.folder),
+        }
+    )

@@ -1,0 +1,95 @@
+"""Stage 3: the current model proposes boxes for every cleaned image it has not seen."""
+
+import dagster as dg
+import pandas as pd
+from tqdm import tqdm
+
+from labeling_dag import atomic
+from labeling_dag.assets.cleaning import FOLDER as CLEANED
+from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
+from labeling_dag.cold_start import current_or_seed_model
+from labeling_dag.model_registry import ModelRegistry
+from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS, prediction_rows
+from labeling_dag.resources.detector import Detector
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import LabelStore
+
+FOLDER = "pre_labels"
+_WRITE_EVERY = 512  # images per table flush: bounds memory on large pools
+
+
+class PreLabelConfig(dg.Config):
+    """Where the first model comes from when the registry is empty (cold start)."""
+
+    seed_model: str = ""
+    seed_dataset: str = ""
+
+
+@dg.asset(group_name="labeling", deps=["cleaned_images"], kinds={"pytorch"})
+def pre_labels(
+    context: dg.AssetExecutionContext,
+    config: PreLabelConfig,
+    store: LabelStore,
+    detector: Detector,
+    snapshots: SnapshotStore,
+) -> dg.MaterializeResult:
+    """Boxes, classes, confidences and class-probability vectors from the current model."""
+    registry = ModelRegistry(store.root)
+    model = current_or_seed_model(registry, detector, seed_model=config.seed_model, seed_dataset=config.seed_dataset)
+    weights = registry.verified_path(model)
+
+    cleaned = store.read_table(CLEANED, "images", CLEANED_COLUMNS)
+    candidates = cleaned[~cleaned["is_exact_duplicate"]]
+    boxes = store.read_table(FOLDER, "boxes", BOX_COLUMNS)
+    images = store.read_table(FOLDER, "images", IMAGE_COLUMNS)
+    # Predictions of an older model are stale: they stay in earlier snapshots, not here.
+    boxes = boxes[boxes["model_version"] == model.model_version]
+    images = images[images["model_version"] == model.model_version]
+    # The image table is written last, so it is the commit record: boxes of images missing
+    # from it come from an interrupted run and are predicted again.
+    boxes = boxes[boxes["image_id"].isin(images["image_id"])]
+    todo = candidates[~candidates["image_id"].isin(images["image_id"])]
+
+    paths = [store.root / path for path in todo["path"]]
+    predictions = zip(todo["image_id"], detector.predict(weights, paths))
+    pending: list = []
+    with tqdm(total=len(todo), desc="pre-labelling", unit="img", disable=None) as progress:
+        for pair in predictions:
+            pending.append(pair)
+            progress.update()
+            if len(pending) >= _WRITE_EVERY:
+                boxes, images = _append(store, boxes, images, pending, model, context.run_id)
+                pending = []
+    boxes, images = _append(store, boxes, images, pending, model, context.run_id)
+
+    summary = {
+        "images": len(images),
+        "boxes": len(boxes),
+        "images_without_boxes": int((images["n_boxes"] == 0).sum()),
+        "mean_confidence": float(boxes["confidence"].mean()) if len(boxes) else 0.0,
+    }
+    atomic.write_json(store.root / "metrics" / "pre_labels.json", summary)
+    snapshot_id = snapshots.snapshot(store.root, FOLDER)
+    return dg.MaterializeResult(
+        metadata={
+            **summary,
+            "model_version": model.model_version,
+            "model_source": model.source,
+            "newly_predicted": len(todo),
+            "dvc_snapshot": snapshot_id,
+            "path": dg.MetadataValue.path(str(store.root / FOLDER)),
+        },
+        data_version=dg.DataVersion(snapshot_id),
+    )
+
+
+def _append(store, boxes, images, pending, model, run_id) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add a chunk of predictions and persist both tables (atomically, boxes first)."""
+    new_boxes, new_images = prediction_rows(
+        pending, class_names=model.class_names, model_version=model.model_version, run_id=run_id
+    )
+    boxes = pd.concat([boxes, new_boxes], ignore_index=True) if len(new_boxes) else boxes
+    images = pd.concat([images, new_images], ignore_index=True) if len(new_images) else images
+    store.write_table(FOLDER, "boxes", boxes)
+    store.write_table(FOLDER, "images", images)
+    return boxes, images

@@ -1,0 +1,115 @@
+"""The model registry: which weights exist, where they came from, which one is current.
+
+Ultralytics checkpoints are pickles (``torch.load(weights_only=False)``) and so can run
+code when loaded. The registry records the sha256 of every weights file it accepts and
+hands a path out only after re-hashing it: a swapped or tampered file is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from labeling_dag import atomic
+from labeling_dag.records import ModelEntry
+
+
+class ModelIntegrityError(RuntimeError):
+    """A weights file is missing or no longer matches the sha256 it was registered with."""
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ModelRegistry:
+    """A folder of content-addressed weights (``<sha256>.pt``) and a ``registry.json`` index."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = Path(workdir)
+        self.folder = self.workdir / "models"
+        self.index_file = self.folder / "registry.json"
+
+    def _load(self) -> dict:
+        if not self.index_file.exists():
+            return {"current": None, "models": {}}
+        return json.loads(self.index_file.read_text())
+
+    def entries(self) -> list[ModelEntry]:
+        """Every registered model, oldest first."""
+        models = self._load()["models"].values()
+        return sorted((_entry(raw) for raw in models), key=lambda entry: entry.created_at)
+
+    def get(self, model_version: str) -> ModelEntry:
+        """The entry for ``model_version``; KeyError names the version when unknown."""
+        raw = self._load()["models"].get(model_version)
+        if raw is None:
+            raise KeyError(f"model {model_version} is not in {self.index_file}")
+        return _entry(raw)
+
+    def current(self) -> ModelEntry | None:
+        """The model that pre-labels the pool now, or None before the first model exists."""
+        index = self._load()
+        return _entry(index["models"][index["current"]]) if index["current"] else None
+
+    def register(
+        self,
+        weights: Path,
+        *,
+        task: str,
+        class_names: tuple[str, ...],
+        source: str,
+        parent: str | None = None,
+        metrics: dict[str, float] | None = None,
+        make_current: bool = True,
+    ) -> ModelEntry:
+        """Copy ``weights`` into the registry under its sha256 and record it.
+
+        Registering the same bytes twice returns the existing entry (idempotent).
+        """
+        version = file_sha256(weights)
+        index = self._load()
+        if version in index["models"]:
+            entry = _entry(index["models"][version])
+        else:
+            target = self.folder / f"{version}.pt"
+            atomic.copy_file(weights, target)
+            entry = ModelEntry(
+                model_version=version,
+                path=str(target.relative_to(self.workdir)),
+                task=task,
+                class_names=tuple(class_names),
+                parent=parent,
+                source=source,
+                created_at=datetime.now(UTC).isoformat(),
+                metrics=dict(metrics or {}),
+            )
+            index["models"][version] = asdict(entry)
+        if make_current:
+            index["current"] = version
+        atomic.write_json(self.index_file, index)
+        return entry
+
+    def verified_path(self, entry: ModelEntry) -> Path:
+        """The weights path of ``entry`` after checking its bytes still hash to its version."""
+        path = self.workdir / entry.path
+        if not path.exists():
+            raise ModelIntegrityError(f"{path}: weights of model {entry.model_version} are missing")
+        actual = file_sha256(path)
+        if actual != entry.model_version:
+            raise ModelIntegrityError(
+                f"{path}: sha256 {actual} does not match registered model version {entry.model_version}; refusing to load"
+            )
+        return path
+
+
+def _entry(raw: dict) -> ModelEntry:
+    return ModelEntry(**{**raw, "class_names": tuple(raw["class_names"])})

@@ -1,0 +1,89 @@
+"""Turn model predictions into pre-label rows, one table of boxes and one of images.
+
+Images with no detection still get an image row, so later stages can tell "predicted,
+found nothing" from "not predicted yet".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from labeling_dag.records import ImagePrediction
+
+BOX_COLUMNS: dict[str, str] = {
+    "box_id": "str",
+    "image_id": "str",
+    "class_id": "int64",
+    "class_name": "str",
+    "x": "float64",
+    "y": "float64",
+    "w": "float64",
+    "h": "float64",
+    "confidence": "float64",
+    "class_probs": "object",
+    "model_version": "str",
+    "run_id": "str",
+}
+IMAGE_COLUMNS: dict[str, str] = {
+    "image_id": "str",
+    "model_version": "str",
+    "run_id": "str",
+    "width": "int64",
+    "height": "int64",
+    "n_boxes": "int64",
+    "embedding": "object",
+}
+
+
+def box_id(image_id: str, model_version: str, index: int) -> str:
+    """A stable, readable id for the ``index``-th box a model proposed for an image."""
+    return f"pl-{image_id[:16]}-{model_version[:12]}-{index:03d}"
+
+
+def prediction_rows(
+    predictions: Sequence[tuple[str, ImagePrediction]],
+    *,
+    class_names: Sequence[str],
+    model_version: str,
+    run_id: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Box rows and image rows for ``(image_id, prediction)`` pairs (see ``BOX_COLUMNS``, ``IMAGE_COLUMNS``)."""
+    boxes: list[dict[str, object]] = []
+    images: list[dict[str, object]] = []
+    for image_id, prediction in predictions:
+        for index, (xywh, class_id, confidence, probs) in enumerate(
+            zip(prediction.boxes_xywhn, prediction.class_ids, prediction.confidences, prediction.class_probs)
+        ):
+            boxes.append(
+                {
+                    "box_id": box_id(image_id, model_version, index),
+                    "image_id": image_id,
+                    "class_id": int(class_id),
+                    "class_name": class_names[int(class_id)],
+                    "x": float(xywh[0]),
+                    "y": float(xywh[1]),
+                    "w": float(xywh[2]),
+                    "h": float(xywh[3]),
+                    "confidence": float(confidence),
+                    "class_probs": [float(p) for p in probs],
+                    "model_version": model_version,
+                    "run_id": run_id,
+                }
+            )
+        images.append(
+            {
+                "image_id": image_id,
+                "model_version": model_version,
+                "run_id": run_id,
+                "width": prediction.width,
+                "height": prediction.height,
+                "n_boxes": len(prediction.class_ids),
+                "embedding": [float(v) for v in prediction.embedding],
+            }
+        )
+    return (
+        pd.DataFrame(boxes, columns=list(BOX_COLUMNS)).astype(BOX_COLUMNS),
+        pd.DataFrame(images, columns=list(IMAGE_COLUMNS)).astype(IMAGE_COLUMNS),
+    )

@@ -1,0 +1,188 @@
+"""Query strategies: which eligible images go to human review next.
+
+The scores come from :mod:`labeling_dag.uncertainty` (in [0, 1], higher = more uncertain);
+this module only decides. Every strategy is deterministic for a given ``seed``.
+
+* ``"least_confidence"``, ``"margin"``, ``"entropy"``: the k most uncertain images by that
+  measure.
+* ``"random"``: k images uniformly at random.
+* ``"hybrid"``: most of the batch by uncertainty, the rest at random. Pure uncertainty
+  sampling only ever shows the model the hard fringe of the pool, so the labelled set
+  drifts away from the distribution it will be used on; the random share keeps the easy,
+  representative region in the training data.
+
+With ``diversity=True`` the uncertainty part is spread over the embedding space as in
+pre-filtered K-means batch selection (Zhdanov 2019, "Diverse mini-batch Active
+Learning"): cluster the top ``candidate_pool_factor * k_u`` candidates into ``k_u``
+clusters and take one image per cluster. Zhdanov takes the member nearest each centre;
+we take the most uncertain member, because the clustering already supplies the diversity
+and the per-cluster choice can then stay as informative as possible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.cluster import KMeans
+
+from labeling_dag.uncertainty import MEASURES
+
+STRATEGIES: tuple[str, ...] = (*MEASURES, "random", "hybrid")
+
+
+def _pool_size(scores: Mapping[str, npt.ArrayLike]) -> int:
+    shapes = {name: np.shape(scores[name]) for name in MEASURES if name in scores}
+    if not shapes:
+        raise ValueError(f"scores must hold at least one of {MEASURES}; got keys {list(scores)}")
+    distinct = set(shapes.values())
+    if len(distinct) != 1 or len(next(iter(distinct))) != 1:
+        raise ValueError(
+            f"scores must be 1-D arrays of one common length (n_images,); got shapes {shapes}"
+        )
+    return next(iter(distinct))[0]
+
+
+def _ranking_scores(scores: Mapping[str, npt.ArrayLike], measure: str) -> np.ndarray:
+    if measure not in scores:
+        raise ValueError(f"scores has no {measure!r} entry; got keys {list(scores)}")
+    u = np.asarray(scores[measure], dtype=np.float64)
+    if not np.isfinite(u).all():
+        raise ValueError(f"scores[{measure!r}] contains NaN or infinite values")
+    return u
+
+
+def _as_embeddings(embeddings: npt.ArrayLike | None, n: int) -> np.ndarray:
+    if embeddings is None:
+        raise ValueError("diversity=True needs embeddings of shape (n_images, dim); got None")
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != n or x.shape[1] == 0:
+        raise ValueError(
+            f"embeddings must have shape (n_images, dim) = ({n}, dim >= 1); got {x.shape}"
+        )
+    if not np.isfinite(x).all():
+        raise ValueError("embeddings contain NaN or infinite values")
+    return x
+
+
+def _top(u: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest entries of ``u`` (n,), largest first, ties by lower index."""
+    return np.argsort(-u, kind="stable")[:k]
+
+
+def _diverse_top(
+    u: np.ndarray, k: int, embeddings: np.ndarray, *, pool_factor: int, seed: int
+) -> np.ndarray:
+    """k indices into ``u`` (n,): the most uncertain member of each of k clusters formed
+    over the top ``pool_factor * k`` candidates' rows of ``embeddings`` (n, dim)."""
+    candidates = _top(u, pool_factor * k)
+    if candidates.size <= k:
+        return candidates
+    x = embeddings[candidates]
+    # Cluster on direction only: backbone feature norms track contrast and object count
+    # more than content.
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    labels = KMeans(n_clusters=k, random_state=seed, n_init="auto").fit_predict(x)
+    # candidates are in priority order, so a cluster's first member is its most uncertain.
+    _, first = np.unique(labels, return_index=True)
+    reps = np.sort(first)
+    if reps.size < k:
+        # KMeans returns fewer clusters than asked for when candidates coincide; fill the
+        # batch with the next most uncertain candidates rather than return it short.
+        rest = np.setdiff1d(np.arange(candidates.size), reps)
+        reps = np.concatenate([reps, rest[: k - reps.size]])
+    return candidates[reps]
+
+
+def select_for_review(
+    scores: Mapping[str, npt.ArrayLike],
+    *,
+    k: int,
+    strategy: str = "hybrid",
+    uncertainty_measure: str = "entropy",
+    random_fraction: float = 0.2,
+    diversity: bool = False,
+    embeddings: npt.ArrayLike | None = None,
+    candidate_pool_factor: int = 5,
+    seed: int = 0,
+) -> np.ndarray:
+    """Pick up to ``k`` images for human review, in priority order.
+
+    Args:
+        scores: per-image scores of the eligible images only (the caller drops reviewed
+            and rejected ones), keyed by measure name as returned by
+            :func:`labeling_dag.uncertainty.image_scores`; each of shape (n,), higher =
+            more uncertain. A pandas DataFrame with those columns works too. Must hold at
+            least the measure the strategy ranks by (any measure, for ``"random"``).
+        k: batch size, >= 1. The result has ``min(k, n)`` entries.
+        strategy: one of :data:`STRATEGIES`.
+        uncertainty_measure: the measure ``"hybrid"`` ranks by, one of
+            :data:`~labeling_dag.uncertainty.MEASURES`. The single-measure strategies rank
+            by their own measure.
+        random_fraction: share of a ``"hybrid"`` batch drawn at random, in [0, 1]; the
+            uncertainty part is ``round(min(k, n) * (1 - random_fraction))``, halves
+            rounded up.
+        diversity: spread the uncertainty part over ``embeddings`` (see the module
+            docstring). No effect on ``"random"``.
+        embeddings: shape (n, dim), one row per image; required when ``diversity``.
+        candidate_pool_factor: with ``diversity``, cluster the top
+            ``candidate_pool_factor * k_u`` images by uncertainty; >= 1.
+        seed: seeds the random draw and KMeans.
+
+    Returns:
+        shape (min(k, n),), distinct positional indices into ``scores``. The uncertainty
+        part comes first, most uncertain first (ties to the lower index); the random part
+        follows in draw order.
+
+    Raises:
+        ValueError: on an unknown strategy or measure, ``k <= 0``, ``random_fraction``
+            outside [0, 1], ``candidate_pool_factor < 1``, missing or mis-shaped
+            embeddings with ``diversity``, or scores of mismatched length or with NaN.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}")
+    if uncertainty_measure not in MEASURES:
+        raise ValueError(
+            f"uncertainty_measure must be one of {MEASURES}; got {uncertainty_measure!r}"
+        )
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"k must be a positive integer; got {k!r}")
+    if not 0.0 <= random_fraction <= 1.0:  # also rejects NaN
+        raise ValueError(f"random_fraction must lie in [0, 1]; got {random_fraction!r}")
+    if (
+        isinstance(candidate_pool_factor, bool)
+        or not isinstance(candidate_pool_factor, (int, np.integer))
+        or candidate_pool_factor < 1
+    ):
+        raise ValueError(
+            f"candidate_pool_factor must be an integer >= 1; got {candidate_pool_factor!r}"
+        )
+
+    n = _pool_size(scores)
+    x = _as_embeddings(embeddings, n) if diversity else None
+    batch = min(int(k), n)
+
+    if strategy == "random":
+        n_uncertain = 0
+    elif strategy == "hybrid":
+        n_uncertain = int(np.floor(batch * (1.0 - random_fraction) + 0.5))
+    else:
+        n_uncertain = batch
+
+    if n_uncertain == 0:
+        uncertain = np.empty(0, dtype=np.intp)
+    else:
+        measure = uncertainty_measure if strategy == "hybrid" else strategy
+        u = _ranking_scores(scores, measure)
+        if x is None:
+            uncertain = _top(u, n_uncertain)
+        else:
+            uncertain = _diverse_top(
+                u, n_uncertain, x, pool_factor=int(candidate_pool_factor), seed=seed
+            )
+
+    rest = np.setdiff1d(np.arange(n), uncertain)
+    drawn = np.random.default_rng(seed).choice(rest, size=batch - n_uncertain, replace=False)
+    return np.concatenate([uncertain, drawn]).astype(np.intp)

@@ -1,0 +1,1 @@
+"""Dagster resources: storage, the detector, DVC snapshots."""

@@ -1,0 +1,210 @@
+"""The ultralytics model behind pre-labelling and training.
+
+torch and ultralytics are imported inside the methods: the code location must load in
+seconds, and only runs that predict or train pay for them. ``Results`` objects are turned
+into ``ImagePrediction`` records here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import numpy as np
+
+from labeling_dag.records import ImagePrediction
+from labeling_dag.ultralytics_env import configure_offline
+
+
+class Detector(dg.ConfigurableResource):
+    """Ultralytics YOLO inference and training with settings suited to small CPU runs.
+
+    ``batch=16, nbs=16`` because with the default nominal batch size of 64 a few hundred
+    images give too few optimiser steps to learn anything.
+    """
+
+    architecture: str = "yolov8n.yaml"
+    imgsz: int = 160
+    batch: int = 16
+    conf: float = 0.25
+    iou: float = 0.7
+    device: str = "cpu"
+    epochs: int = 15
+    seed: int = 0
+
+    def predict(self, weights: Path, images: Sequence[Path]) -> Iterator[ImagePrediction]:
+        """Stream predictions for ``images`` in batches of ``batch``, one record per image, in order."""
+        if not images:
+            return
+        model = _load_model(weights)
+        predictor = _probability_predictor_class(model.task)
+        # ultralytics groups a list source into batches only through its own loader; feed it
+        # chunks so memory stays bounded by one batch whatever the pool size.
+        for start in range(0, len(images), self.batch):
+            chunk = [str(path) for path in images[start : start + self.batch]]
+            results = model.predict(
+                source=chunk,
+                stream=True,
+                imgsz=self.imgsz,
+                batch=self.batch,
+                conf=self.conf,
+                iou=self.iou,
+                device=self.device,
+                verbose=False,
+                predictor=predictor,
+            )
+            for result in results:
+                yield _to_record(result, model.task)
+
+    def train(
+        self,
+        data_yaml: Path,
+        out_dir: Path,
+        *,
+        base_weights: Path | None = None,
+        **overrides: Any,
+    ) -> Path:
+        """Train on a YOLO dataset and return the path of the best checkpoint.
+
+        Without ``base_weights`` the model is built from ``architecture`` (cold start).
+        ``overrides`` are passed to ultralytics' trainer (e.g. ``lr0``, ``mosaic`` for fine-tuning).
+        """
+        configure_offline()
+        from ultralytics import YOLO
+
+        model = YOLO(str(base_weights) if base_weights else self.architecture)
+        args: dict[str, Any] = {
+            "data": str(data_yaml),
+            "epochs": self.epochs,
+            "imgsz": self.imgsz,
+            "batch": self.batch,
+            "nbs": self.batch,
+            "workers": 0,
+            "device": self.device,
+            "seed": self.seed,
+            "deterministic": True,
+            "plots": False,
+            "amp": False,
+            "verbose": False,
+            "project": str(Path(out_dir).parent),
+            "name": Path(out_dir).name,
+            "exist_ok": True,
+        }
+        model.train(**(args | overrides))
+        best = Path(out_dir) / "weights" / "best.pt"
+        if not best.exists():
+            raise RuntimeError(f"{best}: training finished without writing a checkpoint")
+        return best
+
+
+def _load_model(weights: Path) -> Any:
+    configure_offline()
+    from ultralytics import YOLO
+
+    return YOLO(str(weights))
+
+
+def model_info(weights: Path) -> tuple[str, tuple[str, ...]]:
+    """The task (``detect`` / ``classify``) and class names stored in a weights file."""
+    model = _load_model(weights)
+    names = model.names
+    return model.task, tuple(names[i] for i in sorted(names))
+
+
+def _probability_predictor_class(task: str) -> type:
+    """A predictor that also keeps each box's class-score vector and an image embedding.
+
+    ``Results`` drops the per-class scores after NMS; ``non_max_suppression`` can return the
+    anchor index of every kept box, which lets us gather the full vector from the raw head
+    output. The embedding is the global average of the feature maps the head reads.
+    """
+    if task == "classify":
+        from ultralytics.models.yolo.classify import ClassificationPredictor as Base
+    elif task == "detect":
+        from ultralytics.models.yolo.detect import DetectionPredictor as Base
+    else:
+        raise ValueError(f"unsupported ultralytics task {task!r}: use a detect or classify model")
+    import torch
+    from ultralytics.utils import nms, ops
+
+    class ProbabilityPredictor(Base):  # type: ignore[misc, valid-type]
+        def setup_model(self, model: Any, verbose: bool = False) -> None:
+            super().setup_model(model, verbose)
+            self._pooled: list[torch.Tensor] = []
+            layers = self.model.model.model  # AutoBackend -> DetectionModel -> Sequential
+            head = layers[-1]
+            if task == "classify":
+                sources = [head.pool]
+            else:
+                if getattr(head, "end2end", False):
+                    raise ValueError(
+                        "end-to-end (NMS-free) detection heads do not expose per-box class vectors; "
+                        "use a model with an NMS head (e.g. YOLOv8/YOLO11)"
+                    )
+                sources = [layers[i] for i in head.f]
+            for layer in sources:
+                layer.register_forward_hook(lambda _m, _i, out: self._pooled.append(out.float().mean(dim=(2, 3))))
+
+        def inference(self, im: Any, *args: Any, **kwargs: Any) -> Any:
+            # Warm-up passes also fire the hooks; only this batch's features may remain.
+            self._pooled.clear()
+            return super().inference(im, *args, **kwargs)
+
+        def postprocess(self, preds: Any, img: Any, orig_imgs: Any, **kwargs: Any) -> list:
+            embedding = torch.cat(self._pooled, dim=1).cpu().numpy()
+            if task == "classify":
+                results = super().postprocess(preds, img, orig_imgs, **kwargs)
+            else:
+                raw = preds[0] if isinstance(preds, (list, tuple)) else preds
+                n_classes = len(self.model.names)
+                kept, keep_idx = nms.non_max_suppression(
+                    preds,
+                    self.args.conf,
+                    self.args.iou,
+                    self.args.classes,
+                    self.args.agnostic_nms,
+                    max_det=self.args.max_det,
+                    nc=n_classes,
+                    return_idxs=True,
+                )
+                if not isinstance(orig_imgs, list):
+                    orig_imgs = ops.convert_torch2numpy_batch(orig_imgs)[..., ::-1]
+                results = self.construct_results(kept, img, orig_imgs)
+                for index, (result, idx) in enumerate(zip(results, keep_idx)):
+                    scores = raw[index, 4 : 4 + n_classes, idx.long().view(-1)]
+                    result.class_probs = scores.T.float().cpu().numpy()
+            for result, vector in zip(results, embedding):
+                result.embedding = vector
+            return results
+
+    return ProbabilityPredictor
+
+
+def _to_record(result: Any, task: str) -> ImagePrediction:
+    height, width = result.orig_shape
+    if task == "classify":
+        probs = result.probs.data.float().cpu().numpy()
+        top = int(probs.argmax())
+        return ImagePrediction(
+            path=result.path,
+            width=int(width),
+            height=int(height),
+            boxes_xywhn=np.array([[0.5, 0.5, 1.0, 1.0]], dtype=np.float32),
+            class_ids=np.array([top]),
+            confidences=np.array([probs[top]], dtype=np.float32),
+            class_probs=probs[None, :].astype(np.float32),
+            embedding=result.embedding.astype(np.float32),
+        )
+    boxes = result.boxes
+    return ImagePrediction(
+        path=result.path,
+        width=int(width),
+        height=int(height),
+        boxes_xywhn=boxes.xywhn.float().cpu().numpy().reshape(-1, 4),
+        class_ids=boxes.cls.cpu().numpy().astype(np.int64),
+        confidences=boxes.conf.float().cpu().numpy(),
+        class_probs=result.class_probs.reshape(len(boxes), len(result.names)).astype(np.float32),
+        embedding=result.embedding.astype(np.float32),
+    )

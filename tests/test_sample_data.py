@@ -1,0 +1,303 @@
+"""Tests for the synthetic YOLO dataset generator and the YOLO format helpers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from labeling_dag import sample_data
+from labeling_dag.sample_data import (
+    CLASS_NAMES,
+    DatasetSpec,
+    generate_dataset,
+    label_path_for,
+    load_data_yaml,
+    read_yolo_labels,
+)
+
+SMALL = {"images": 12, "imgsz": 64}
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path, with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated dataset, shared by the read-only tests; returns its data.yaml."""
+    return generate_dataset(tmp_path_factory.mktemp("ds") / "out", seed=3, **SMALL)
+
+
+def test_layout_and_data_yaml(dataset: Path) -> None:
+    root = dataset.parent
+    assert dataset == root / "data.yaml"
+    assert yaml.safe_load(dataset.read_text()) == {
+        "path": str(root.resolve()),
+        "train": "images/train",
+        "val": "images/val",
+        "names": {0: "circle", 1: "square", 2: "triangle"},
+    }
+    train = sorted(p.name for p in (root / "images" / "train").iterdir())
+    val = sorted(p.name for p in (root / "images" / "val").iterdir())
+    assert len(train) + len(val) == 12
+    assert len(val) == round(12 * 0.2)
+    assert sorted(train + val) == [f"img_{i:05d}.jpg" for i in range(12)]
+    for split, names in (("train", train), ("val", val)):
+        labels = sorted(p.name for p in (root / "labels" / split).iterdir())
+        assert labels == [name.replace(".jpg", ".txt") for name in names]
+    assert not [p for p in root.rglob(".*")], "temporary files left behind"
+
+
+def test_images_are_rgb_of_requested_size(dataset: Path) -> None:
+    for image_path in dataset.parent.glob("images/*/*.jpg"):
+        with Image.open(image_path) as image:
+            assert image.format == "JPEG"
+            assert image.mode == "RGB"
+            assert image.size == (64, 64)
+
+
+def test_labels_are_valid_yolo(dataset: Path) -> None:
+    label_files = list(dataset.parent.glob("labels/*/*.txt"))
+    assert label_files
+    for label_file in label_files:
+        lines = label_file.read_text().splitlines()
+        assert 1 <= len(lines) <= 4
+        for line in lines:
+            class_id, *values = line.split()
+            assert all(len(value.split(".")[1]) == 6 for value in values), line
+        for class_id, xc, yc, w, h in read_yolo_labels(label_file):
+            assert 0 <= class_id < len(CLASS_NAMES)
+            assert w > 0 and h > 0
+            # The whole box, not only its centre, lies inside the image.
+            assert 0 <= xc - w / 2 and xc + w / 2 <= 1
+            assert 0 <= yc - h / 2 and yc + h / 2 <= 1
+            # Shapes span roughly 12-40 % of the side (triangles a little less on one axis).
+            assert 0.05 <= max(w, h) <= 0.5
+
+
+def test_boxes_match_drawn_shapes(dataset: Path) -> None:
+    """Box pixels stand out from the background, and each box edge touches a shape."""
+    for image_path in dataset.parent.glob("images/*/*.jpg"):
+        pixels = np.asarray(Image.open(image_path).convert("RGB"), dtype=np.float64)
+        size = pixels.shape[0]
+        boxes = [
+            tuple(round(v * size) for v in (xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2))
+            for _, xc, yc, w, h in read_yolo_labels(label_path_for(image_path))
+        ]
+        inside = np.zeros((size, size), dtype=bool)
+        for left, top, right, bottom in boxes:
+            inside[top:bottom, left:right] = True
+        background = np.median(pixels[~inside], axis=0)
+        distance = np.linalg.norm(pixels - background, axis=-1)
+        assert distance[inside].mean() > distance[~inside].mean() + 30, image_path.name
+
+        # Tight: the two outermost rows/columns on every side of a box hold shape pixels.
+        # Two, not one, because JPEG can blur a lone triangle-tip pixel into the background.
+        for left, top, right, bottom in boxes:
+            edges = (
+                distance[top : top + 2, left:right],
+                distance[bottom - 2 : bottom, left:right],
+                distance[top:bottom, left : left + 2],
+                distance[top:bottom, right - 2 : right],
+            )
+            assert all(edge.max() > 40 for edge in edges), (image_path.name, (left, top, right, bottom))
+
+
+def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
+    generate_dataset(tmp_path / "a", seed=7, **SMALL)
+    generate_dataset(tmp_path / "b", seed=7, **SMALL)
+    files_a, files_b = _files(tmp_path / "a"), _files(tmp_path / "b")
+    del files_a["data.yaml"], files_b["data.yaml"]  # holds the absolute output folder
+    assert files_a == files_b
+
+
+def test_different_seed_gives_different_images(tmp_path: Path) -> None:
+    generate_dataset(tmp_path / "a", seed=1, **SMALL)
+    generate_dataset(tmp_path / "b", seed=2, **SMALL)
+    images_a = sorted(p.read_bytes() for p in (tmp_path / "a").glob("images/*/*.jpg"))
+    images_b = sorted(p.read_bytes() for p in (tmp_path / "b").glob("images/*/*.jpg"))
+    assert not set(images_a) & set(images_b)
+
+
+def test_rerun_into_same_dir_is_idempotent(tmp_path: Path) -> None:
+    generate_dataset(tmp_path, seed=5, **SMALL)
+    first = _files(tmp_path)
+    generate_dataset(tmp_path, seed=5, **SMALL)
+    assert _files(tmp_path) == first
+
+
+def test_rerun_with_fewer_images_removes_stale_outputs_only(tmp_path: Path) -> None:
+    generate_dataset(tmp_path, seed=5, **SMALL)
+    (tmp_path / "labels" / "train.cache").write_bytes(b"stale ultralytics cache")
+    (tmp_path / "images" / "train" / "notes.md").write_text("not ours")
+    generate_dataset(tmp_path, seed=5, images=4, imgsz=64)
+    images = sorted(p.name for p in tmp_path.glob("images/*/*.jpg"))
+    labels = sorted(p.name for p in tmp_path.glob("labels/*/*.txt"))
+    assert images == [f"img_{i:05d}.jpg" for i in range(4)]
+    assert labels == [f"img_{i:05d}.txt" for i in range(4)]
+    assert not (tmp_path / "labels" / "train.cache").exists()
+    assert (tmp_path / "images" / "train" / "notes.md").read_text() == "not ours"
+
+
+def test_failed_rerun_leaves_no_data_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    generate_dataset(tmp_path, seed=5, **SMALL)
+    real_render = sample_data._render_image
+
+    def render_then_fail(seed: int, index: int, imgsz: int):  # type: ignore[no-untyped-def]
+        if index == 5:
+            raise RuntimeError("simulated crash")
+        return real_render(seed, index, imgsz)
+
+    monkeypatch.setattr(sample_data, "_render_image", render_then_fail)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        generate_dataset(tmp_path, seed=6, **SMALL)
+    assert not (tmp_path / "data.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("images", "val_fraction", "expected_val"),
+    [(12, 0.2, 2), (10, 0.0, 1), (2, 0.01, 1), (2, 0.9, 1), (1, 0.5, 0), (20, 0.5, 10)],
+)
+def test_val_count(tmp_path: Path, images: int, val_fraction: float, expected_val: int) -> None:
+    generate_dataset(tmp_path, images=images, imgsz=32, val_fraction=val_fraction)
+    assert len(list(tmp_path.glob("images/val/*.jpg"))) == expected_val
+    assert len(list(tmp_path.glob("images/train/*.jpg"))) == images - expected_val
+
+
+def test_class_frequencies_are_imbalanced(tmp_path: Path) -> None:
+    generate_dataset(tmp_path, images=120, imgsz=32, seed=11)
+    counts = Counter(box[0] for f in tmp_path.glob("labels/*/*.txt") for box in read_yolo_labels(f))
+    assert set(counts) == {0, 1, 2}
+    assert counts[0] > counts[1] > counts[2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"images": 0}, "images must be >= 1"),
+        ({"imgsz": 31}, "imgsz must be >= 32"),
+        ({"val_fraction": 1.0}, "val_fraction must be in"),
+        ({"val_fraction": -0.1}, "val_fraction must be in"),
+        ({"val_fraction": float("nan")}, "val_fraction must be in"),
+        ({"seed": -1}, "seed must be >= 0"),
+    ],
+)
+def test_argument_errors(tmp_path: Path, kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        generate_dataset(tmp_path / "out", **kwargs)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+
+
+def test_read_yolo_labels_parses_and_skips_blank_lines(tmp_path: Path) -> None:
+    label_file = tmp_path / "a.txt"
+    label_file.write_text("0 0.5 0.5 0.2 0.3\n\n2 0.1 0.9 0.05 0.1\n")
+    assert read_yolo_labels(label_file) == [(0, 0.5, 0.5, 0.2, 0.3), (2, 0.1, 0.9, 0.05, 0.1)]
+    (tmp_path / "empty.txt").write_text("")
+    assert read_yolo_labels(tmp_path / "empty.txt") == []
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    [
+        "0 0.5 0.5 0.2",
+        "0 0.5 0.5 0.2 0.3 0.4",
+        "x 0.5 0.5 0.2 0.3",
+        "1.5 0.5 0.5 0.2 0.3",
+        "-1 0.5 0.5 0.2 0.3",
+        "0 0.5 abc 0.2 0.3",
+        "0 1.5 0.5 0.2 0.3",
+        "0 0.5 0.5 nan 0.3",
+        "0 0.5 0.5 0.0 0.3",
+    ],
+)
+def test_read_yolo_labels_errors_name_file_and_line(tmp_path: Path, bad_line: str) -> None:
+    label_file = tmp_path / "bad.txt"
+    label_file.write_text(f"0 0.5 0.5 0.2 0.3\n{bad_line}\n")
+    with pytest.raises(ValueError, match=rf"^{label_file}:2: "):
+        read_yolo_labels(label_file)
+
+
+def test_load_data_yaml_of_generated_dataset(dataset: Path) -> None:
+    root = dataset.parent.resolve()
+    assert load_data_yaml(dataset) == DatasetSpec(
+        root=root,
+        train_images=root / "images" / "train",
+        val_images=root / "images" / "val",
+        names=CLASS_NAMES,
+    )
+
+
+def test_load_data_yaml_without_path_uses_yaml_folder(tmp_path: Path) -> None:
+    (tmp_path / "cfg").mkdir()
+    yaml_file = tmp_path / "cfg" / "data.yaml"
+    yaml_file.write_text("train: ../imgs/tr\nval: v\nnames: [a, b]\n")
+    spec = load_data_yaml(yaml_file)
+    assert spec.root == tmp_path / "cfg"
+    assert spec.train_images == tmp_path / "imgs" / "tr"
+    assert spec.val_images == tmp_path / "cfg" / "v"
+    assert spec.names == ("a", "b")
+
+
+def test_load_data_yaml_relative_and_absolute_path(tmp_path: Path) -> None:
+    yaml_file = tmp_path / "data.yaml"
+    yaml_file.write_text("path: sets/one\ntrain: images/train\nval: images/val\nnames: {1: b, 0: a}\n")
+    spec = load_data_yaml(yaml_file)
+    assert spec.root == tmp_path / "sets" / "one"
+    assert spec.train_images == tmp_path / "sets" / "one" / "images" / "train"
+    assert spec.names == ("a", "b")
+
+    elsewhere = tmp_path / "elsewhere"
+    yaml_file.write_text(f"path: {elsewhere}\ntrain: {tmp_path / 'abs'}\nval: images/val\nnames: [a]\n")
+    spec = load_data_yaml(yaml_file)
+    assert spec.root == elsewhere
+    assert spec.train_images == tmp_path / "abs"
+    assert spec.val_images == elsewhere / "images" / "val"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "- just\n- a list\n",
+        "val: v\nnames: [a]\n",
+        "train: [a, b]\nval: v\nnames: [a]\n",
+        "train: t\nval: v\n",
+        "train: t\nval: v\nnames: {0: a, 2: c}\n",
+        "train: t\nval: v\nnames: []\n",
+    ],
+)
+def test_load_data_yaml_rejects_malformed(tmp_path: Path, content: str) -> None:
+    yaml_file = tmp_path / "data.yaml"
+    yaml_file.write_text(content)
+    with pytest.raises(ValueError, match=str(yaml_file)):
+        load_data_yaml(yaml_file)
+
+
+@pytest.mark.parametrize(
+    ("image", "label"),
+    [
+        ("/d/images/train/x.jpg", "/d/labels/train/x.txt"),
+        ("/images/d/images/val/a.b.png", "/images/d/labels/val/a.b.txt"),
+        ("images/train/x.jpeg", "labels/train/x.txt"),
+        ("/d/images/x.jpg", "/d/labels/x.txt"),
+    ],
+)
+def test_label_path_for(image: str, label: str) -> None:
+    assert label_path_for(Path(image)) == Path(label)
+
+
+def test_label_path_for_matches_generated_layout(dataset: Path) -> None:
+    for image_path in dataset.parent.glob("images/*/*.jpg"):
+        assert label_path_for(image_path).is_file()
+
+
+def test_label_path_for_requires_images_folder() -> None:
+    with pytest.raises(ValueError, match="images"):
+        label_path_for(Path("/d/pictures/train/x.jpg"))
+    with pytest.raises(ValueError):
+        label_path_for(Path("/d/train/images"))  # a file named "images" is not a folder
