@@ -31,8 +31,8 @@ def cleaned_images(
             row = clean_image(store.root / item.stored_path, image_id=item.image_id, workdir=store.root, out_folder=FOLDER)
             rows.append(row | {"source_path": item.source_path, "run_id": context.run_id})
         except ImageRejected as error:
-            context.log.warning(str(error))
             rejected.append(reject_row(item.image_id, item.source_path, error, context.run_id))
+            context.log.warning(rejected[-1]["message"])
 
     new = pd.DataFrame(rows, columns=[c for c in IMAGE_COLUMNS if c not in _MARKS]).astype(
         {c: t for c, t in IMAGE_COLUMNS.items() if c not in _MARKS}

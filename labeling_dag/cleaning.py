@@ -80,8 +80,14 @@ def clean_image(raw_file: Path, *, image_id: str, workdir: Path, out_folder: str
 
 
 def reject_row(image_id: str, source_path: str, error: ImageRejected, run_id: str) -> dict[str, object]:
-    """The rejects-table row for a file that could not be used."""
-    return {"image_id": image_id, "source_path": source_path, "reason": error.reason, "message": str(error), "run_id": run_id}
+    """The rejects-table row for a file that could not be used, its message naming the source file."""
+    return {
+        "image_id": image_id,
+        "source_path": source_path,
+        "reason": error.reason,
+        "message": f"{source_path}: {error.problem}",
+        "run_id": run_id,
+    }
 
 
 def mark_duplicates(new: pd.DataFrame, existing: pd.DataFrame, *, max_distance: int = 6) -> pd.DataFrame:

@@ -21,7 +21,11 @@ def _workdir(value: str | None) -> Path:
 def _sample_data(args: argparse.Namespace) -> int:
     from labeling_dag.sample_data import generate_dataset
 
-    data_yaml = generate_dataset(args.out_dir, images=args.images, seed=args.seed, imgsz=args.imgsz)
+    try:
+        data_yaml = generate_dataset(args.out_dir, images=args.images, seed=args.seed, imgsz=args.imgsz)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(data_yaml)
     return 0
 

@@ -16,8 +16,9 @@ Laplacian for blur and RMS contrast for washed-out images.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from math import isqrt
 from pathlib import Path
@@ -275,10 +276,21 @@ def _decode(path: Path, max_pixels: int) -> tuple[Image.Image, str | None, bool]
     return rgb, converted_mode, exif_transposed
 
 
+def _pillow_open() -> Callable[..., Image.Image]:
+    """Pillow's own ``Image.open``, even after ultralytics has replaced it.
+
+    Importing ultralytics swaps ``Image.open`` for a wrapper that, on an unidentified file,
+    tries to install and register a HEIF plugin (a network call) and fails with an import
+    error offline; an HTML page saved as .jpg must still read as "not an image".
+    """
+    patches = sys.modules.get("ultralytics.utils.patches")
+    return getattr(patches, "_image_open", Image.open) if patches else Image.open
+
+
 def _open_header(path: Path, fp: BinaryIO, max_pixels: int) -> Image.Image:
     """Identify the format and size from the header only; nothing is decoded yet."""
     try:
-        image = Image.open(fp)
+        image = _pillow_open()(fp)
     except UnidentifiedImageError as exc:
         raise ImageRejected(path, "not_an_image", "not a recognised image format") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -468,3 +468,17 @@ def test_ten_thousand_hashes_are_fast() -> None:
     started = time.perf_counter()
     assert find_near_duplicates(hashes[:5_000] + hashes[:5_000])[5_000:] == list(range(5_000))
     assert time.perf_counter() - started < 10.0
+
+
+def test_html_saved_as_jpg_is_not_an_image_even_after_ultralytics_patches_pillow(tmp_path):
+    """Ultralytics wraps Image.open with a HEIF-plugin installer; content sniffing must not go through it."""
+    from labeling_dag.ultralytics_env import configure_offline
+
+    configure_offline()
+    import ultralytics.utils.patches  # noqa: F401  (applies the Image.open patch)
+
+    page = tmp_path / "page.jpg"
+    page.write_text("<!DOCTYPE html><html><body>not a picture</body></html>")
+    with pytest.raises(ImageRejected) as caught:
+        inspect_image(page)
+    assert caught.value.reason == "not_an_image"
