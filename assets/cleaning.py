@@ -44,7 +44,7 @@ def cleaned_images(
     summary = _summary(cleaned, rejects)
     atomic.write_json(store.root / "metrics" / "cleaned_images.json", summary)
 
-    snapshot_id = snapshots.snapshot(store.root, FOLDER)
+    snapshot_id = snapshots.snapshot(store.root, FOLDER, run_id=context.run_id)
     return dg.MaterializeResult(
         metadata={
             **summary,

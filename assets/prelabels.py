@@ -36,6 +36,9 @@ def pre_labels(
     """Boxes, classes, confidences and class-probability vectors from the current model."""
     registry = ModelRegistry(store.root)
     model = current_or_seed_model(registry, detector, seed_model=config.seed_model, seed_dataset=config.seed_dataset)
+    if model is None:
+        return dg.MaterializeResult(metadata={"model_version": "", "note": "cold start: no model yet, nothing to predict"})
+    store.set_class_names(model.class_names)
     weights = registry.verified_path(model)
 
     cleaned = store.read_table(CLEANED, "images", CLEANED_COLUMNS)
@@ -69,7 +72,7 @@ def pre_labels(
         "mean_confidence": float(boxes["confidence"].mean()) if len(boxes) else 0.0,
     }
     atomic.write_json(store.root / "metrics" / "pre_labels.json", summary)
-    snapshot_id = snapshots.snapshot(store.root, FOLDER)
+    snapshot_id = snapshots.snapshot(store.root, FOLDER, run_id=context.run_id)
     return dg.MaterializeResult(
         metadata={
             **summary,

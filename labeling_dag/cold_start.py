@@ -12,7 +12,7 @@ from labeling_dag.sample_data import load_data_yaml
 
 
 class NoModelError(RuntimeError):
-    """Neither a registered model, nor seed weights, nor seed labels to train one."""
+    """The configured seed model does not exist."""
 
 
 def current_or_seed_model(
@@ -21,12 +21,13 @@ def current_or_seed_model(
     *,
     seed_model: str = "",
     seed_dataset: str = "",
-) -> ModelEntry:
+) -> ModelEntry | None:
     """The registry's current model; on a cold start, register ``seed_model`` or train on ``seed_dataset``.
 
     ``seed_model`` is any local ultralytics ``.pt``; ``seed_dataset`` is a YOLO ``data.yaml``
     whose train split holds the seed labels. Training builds the model from the detector's
-    ultralytics YAML architecture.
+    ultralytics YAML architecture. With neither, None: the loop's first review batch is then
+    drawn at random and the first model is trained on its verified labels.
     """
     current = registry.current()
     if current is not None:
@@ -42,7 +43,4 @@ def current_or_seed_model(
         out_dir = registry.workdir / "training" / f"cold-start-{datetime.now(UTC):%Y%m%dT%H%M%S}"
         best = detector.train(Path(seed_dataset), out_dir)
         return registry.register(best, task="detect", class_names=spec.names, source="cold_start")
-    raise NoModelError(
-        f"no model in {registry.index_file}: configure pre_labels with seed_model (a local .pt) "
-        "or seed_dataset (a YOLO data.yaml of seed labels) for the first round"
-    )
+    return None

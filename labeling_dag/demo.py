@@ -25,7 +25,7 @@ def run_demo(root: Path, *, images: int, seed_images: int, batch_size: int) -> i
     os.environ["LABELING_DAG_SOURCE"] = str(root / "pool" / "images" / "train")
     print(f"pool: {pool_yaml}\nseed labels: {seed_yaml}\nworkdir: {root / 'work'}")
 
-    result = defs.get_job_def("prelabel_and_select").execute_in_process(
+    result = defs.resolve_job_def("prelabel_and_select").execute_in_process(
         run_config={
             "loggers": {"console": {"config": {"log_level": "WARNING"}}},
             "ops": {

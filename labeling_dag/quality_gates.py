@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 CLEANED_IMAGES_SUITE = "cleaned_images"
 PRE_LABELS_SUITE = "pre_labels"
+REVIEW_QUALITY_SUITE = "review_quality"
+VERIFIED_LABELS_SUITE = "verified_labels"
+LABEL_SOURCES = ("human", "auto_accepted", "gold")
 
 SHA256_HEX_PATTERN = r"^[0-9a-f]{64}$"
 # Centre/size round trips through float32 model outputs put edges a hair outside [0, 1].
@@ -54,6 +57,24 @@ BOX_COLUMNS: tuple[str, ...] = (
     "h",
     "confidence",
     "model_version",
+)
+
+REVIEW_QUALITY_COLUMNS: tuple[str, ...] = (
+    "batch_id",
+    "reviewer",
+    "gold_tasks",
+    "gold_accuracy",
+    "min_gold_accuracy",
+)
+LABEL_COLUMNS: tuple[str, ...] = (
+    "label_id",
+    "image_id",
+    "class_name",
+    "x",
+    "y",
+    "w",
+    "h",
+    "source",
 )
 
 _CLASS_NAMES_PARAMETER = "class_names"
@@ -148,6 +169,36 @@ def validate_pre_labels(boxes: pd.DataFrame, *, class_names: Sequence[str]) -> G
     )
 
 
+def validate_review_quality(quality: pd.DataFrame) -> GateResult:
+    """Validate a review batch's quality rows (one per reviewer, plus ``reviewer == "*"`` for the batch).
+
+    Where a reviewer (or the batch) answered gold items, ``gold_accuracy`` must reach
+    ``min_gold_accuracy``; rows without gold items carry no evidence and pass.
+    """
+    frame = _project(quality, REVIEW_QUALITY_COLUMNS, REVIEW_QUALITY_SUITE)
+    measured = frame["gold_tasks"].fillna(0) > 0
+    frame = frame.assign(
+        gold_accuracy_margin=(frame["gold_accuracy"] - frame["min_gold_accuracy"]).where(measured, 0.0)
+    )
+    return _validate(REVIEW_QUALITY_SUITE, frame, expectation_parameters={})
+
+
+def validate_verified_labels(labels: pd.DataFrame, *, class_names: Sequence[str]) -> GateResult:
+    """Validate the verified labels: unique ids, boxes inside the image, known class and source."""
+    if isinstance(class_names, str):
+        raise TypeError(f"class_names must be a sequence of names, not the string {class_names!r}")
+    frame = _project(labels, LABEL_COLUMNS, VERIFIED_LABELS_SUITE)
+    frame = frame.assign(
+        left=frame["x"] - frame["w"] / 2,
+        right=frame["x"] + frame["w"] / 2,
+        top=frame["y"] - frame["h"] / 2,
+        bottom=frame["y"] + frame["h"] / 2,
+    )
+    return _validate(
+        VERIFIED_LABELS_SUITE, frame, expectation_parameters={_CLASS_NAMES_PARAMETER: list(class_names)}
+    )
+
+
 def _project(table: pd.DataFrame, columns: tuple[str, ...], suite: str) -> pd.DataFrame:
     """A copy of ``table`` holding exactly ``columns``, so that extra columns never reach GX."""
     missing = [c for c in columns if c not in table.columns]
@@ -209,6 +260,56 @@ def _cleaned_images_expectations() -> list[Expectation]:
 def _pre_labels_expectations() -> list[Expectation]:
     import great_expectations.expectations as gxe
 
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="box_id", description="box_id not null"),
+        gxe.ExpectColumnValuesToBeUnique(column="box_id", description="box_id unique"),
+        gxe.ExpectColumnValuesToNotBeNull(column="image_id", description="image_id not null"),
+        *_box_expectations(),
+        *_not_null_and_between(
+            "confidence", min_value=0, max_value=1, description="confidence between 0 and 1"
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="model_version", description="model_version not null"
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="model_version",
+            regex=SHA256_HEX_PATTERN,
+            description="model_version is sha256 hex",
+        ),
+    ]
+
+
+def _review_quality_expectations() -> list[Expectation]:
+    import great_expectations.expectations as gxe
+
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="batch_id", description="batch_id not null"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="gold_accuracy_margin",
+            min_value=0,
+            description="gold accuracy >= min_gold_accuracy",
+        ),
+    ]
+
+
+def _verified_labels_expectations() -> list[Expectation]:
+    import great_expectations.expectations as gxe
+
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="label_id", description="label_id not null"),
+        gxe.ExpectColumnValuesToBeUnique(column="label_id", description="label_id unique"),
+        gxe.ExpectColumnValuesToNotBeNull(column="image_id", description="image_id not null"),
+        *_box_expectations(),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="source", value_set=list(LABEL_SOURCES), description="source is human, auto_accepted or gold"
+        ),
+    ]
+
+
+def _box_expectations() -> list[Expectation]:
+    """Rules shared by every table of boxes: normalised centre xywh inside the image, known class."""
+    import great_expectations.expectations as gxe
+
     edges = {
         "left": "left edge x - w/2 in [0, 1]",
         "right": "right edge x + w/2 in [0, 1]",
@@ -216,9 +317,6 @@ def _pre_labels_expectations() -> list[Expectation]:
         "bottom": "bottom edge y + h/2 in [0, 1]",
     }
     return [
-        gxe.ExpectColumnValuesToNotBeNull(column="box_id", description="box_id not null"),
-        gxe.ExpectColumnValuesToBeUnique(column="box_id", description="box_id unique"),
-        gxe.ExpectColumnValuesToNotBeNull(column="image_id", description="image_id not null"),
         *_not_null_and_between("x", min_value=0, max_value=1, description="x between 0 and 1"),
         *_not_null_and_between("y", min_value=0, max_value=1, description="y between 0 and 1"),
         *_not_null_and_between(
@@ -243,17 +341,6 @@ def _pre_labels_expectations() -> list[Expectation]:
             # Bound per validation, so one cached suite serves every class list.
             value_set={"$PARAMETER": _CLASS_NAMES_PARAMETER},
             description="class_name in class_names",
-        ),
-        *_not_null_and_between(
-            "confidence", min_value=0, max_value=1, description="confidence between 0 and 1"
-        ),
-        gxe.ExpectColumnValuesToNotBeNull(
-            column="model_version", description="model_version not null"
-        ),
-        gxe.ExpectColumnValuesToMatchRegex(
-            column="model_version",
-            regex=SHA256_HEX_PATTERN,
-            description="model_version is sha256 hex",
         ),
     ]
 
@@ -284,6 +371,8 @@ def _not_null_and_between(
 _SUITE_BUILDERS: Mapping[str, Callable[[], list[Expectation]]] = {
     CLEANED_IMAGES_SUITE: _cleaned_images_expectations,
     PRE_LABELS_SUITE: _pre_labels_expectations,
+    REVIEW_QUALITY_SUITE: _review_quality_expectations,
+    VERIFIED_LABELS_SUITE: _verified_labels_expectations,
 }
 
 

@@ -1,17 +1,26 @@
-"""The file-based review exchange: batches go out as Label Studio task JSON files.
+"""The file-based review exchange: the embedded default review backend.
 
-This is the embedded default review backend: an outbox folder a labelling tool (or a
-person with Label Studio's import dialog) reads, keyed by batch id.
+Batches go out as Label Studio task JSON (``outbox/<batch_id>.json``); completed batches come
+back as Label Studio JSON exports dropped into ``inbox/``. Whoever drops a file there writes
+it under a temporary or hidden name and renames it, so a half-written file is never seen;
+names starting with "." or ending in ".tmp" / ".part" are ignored for that reason.
+Accepted files move to ``received/``, rejected ones to ``quarantine/`` next to an error
+report. Nothing is ever deleted.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from labeling_dag import atomic
+
+_INCOMPLETE_SUFFIXES = (".tmp", ".part")
 
 
 class FileReviewExchange(dg.ConfigurableResource):
@@ -23,8 +32,54 @@ class FileReviewExchange(dg.ConfigurableResource):
         """The exchange folder for a workdir."""
         return Path(self.folder).expanduser() if self.folder else Path(workdir) / "exchange"
 
+    def outbox_file(self, workdir: Path, batch_id: str) -> Path:
+        """Where the tasks of ``batch_id`` were exported."""
+        return self.root(workdir) / "outbox" / f"{batch_id}.json"
+
+    def received_file(self, workdir: Path, batch_id: str) -> Path:
+        """Where the accepted export of ``batch_id`` is kept."""
+        return self.root(workdir) / "received" / f"{batch_id}.json"
+
     def export(self, workdir: Path, batch_id: str, tasks: list[dict[str, Any]]) -> Path:
-        """Write the batch's tasks to ``outbox/<batch_id>.json`` (atomically; same id overwrites)."""
-        target = self.root(workdir) / "outbox" / f"{batch_id}.json"
+        """Write the batch's tasks to the outbox (atomically; the same id overwrites)."""
+        target = self.outbox_file(workdir, batch_id)
         atomic.write_json(target, tasks)
+        return target
+
+    def exported_tasks(self, workdir: Path, batch_id: str) -> list[dict[str, Any]]:
+        """The tasks exported for ``batch_id``."""
+        return json.loads(self.outbox_file(workdir, batch_id).read_text())
+
+    def inbox_files(self, workdir: Path) -> list[Path]:
+        """Finished files waiting in the inbox, oldest first (one directory listing, no reads)."""
+        inbox = self.root(workdir) / "inbox"
+        if not inbox.is_dir():
+            return []
+        entries = [
+            entry
+            for entry in os.scandir(inbox)
+            if entry.is_file()
+            and not entry.name.startswith(".")
+            and not entry.name.endswith(_INCOMPLETE_SUFFIXES)
+        ]
+        return [Path(entry.path) for entry in sorted(entries, key=lambda e: (e.stat().st_mtime_ns, e.name))]
+
+    def receive(self, workdir: Path, file: Path, batch_id: str) -> Path:
+        """Move an accepted export out of the inbox to ``received/<batch_id>.json``."""
+        target = self.received_file(workdir, batch_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(file, target)
+        return target
+
+    def quarantine(self, workdir: Path, file: Path, problem: str) -> Path:
+        """Move a rejected file to ``quarantine/`` with an ``.error.json`` report beside it."""
+        folder = self.root(workdir) / "quarantine"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        target = folder / f"{stamp}-{file.name}"
+        os.replace(file, target)
+        atomic.write_json(
+            target.with_name(target.name + ".error.json"),
+            {"file": str(file), "quarantined_as": str(target), "problem": problem, "at": stamp},
+        )
         return target

@@ -8,9 +8,11 @@ never a shell string.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -35,8 +37,12 @@ class SnapshotStore(dg.ConfigurableResource):
     remote: str = ""  # a local folder or any DVC remote URL; "" = <workdir>/.dvc-storage
     executable: str = "dvc"
 
-    def snapshot(self, workdir: Path, folder: str) -> str:
-        """Record the current content of ``workdir/folder``, push it, and return its snapshot id."""
+    def snapshot(self, workdir: Path, folder: str, *, run_id: str) -> str:
+        """Record the current content of ``workdir/folder``, push it, and return its snapshot id.
+
+        The snapshot and the run that made it are appended to the folder's history, which is
+        how lineage maps a run (and every row it wrote) to the snapshots holding it.
+        """
         workdir = Path(workdir)
         self._ensure_repo(workdir)
         self._dvc(workdir, "add", folder)
@@ -46,7 +52,20 @@ class SnapshotStore(dg.ConfigurableResource):
         if not kept.exists():
             atomic.copy_file(pointer, kept)
         self._dvc(workdir, "push", "-r", "storage", str(pointer.name))
+        history = self.history(workdir, folder)
+        history.append({"snapshot_id": snapshot_id, "run_id": run_id, "created_at": datetime.now(UTC).isoformat()})
+        atomic.write_json(self.history_path(workdir, folder), history)
         return snapshot_id
+
+    @staticmethod
+    def history_path(workdir: Path, folder: str) -> Path:
+        """The JSON list of ``{snapshot_id, run_id, created_at}`` of a folder, oldest first."""
+        return Path(workdir) / "snapshots" / folder / "history.json"
+
+    def history(self, workdir: Path, folder: str) -> list[dict[str, str]]:
+        """Every snapshot taken of ``workdir/folder``, oldest first (re-materialisations included)."""
+        path = self.history_path(workdir, folder)
+        return json.loads(path.read_text()) if path.exists() else []
 
     def restore(self, workdir: Path, folder: str, snapshot_id: str) -> Path:
         """Bring ``workdir/folder`` back to the content of ``snapshot_id``, bit-exact.

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from labeling_dag import atomic
+
+
+class ClassListChanged(ValueError):
+    """A model or dataset brings a class list other than the project's."""
 
 
 class LabelStore(dg.ConfigurableResource):
@@ -31,6 +37,26 @@ class LabelStore(dg.ConfigurableResource):
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def class_names(self) -> tuple[str, ...]:
+        """The project's class list (``classes.json``), fixed when the first model or labels arrive.
+
+        Empty before that. Every model and every review export is checked against it.
+        """
+        path = self.root / "classes.json"
+        return tuple(json.loads(path.read_text())) if path.exists() else ()
+
+    def set_class_names(self, names: Sequence[str]) -> tuple[str, ...]:
+        """Fix the class list on first use; afterwards only the same list is accepted."""
+        current = self.class_names()
+        if current and tuple(names) != current:
+            raise ClassListChanged(
+                f"{self.root / 'classes.json'}: class list is {list(current)}, got {list(names)}; "
+                "changing classes between rounds would corrupt labels: start a new workdir"
+            )
+        if not current:
+            atomic.write_json(self.root / "classes.json", list(names))
+        return tuple(names)
 
     def read_table(self, folder: str, table: str, columns: dict[str, str]) -> pd.DataFrame:
         """Read ``workdir/folder/table.parquet``; an empty frame with ``columns`` when absent."""
