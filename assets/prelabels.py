@@ -8,6 +8,7 @@ from labeling_dag import atomic
 from labeling_dag.assets.cleaning import FOLDER as CLEANED
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.cold_start import current_or_seed_model
+from labeling_dag.merge import VERIFIED_IMAGE_COLUMNS, active
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS, prediction_rows
 from labeling_dag.resources.detector import Detector
@@ -42,7 +43,11 @@ def pre_labels(
     weights = registry.verified_path(model)
 
     cleaned = store.read_table(CLEANED, "images", CLEANED_COLUMNS)
-    candidates = cleaned[~cleaned["is_exact_duplicate"]]
+    # Images a human (or the gold set) vouches for need no proposal; auto-accepted ones are
+    # predicted again so that their spot checks show the current model's boxes.
+    settled = active(store.read_table("verified_labels", "images", VERIFIED_IMAGE_COLUMNS))
+    settled = set(settled.loc[settled["source"] != "auto_accepted", "image_id"])
+    candidates = cleaned[~cleaned["is_exact_duplicate"] & ~cleaned["image_id"].isin(settled)]
     boxes = store.read_table(FOLDER, "boxes", BOX_COLUMNS)
     images = store.read_table(FOLDER, "images", IMAGE_COLUMNS)
     # Predictions of an older model are stale: they stay in earlier snapshots, not here.

@@ -10,10 +10,21 @@ from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
 from labeling_dag.assets.scoring import FOLDER as SCORES
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.label_studio_format import review_task
+from labeling_dag.merge import GOLD_COLUMNS, QUALITY_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
 from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS
 from labeling_dag.resources.review_exchange import FileReviewExchange
 from labeling_dag.resources.storage import LabelStore
-from labeling_dag.review_selection import BATCH_COLUMNS, batch_id_for, choose, eligible_images, review_images
+from labeling_dag.review_selection import (
+    BATCH_COLUMNS,
+    batch_id_for,
+    choose,
+    cold_start_scores,
+    eligible_images,
+    extra_items,
+    quarantined_batches,
+    review_images,
+    shuffled,
+)
 from labeling_dag.sampling import STRATEGIES
 from labeling_dag.scoring import SCORE_COLUMNS
 
@@ -25,7 +36,9 @@ class ReviewBatchConfig(dg.Config):
 
     ``hybrid`` (the default) fills ``1 - random_fraction`` of the batch by uncertainty and
     the rest at random: pure uncertainty sampling never shows the model the easy,
-    representative part of the pool and biases what it learns.
+    representative part of the pool and biases what it learns. Gold items (known answers,
+    ``gold_rate`` of ``size``) and pending spot checks of auto-accepted images (at most a
+    quarter of ``size``) come on top, shuffled in, indistinguishable to the annotator.
     """
 
     size: int = 20
@@ -34,6 +47,7 @@ class ReviewBatchConfig(dg.Config):
     random_fraction: float = 0.2
     diversity: bool = False
     seed: int = 0
+    gold_rate: float = 0.1
     skip_near_duplicates: bool = True
     image_url_prefix: str = "/data/local-files/?d="
 
@@ -48,56 +62,90 @@ def review_batch(
     """The next human-review batch, exported as Label Studio tasks with the model's boxes."""
     if config.strategy not in STRATEGIES:
         raise dg.Failure(f"review_batch: unknown strategy {config.strategy!r}; choose one of {STRATEGIES}")
-    scores = store.read_table(SCORES, "scores", SCORE_COLUMNS)
+    if not store.class_names():
+        raise dg.Failure(f"review_batch: no class list in {store.root / 'classes.json'}; set one with `labeling-dag init`")
     cleaned = store.read_table(CLEANED, "images", CLEANED_COLUMNS)
+    scores = store.read_table(SCORES, "scores", SCORE_COLUMNS)
+    cold_start = scores.empty
+    if cold_start:
+        scores = cold_start_scores(cleaned)
     batches = store.read_table(FOLDER, "batches", BATCH_COLUMNS)
-    batch_id = batch_id_for(scores, config.model_dump())
+    merges = store.read_table("verified_labels", "merges", {"merge_id": "str"})
+    quarantined = quarantined_batches(store.read_table("review_annotations", "quality", QUALITY_COLUMNS))
+    batch_id = batch_id_for(scores, config.model_dump(), closed_batches=set(merges["merge_id"]) | quarantined)
 
+    verified = set(active(store.read_table("verified_labels", "images", VERIFIED_IMAGE_COLUMNS))["image_id"])
+    gold = sorted(set(store.read_table("gold", "labels", GOLD_COLUMNS)["image_id"]) & set(cleaned["image_id"]))
     candidates = eligible_images(
-        scores, cleaned, batches, batch_id=batch_id, skip_near_duplicates=config.skip_near_duplicates
+        scores,
+        cleaned,
+        batches,
+        batch_id=batch_id,
+        released_batches=quarantined,
+        excluded=verified | set(gold),
+        skip_near_duplicates=config.skip_near_duplicates,
     )
     chosen = choose(
         candidates,
         k=config.size,
-        strategy=config.strategy,
+        strategy="random" if cold_start else config.strategy,
         uncertainty_measure=config.uncertainty_measure,
         random_fraction=config.random_fraction,
-        diversity=config.diversity,
+        diversity=config.diversity and not cold_start,
         seed=config.seed,
     )
+    spot_checks = _open_spot_checks(store, batches, batch_id)
+    extras = extra_items(gold, count=round(config.gold_rate * config.size), batch_id=batch_id) + extra_items(
+        spot_checks, count=max(1, config.size // 4), batch_id=batch_id
+    )
+    order = shuffled(list(chosen["image_id"]) + extras, batch_id=batch_id)
+    picked = chosen.set_index("image_id").reindex(order)
+    picked["score"] = picked["score"].fillna(0.0)
+    picked["model_version"] = scores.set_index("image_id")["model_version"].reindex(order).fillna("")
+    picked = picked.reset_index()
+
     boxes = store.read_table(PRE_LABELS, "boxes", BOX_COLUMNS)
     runs = store.read_table(PRE_LABELS, "images", IMAGE_COLUMNS).set_index("image_id")["run_id"]
+    images = review_images(picked, cleaned, boxes, image_url_prefix=config.image_url_prefix)
     tasks = [
-        review_task(image, batch_id=batch_id, model_version=model, pre_label_run_id=runs[image.image_id])
-        for image, model in zip(
-            review_images(chosen, cleaned, boxes, image_url_prefix=config.image_url_prefix), chosen["model_version"]
-        )
+        review_task(image, batch_id=batch_id, model_version=model, pre_label_run_id=runs.get(image.image_id, ""))
+        for image, model in zip(images, picked["model_version"])
     ]
-    outbox = exchange.export(store.root, batch_id, tasks)
+    outbox = exchange.export(store.root, batch_id, tasks) if tasks else None
 
     rows = pd.DataFrame(
         {
             "batch_id": batch_id,
-            "image_id": chosen["image_id"],
-            "position": range(len(chosen)),
-            "score": chosen["score"],
-            "strategy": config.strategy,
-            "model_version": chosen["model_version"],
+            "image_id": picked["image_id"],
+            "position": range(len(picked)),
+            "score": picked["score"],
+            "strategy": "random" if cold_start else config.strategy,
+            "model_version": picked["model_version"],
+            "is_gold": picked["image_id"].isin(gold),
+            "is_spot_check": picked["image_id"].isin(spot_checks),
             "created_at": datetime.now(UTC).isoformat(),
             "run_id": context.run_id,
         },
         columns=list(BATCH_COLUMNS),
     ).astype(BATCH_COLUMNS)
-    batches = pd.concat([batches[batches["batch_id"] != batch_id], rows], ignore_index=True)
-    store.write_table(FOLDER, "batches", batches)
+    store.write_table(FOLDER, "batches", pd.concat([batches[batches["batch_id"] != batch_id], rows], ignore_index=True))
     return dg.MaterializeResult(
         metadata={
-            "batch_id": batch_id,
-            "images": len(chosen),
+            "batch_id": batch_id if tasks else "",
+            "images": len(picked),
+            "gold_items": int(rows["is_gold"].sum()),
+            "spot_checks": int(rows["is_spot_check"].sum()),
             "boxes_proposed": sum(len(task["predictions"][0]["result"]) for task in tasks),
             "eligible_images": len(candidates),
-            "strategy": config.strategy,
+            "strategy": "random (cold start)" if cold_start else config.strategy,
             "mean_score": float(chosen["score"].mean()) if len(chosen) else 0.0,
-            "tasks_file": dg.MetadataValue.path(str(outbox)),
+            "tasks_file": dg.MetadataValue.path(str(outbox)) if outbox else "nothing left to review",
         }
     )
+
+
+def _open_spot_checks(store: LabelStore, batches: pd.DataFrame, batch_id: str) -> list[str]:
+    """Auto-accepted images drawn for a human re-check and not yet put in another batch."""
+    drawn = store.read_table("verified_labels", "spot_checks", {"image_id": "str", "merge_id": "str"})
+    sent = set(batches.loc[batches["is_spot_check"] & (batches["batch_id"] != batch_id), "image_id"])
+    return sorted(set(drawn["image_id"]) - sent)

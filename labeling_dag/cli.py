@@ -48,6 +48,35 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.root).resolve(), images=args.images, seed_images=args.seed_images, batch_size=args.batch_size)
 
 
+def _run_loop(args: argparse.Namespace) -> int:
+    from labeling_dag.run_loop import LoopSettings, format_table, run_loop, write_report
+
+    settings = LoopSettings(
+        dataset=args.dataset.resolve(),
+        workdir=args.workdir.resolve(),
+        rounds=args.rounds,
+        batch_size=args.batch_size,
+        strategy=args.strategy,
+        diversity=args.diversity,
+        seed_labels=args.seed_labels,
+        target_precision=args.target_precision,
+        reviewer_error_rate=args.reviewer_error_rate,
+        seed=args.seed,
+        gold_images=args.gold_images,
+        imgsz=args.imgsz,
+        cold_start_epochs=args.cold_start_epochs,
+        fine_tune_epochs=args.fine_tune_epochs,
+    )
+    from tqdm import tqdm
+
+    with tqdm(total=args.rounds + 1, desc="rounds", unit="round") as progress:
+        records = run_loop(settings, on_round=lambda record: progress.update())
+    png = write_report(records, args.report, settings)
+    print(format_table(records))
+    print(f"report: {args.report}\nlearning curve: {png}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``labeling-dag`` subcommand."""
     parser = argparse.ArgumentParser(prog="labeling-dag", description=__doc__)
@@ -65,6 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("snapshot_id")
     restore.add_argument("--workdir", help="pipeline workdir (default: $LABELING_DAG_WORKDIR)")
     restore.set_defaults(run=_restore)
+
+    loop = commands.add_parser("run-loop", help="simulate the active-learning loop on a YOLO dataset")
+    loop.add_argument("--dataset", type=Path, required=True, help="YOLO data.yaml: train = pool, val = held out")
+    loop.add_argument("--workdir", type=Path, required=True)
+    loop.add_argument("--rounds", type=int, default=3)
+    loop.add_argument("--batch-size", type=int, default=20)
+    loop.add_argument("--strategy", default="hybrid", choices=("least_confidence", "margin", "entropy", "random", "hybrid"))
+    loop.add_argument("--diversity", action="store_true", help="diversity-aware selection (k-means over embeddings)")
+    loop.add_argument("--seed-labels", type=int, default=40, help="images in the random seed batch (round 0)")
+    loop.add_argument("--target-precision", type=float, default=0.95)
+    loop.add_argument("--reviewer-error-rate", type=float, default=0.0)
+    loop.add_argument("--seed", type=int, default=0)
+    loop.add_argument("--gold-images", type=int, default=4)
+    loop.add_argument("--imgsz", type=int, default=128)
+    loop.add_argument("--cold-start-epochs", type=int, default=30)
+    loop.add_argument("--fine-tune-epochs", type=int, default=10)
+    loop.add_argument("--report", type=Path, required=True, help="JSON report; the learning-curve PNG is written beside it")
+    loop.set_defaults(run=_run_loop)
 
     demo = commands.add_parser("demo", help="run the pipeline on generated data in ROOT")
     demo.add_argument("--root", default="demo")

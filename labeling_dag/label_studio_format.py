@@ -194,6 +194,8 @@ def review_task(
         "data": {
             "image": image.image_ref,
             "image_id": image.image_id,
+            "width": image.width,
+            "height": image.height,
             "batch_id": batch_id,
             "pre_label_run_id": pre_label_run_id,
         },
@@ -238,7 +240,11 @@ class AnnotatedBox:
 
 @dataclass(frozen=True)
 class TaskAnnotation:
-    """The reviewed labels of one task, taken from its latest non-cancelled annotation."""
+    """One reviewer's labels for one task, taken from one non-cancelled annotation.
+
+    :func:`parse_export` yields the latest annotation of each task;
+    :func:`parse_all_annotations` yields every one (for agreement between reviewers).
+    """
 
     task_id: int | None
     image_id: str
@@ -393,8 +399,9 @@ def _prediction_region_ids(predictions: Any) -> tuple[str, ...]:
 
 
 def _parse_task(
-    task: Any, class_names: frozenset[str], expected_batch_id: str | None
-) -> TaskAnnotation:
+    task: Any, class_names: frozenset[str], expected_batch_id: str | None, *, latest_only: bool
+) -> list[TaskAnnotation]:
+    """The task's latest non-cancelled annotation (``latest_only``), or all of them oldest first."""
     if not isinstance(task, Mapping):
         raise ValueError(f"task must be an object, got {type(task).__name__}")
     task_id = task.get("id")
@@ -412,17 +419,48 @@ def _parse_task(
         raise ValueError("annotations must be a list of objects")
     if not live:
         raise ValueError("task has no non-cancelled annotation; the batch is incomplete")
-    latest = max(live, key=_annotation_order)
-    annotated_at, _, _ = _annotation_order(latest)
-    return TaskAnnotation(
-        task_id=task_id,
-        image_id=image_id,
-        batch_id=batch_id,
-        reviewer=_reviewer(latest),
-        annotated_at=annotated_at.isoformat(),
-        boxes=_annotated_boxes(latest.get("result"), class_names),
-        prediction_region_ids=_prediction_region_ids(task.get("predictions", [])),
-    )
+    if latest_only:
+        chosen = [max(live, key=_annotation_order)]
+    else:
+        # sorted() is stable, so annotations with identical stamps and ids keep export order.
+        chosen = sorted(live, key=_annotation_order)
+    region_ids = _prediction_region_ids(task.get("predictions", []))
+    return [
+        TaskAnnotation(
+            task_id=task_id,
+            image_id=image_id,
+            batch_id=batch_id,
+            reviewer=_reviewer(annotation),
+            annotated_at=_annotation_order(annotation)[0].isoformat(),
+            boxes=_annotated_boxes(annotation.get("result"), class_names),
+            prediction_region_ids=region_ids,
+        )
+        for annotation in chosen
+    ]
+
+
+def _parse_tasks(
+    tasks: Any, class_names: Sequence[str], expected_batch_id: str | None, *, latest_only: bool
+) -> list[TaskAnnotation]:
+    if not isinstance(tasks, list):
+        raise ReviewExportError(f"export must be a list of tasks, got {type(tasks).__name__}")
+    known = frozenset(class_names)
+    parsed: list[TaskAnnotation] = []
+    seen: dict[str, int] = {}
+    for index, task in enumerate(tasks):
+        try:
+            annotations = _parse_task(task, known, expected_batch_id, latest_only=latest_only)
+        except ValueError as exc:
+            raise ReviewExportError(f"{_task_label(index, task)}: {exc}") from exc
+        image_id = annotations[0].image_id
+        if image_id in seen:
+            raise ReviewExportError(
+                f"{_task_label(index, task)}: image_id {image_id!r} already "
+                f"appeared in task #{seen[image_id]}"
+            )
+        seen[image_id] = index
+        parsed.extend(annotations)
+    return parsed
 
 
 def parse_export(
@@ -444,21 +482,19 @@ def parse_export(
     not ``rectanglelabels`` are ignored.  Region ids are kept so that a caller can compare
     them with ``prediction_region_ids``: same id and same box means an accepted prediction.
     """
-    if not isinstance(tasks, list):
-        raise ReviewExportError(f"export must be a list of tasks, got {type(tasks).__name__}")
-    known = frozenset(class_names)
-    parsed: list[TaskAnnotation] = []
-    seen: dict[str, int] = {}
-    for index, task in enumerate(tasks):
-        try:
-            annotation = _parse_task(task, known, expected_batch_id)
-        except ValueError as exc:
-            raise ReviewExportError(f"{_task_label(index, task)}: {exc}") from exc
-        if annotation.image_id in seen:
-            raise ReviewExportError(
-                f"{_task_label(index, task)}: image_id {annotation.image_id!r} already "
-                f"appeared in task #{seen[annotation.image_id]}"
-            )
-        seen[annotation.image_id] = index
-        parsed.append(annotation)
-    return parsed
+    return _parse_tasks(tasks, class_names, expected_batch_id, latest_only=True)
+
+
+def parse_all_annotations(
+    tasks: Any, *, class_names: Sequence[str], expected_batch_id: str | None = None
+) -> list[TaskAnnotation]:
+    """Parse a Label Studio JSON export into every non-cancelled annotation of every task.
+
+    Same checks and the same all-or-nothing rejection as :func:`parse_export`, except
+    that every non-cancelled annotation is validated, not only the latest, since every
+    one is returned.  Output follows task order; within a task annotations run oldest
+    first (the order :func:`parse_export` uses to pick the latest, which is the last
+    one here).  One reviewer may appear more than once for a task if they annotated it
+    twice; callers that need one annotation per reviewer pick the latest.
+    """
+    return _parse_tasks(tasks, class_names, expected_batch_id, latest_only=False)

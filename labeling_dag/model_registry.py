@@ -60,6 +60,22 @@ class ModelRegistry:
         index = self._load()
         return _entry(index["models"][index["current"]]) if index["current"] else None
 
+    def candidate(self) -> ModelEntry | None:
+        """The latest retrained model awaiting promotion, or None."""
+        index = self._load()
+        return _entry(index["models"][index["candidate"]]) if index.get("candidate") else None
+
+    def promote(self, model_version: str) -> ModelEntry:
+        """Make a registered model current (it then pre-labels the pool)."""
+        index = self._load()
+        if model_version not in index["models"]:
+            raise KeyError(f"model {model_version} is not in {self.index_file}")
+        index["current"] = model_version
+        if index.get("candidate") == model_version:
+            index["candidate"] = None
+        atomic.write_json(self.index_file, index)
+        return _entry(index["models"][model_version])
+
     def register(
         self,
         weights: Path,
@@ -73,15 +89,17 @@ class ModelRegistry:
     ) -> ModelEntry:
         """Copy ``weights`` into the registry under its sha256 and record it.
 
-        Registering the same bytes twice returns the existing entry (idempotent).
+        Registering the same bytes twice returns the existing entry (idempotent) and
+        restores the stored copy if it went missing or was altered.
         """
         version = file_sha256(weights)
         index = self._load()
+        target = self.folder / f"{version}.pt"
+        if not target.exists() or file_sha256(target) != version:
+            atomic.copy_file(weights, target)
         if version in index["models"]:
             entry = _entry(index["models"][version])
         else:
-            target = self.folder / f"{version}.pt"
-            atomic.copy_file(weights, target)
             entry = ModelEntry(
                 model_version=version,
                 path=str(target.relative_to(self.workdir)),
@@ -95,6 +113,8 @@ class ModelRegistry:
             index["models"][version] = asdict(entry)
         if make_current:
             index["current"] = version
+        else:
+            index["candidate"] = version
         atomic.write_json(self.index_file, index)
         return entry
 

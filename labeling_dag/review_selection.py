@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,22 +19,36 @@ BATCH_COLUMNS: dict[str, str] = {
     "score": "float64",
     "strategy": "str",
     "model_version": "str",
+    "is_gold": "bool",
+    "is_spot_check": "bool",
     "created_at": "str",
     "run_id": "str",
 }
 
 
-def batch_id_for(scores: pd.DataFrame, settings: Mapping[str, object]) -> str:
-    """A batch id determined by the scores and the selection settings.
+def batch_id_for(scores: pd.DataFrame, settings: Mapping[str, object], *, closed_batches: set[str]) -> str:
+    """A batch id determined by the scores, the selection settings and the batches closed so far.
 
     Re-running the selection on unchanged inputs yields the same id, which is how the
     review batch stays idempotent: the existing batch is re-exported, not a second one made.
+    A merge or a quarantine closes a batch and so leads to a new one, even on unchanged scores.
     """
     digest = hashlib.sha256()
-    digest.update(json.dumps(dict(settings), sort_keys=True).encode())
+    digest.update(json.dumps({"settings": dict(settings), "closed": sorted(closed_batches)}, sort_keys=True).encode())
     columns = [c for c in scores.columns if c != "embedding"]
     digest.update(pd.util.hash_pandas_object(scores[columns], index=False).to_numpy().tobytes())
     return f"batch-{digest.hexdigest()[:12]}"
+
+
+def quarantined_batches(quality: pd.DataFrame) -> set[str]:
+    """Batches whose gold accuracy fell below their threshold: never merged, images released."""
+    batch = quality[(quality["reviewer"] == "*") & (quality["gold_tasks"] > 0)]
+    return set(batch.loc[batch["gold_accuracy"] < batch["min_gold_accuracy"], "batch_id"])
+
+
+def pending_batches(batches: pd.DataFrame, *, merged: set[str], quarantined: set[str] = frozenset()) -> set[str]:
+    """Batches sent out and neither merged nor quarantined: their images are with reviewers."""
+    return set(batches["batch_id"]) - merged - quarantined
 
 
 def eligible_images(
@@ -43,15 +57,52 @@ def eligible_images(
     batches: pd.DataFrame,
     *,
     batch_id: str,
+    released_batches: set[str],
+    excluded: set[str],
     skip_near_duplicates: bool,
 ) -> pd.DataFrame:
-    """Scored images that no other batch holds and that are not duplicates."""
-    taken = batches.loc[batches["batch_id"] != batch_id, "image_id"]
+    """Scored images that no other live batch holds, not ``excluded`` and not duplicates.
+
+    Images of ``released_batches`` (quarantined ones) may be selected again.
+    """
+    holding = batches[(batches["batch_id"] != batch_id) & ~batches["batch_id"].isin(released_batches)]
     duplicates = cleaned["is_exact_duplicate"]
     if skip_near_duplicates:
         duplicates = duplicates | cleaned["is_near_duplicate"]
-    excluded = set(taken) | set(cleaned.loc[duplicates, "image_id"])
+    excluded = excluded | set(holding["image_id"]) | set(cleaned.loc[duplicates, "image_id"])
     return scores[~scores["image_id"].isin(excluded)].reset_index(drop=True)
+
+
+def cold_start_scores(cleaned: pd.DataFrame) -> pd.DataFrame:
+    """Scores for a pool no model has seen: every image equally (un)certain, no embedding.
+
+    Only random selection is meaningful on them; the first batch is a random sample.
+    """
+    return pd.DataFrame(
+        {
+            "image_id": cleaned["image_id"],
+            "model_version": "",
+            "least_confidence": 1.0,
+            "margin": 1.0,
+            "entropy": 1.0,
+            "embedding": [[] for _ in range(len(cleaned))],
+        }
+    )
+
+
+def extra_items(candidates: Sequence[str], *, count: int, batch_id: str) -> list[str]:
+    """``count`` of ``candidates`` drawn at random, seeded by the batch id (gold items, spot checks)."""
+    if count <= 0 or not candidates:
+        return []
+    rng = np.random.default_rng(int(hashlib.sha256(batch_id.encode()).hexdigest()[:15], 16))
+    picked = rng.choice(len(candidates), size=min(count, len(candidates)), replace=False)
+    return [candidates[i] for i in sorted(picked)]
+
+
+def shuffled(items: Sequence[str], *, batch_id: str) -> list[str]:
+    """``items`` in an order seeded by the batch id, so gold items sit at no telling position."""
+    rng = np.random.default_rng(int(hashlib.sha256(f"order:{batch_id}".encode()).hexdigest()[:15], 16))
+    return [items[i] for i in rng.permutation(len(items))]
 
 
 def choose(

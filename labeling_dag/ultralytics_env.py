@@ -9,8 +9,9 @@ must be called before the first ``import ultralytics`` of the process.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
+
+from labeling_dag import atomic
 
 CONFIG_DIR_ENV = "LABELING_DAG_CONFIG_DIR"
 _FONTS = ("Arial.ttf", "Arial.Unicode.ttf")
@@ -53,4 +54,5 @@ def _install_fonts(yolo_dir: Path) -> None:
 
     dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     for name in missing:
-        shutil.copyfile(dejavu, yolo_dir / name)
+        # Atomic: parallel step processes may install the fonts at the same moment.
+        atomic.copy_file(dejavu, yolo_dir / name)

@@ -74,6 +74,8 @@ class Detector(dg.ConfigurableResource):
         configure_offline()
         from ultralytics import YOLO
 
+        # A relative project folder would be put under ultralytics' own runs dir.
+        out_dir = Path(out_dir).resolve()
         model = YOLO(str(base_weights) if base_weights else self.architecture)
         args: dict[str, Any] = {
             "data": str(data_yaml),
@@ -88,15 +90,39 @@ class Detector(dg.ConfigurableResource):
             "plots": False,
             "amp": False,
             "verbose": False,
-            "project": str(Path(out_dir).parent),
-            "name": Path(out_dir).name,
+            "project": str(out_dir.parent),
+            "name": out_dir.name,
             "exist_ok": True,
         }
         model.train(**(args | overrides))
-        best = Path(out_dir) / "weights" / "best.pt"
+        best = out_dir / "weights" / "best.pt"
         if not best.exists():
             raise RuntimeError(f"{best}: training finished without writing a checkpoint")
         return best
+
+
+    def evaluate(self, weights: Path, data_yaml: Path, out_dir: Path) -> dict[str, float]:
+        """mAP50 and mAP50-95 of ``weights`` on the dataset's val split, by ultralytics' own validator.
+
+        ``out_dir`` receives the validator's files (it would write under ./runs otherwise).
+        """
+        model = _load_model(weights)
+        out_dir = Path(out_dir).resolve()
+        metrics = model.val(
+            data=str(data_yaml),
+            split="val",
+            imgsz=self.imgsz,
+            batch=self.batch,
+            device=self.device,
+            workers=0,
+            plots=False,
+            verbose=False,
+            save_json=False,
+            project=str(out_dir.parent),
+            name=out_dir.name,
+            exist_ok=True,
+        )
+        return {"map50": float(metrics.box.map50), "map50_95": float(metrics.box.map)}
 
 
 def _load_model(weights: Path) -> Any:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -102,7 +103,10 @@ class SnapshotStore(dg.ConfigurableResource):
         self._dvc(workdir, "remote", "add", "--force", "--default", "storage", remote)
 
     def _dvc(self, workdir: Path, *args: str) -> str:
-        executable = shutil.which(self.executable)
+        # `make setup` installs DVC in .tools/ beside the project's .venv; found there even
+        # when .tools/bin is not on PATH (e.g. `.venv/bin/labeling-dag` run directly).
+        beside_venv = Path(sys.prefix).parent / ".tools" / "bin" / "dvc"
+        executable = shutil.which(self.executable) or (str(beside_venv) if beside_venv.exists() else None)
         if executable is None:
             raise SnapshotError(
                 f"DVC executable {self.executable!r} not found on PATH; run `make setup` "

@@ -21,6 +21,7 @@ from labeling_dag.label_studio_format import (
     labeling_config,
     ls_percent_to_norm,
     norm_to_ls_percent,
+    parse_all_annotations,
     parse_export,
     review_batch_document,
     review_task,
@@ -162,6 +163,8 @@ def test_review_task_matches_label_studio_import_format() -> None:
         "data": {
             "image": "https://example.com/img-9.jpg",
             "image_id": "img-9",
+            "width": 1000,
+            "height": 500,
             "batch_id": BATCH,
             "pre_label_run_id": RUN,
         },
@@ -378,6 +381,41 @@ def test_parse_export_without_expected_batch() -> None:
     assert len(parse_export(_export(), class_names=CLASSES)) == 2
 
 
+def test_parse_all_annotations_keeps_every_live_annotation() -> None:
+    annotations = parse_all_annotations(_export(), class_names=CLASSES, expected_batch_id=BATCH)
+    # Task 101 has two live annotations (oldest first) and one cancelled; task 102 has one.
+    assert [(a.task_id, a.reviewer, a.annotated_at) for a in annotations] == [
+        (101, "ann@example.com", "2026-05-01T10:05:00+00:00"),
+        (101, "bob@example.com", "2026-05-01T11:00:00+00:00"),
+        (102, "7", "2026-05-01T08:10:00+00:00"),
+    ]
+    first_pass = annotations[0]
+    assert [(b.region_id, b.class_name) for b in first_pass.boxes] == [("p1", "car")]
+    assert (first_pass.boxes[0].box.x, first_pass.boxes[0].box.w) == pytest.approx((0.025, 0.05))
+    assert all(a.prediction_region_ids == ("p1", "p2", "p3", "p4") for a in annotations[:2])
+    # The latest of each task is exactly what parse_export picks.
+    assert [annotations[1], annotations[2]] == parse_export(_export(), class_names=CLASSES)
+
+
+def test_parse_all_annotations_orders_ties_by_annotation_id() -> None:
+    export = _export()
+    older, newer = export[0]["annotations"][0], export[0]["annotations"][1]
+    older["updated_at"] = newer["updated_at"]
+    older["id"] = 9999
+    reviewers = [a.reviewer for a in parse_all_annotations(export, class_names=CLASSES)]
+    assert reviewers == ["bob@example.com", "ann@example.com", "7"]
+
+
+def test_parse_all_annotations_validates_superseded_annotations() -> None:
+    # parse_export never looks at an annotation it does not return; this parser returns
+    # the older one too, so an unknown label there rejects the whole export.
+    export = _export()
+    export[0]["annotations"][0]["result"][0]["value"]["rectanglelabels"] = ["truck"]
+    assert len(parse_export(export, class_names=CLASSES)) == 2
+    with pytest.raises(ReviewExportError, match=r"task #0 .*'img-1'.*truck"):
+        parse_all_annotations(export, class_names=CLASSES)
+
+
 def _set(path: tuple[Any, ...], value: Any) -> Any:
     def mutate(export: list[dict[str, Any]]) -> list[dict[str, Any]]:
         target: Any = export
@@ -425,15 +463,17 @@ _NEWEST_VALUE = (0, "annotations", 1, "result", 1, "value")
         (_set((1,), "not a task"), r"task #1: task must be an object"),
     ],
 )
-def test_parse_export_rejects_whole_export(mutate: Any, expected: str) -> None:
+@pytest.mark.parametrize("parse", [parse_export, parse_all_annotations])
+def test_parse_export_rejects_whole_export(mutate: Any, expected: str, parse: Any) -> None:
     with pytest.raises(ReviewExportError, match=expected):
-        parse_export(mutate(_export()), class_names=CLASSES, expected_batch_id=BATCH)
+        parse(mutate(_export()), class_names=CLASSES, expected_batch_id=BATCH)
 
 
+@pytest.mark.parametrize("parse", [parse_export, parse_all_annotations])
 @pytest.mark.parametrize("not_a_list", [{"tasks": []}, "[]", None, 3])
-def test_parse_export_rejects_non_list(not_a_list: Any) -> None:
+def test_parse_export_rejects_non_list(not_a_list: Any, parse: Any) -> None:
     with pytest.raises(ReviewExportError, match="list"):
-        parse_export(not_a_list, class_names=CLASSES)
+        parse(not_a_list, class_names=CLASSES)
 
 
 def test_is_complete() -> None:
@@ -502,3 +542,24 @@ def test_parse_export_is_all_or_nothing(export: Any) -> None:
     assert len(parsed) == len(export)
     assert all(isinstance(item, TaskAnnotation) for item in parsed)
     assert is_complete(export) or not export
+
+
+@settings(max_examples=200, deadline=None)
+@given(_exports())
+def test_parse_all_annotations_is_all_or_nothing(export: Any) -> None:
+    try:
+        parsed = parse_all_annotations(export, class_names=CLASSES, expected_batch_id=BATCH)
+    except ReviewExportError:
+        return
+    assert isinstance(export, list)
+    live = [
+        annotation
+        for task in export
+        for annotation in task["annotations"]
+        if not annotation.get("was_cancelled", False)
+    ]
+    assert len(parsed) == len(live)
+    assert all(isinstance(item, TaskAnnotation) for item in parsed)
+    # The latest annotation of each task is parse_export's answer.
+    latest = {a.image_id: a for a in parsed}
+    assert list(latest.values()) == parse_export(export, class_names=CLASSES, expected_batch_id=BATCH)

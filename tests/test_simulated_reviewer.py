@@ -184,7 +184,10 @@ def test_timestamps_are_utc_and_increase_by_seconds_per_task() -> None:
 
 
 def test_a_task_without_predictions_needs_its_size_in_data() -> None:
-    bare = _task("perfect", [])
+    """Exported tasks carry the image size in data; a task stripped of it cannot be answered."""
+    exported = _task("perfect", [])
+    assert (exported["data"]["width"], exported["data"]["height"]) == (640, 640)
+    bare = {**exported, "data": {k: v for k, v in exported["data"].items() if k not in ("width", "height")}}
     with pytest.raises(ValueError, match="image size"):
         _review([bare], TRUTH)
 

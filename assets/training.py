@@ -1,0 +1,148 @@
+"""Stages 8–9: retrain on the verified labels, evaluate, and promote if the model is no worse."""
+
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from labeling_dag import atomic
+from labeling_dag.assets.cleaning import FOLDER as CLEANED
+from labeling_dag.assets.verification import FOLDER as VERIFIED
+from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
+from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
+from labeling_dag.model_registry import ModelRegistry
+from labeling_dag.resources.detector import Detector
+from labeling_dag.resources.loop_policy import LoopPolicy
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import LabelStore
+from labeling_dag.sample_data import load_data_yaml
+from labeling_dag.training_data import write_yolo_dataset
+
+MODEL_STORE = "model_store"
+
+
+@dg.asset(group_name="labeling", deps=["verified_labels"], kinds={"pytorch"})
+def retrained_model(
+    context: dg.AssetExecutionContext, store: LabelStore, detector: Detector, policy: LoopPolicy, snapshots: SnapshotStore
+) -> dg.MaterializeResult:
+    """A model fine-tuned on every verified label (trained from its YAML config on a cold start)."""
+    history = snapshots.history(store.root, VERIFIED)
+    if not history:
+        raise dg.Failure("retrained_model: no verified labels snapshot yet")
+    training_snapshot = history[-1]["snapshot_id"]
+    class_names = store.class_names()
+    validation = load_data_yaml(policy.validation_dataset)
+    if validation.names != class_names:
+        raise dg.Failure(f"{policy.validation_dataset}: classes {list(validation.names)} differ from the project's {list(class_names)}")
+
+    cleaned = store.read_table(CLEANED, "images", CLEANED_COLUMNS).set_index("image_id")["path"]
+    images = active(store.read_table(VERIFIED, "images", VERIFIED_IMAGE_COLUMNS))
+    labels = active(store.read_table(VERIFIED, "labels", LABEL_COLUMNS))
+    run_dir = store.root / "training" / training_snapshot
+    data_yaml = write_yolo_dataset(
+        run_dir / "dataset",
+        images=images.assign(path=[str(store.root / cleaned[i]) for i in images["image_id"]]),
+        labels=labels,
+        class_names=class_names,
+        val_images=validation.val_images,
+    )
+
+    registry = ModelRegistry(store.root)
+    parent = registry.current()
+    if parent is None:
+        parameters = {"epochs": policy.cold_start_epochs, "architecture": detector.architecture}
+        weights = detector.train(data_yaml, run_dir / "cold-start", epochs=policy.cold_start_epochs)
+    else:
+        parameters = {"epochs": policy.fine_tune_epochs, "lr0": policy.fine_tune_lr0, "mosaic": 0.0, "warmup_epochs": 0}
+        weights = detector.train(data_yaml, run_dir / f"fine-tune-{parent.model_version[:12]}", base_weights=registry.verified_path(parent), **parameters)
+
+    metrics = detector.evaluate(weights, data_yaml, run_dir / "eval-candidate")
+    parent_metrics = detector.evaluate(registry.verified_path(parent), data_yaml, run_dir / "eval-parent") if parent else {}
+    entry = registry.register(
+        weights,
+        task="detect",
+        class_names=class_names,
+        source="retrained" if parent else "cold_start",
+        parent=parent.model_version if parent else None,
+        metrics={**metrics, "training_boxes": len(labels), "training_images": len(images)},
+        make_current=False,
+    )
+    card = {
+        "model_version": entry.model_version,
+        "parent": entry.parent,
+        "training_snapshot": training_snapshot,
+        "training_images": len(images),
+        "training_boxes": len(labels),
+        "metrics": metrics,
+        "parent_metrics_same_validation": parent_metrics,
+        "validation_dataset": str(validation.val_images),
+        "parameters": {**parameters, "imgsz": detector.imgsz, "batch": detector.batch, "nbs": detector.batch, "seed": detector.seed},
+        "promotion_tolerance": policy.promotion_tolerance,
+        "class_names": list(class_names),
+        "run_id": context.run_id,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    atomic.write_json(card_path(store, entry.model_version), card)
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": entry.model_version,
+            "parent_model": entry.parent or "",
+            "training_snapshot": training_snapshot,
+            "training_images": len(images),
+            "training_boxes": len(labels),
+            "map50": metrics["map50"],
+            "map50_95": metrics["map50_95"],
+            "parent_map50": parent_metrics.get("map50", float("nan")),
+            "model_card": dg.MetadataValue.json(card),
+        }
+    )
+
+
+@dg.asset_check(asset="retrained_model", blocking=True, description="mAP50 no worse than the current model's, within tolerance")
+def promotion_gate(store: LabelStore) -> dg.AssetCheckResult:
+    """Refuse a retrained model whose mAP50 falls more than the tolerance below its parent's."""
+    candidate = ModelRegistry(store.root).candidate()
+    if candidate is None:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": "no candidate model awaiting promotion"})
+    card = json.loads(card_path(store, candidate.model_version).read_text())
+    new, old = card["metrics"]["map50"], card["parent_metrics_same_validation"].get("map50")
+    passed = old is None or new >= old - card["promotion_tolerance"]
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={"candidate_map50": new, "current_map50": old if old is not None else "none (cold start)", "tolerance": card["promotion_tolerance"]},
+    )
+
+
+@dg.asset(group_name="labeling", deps=["retrained_model"], kinds={"pytorch"})
+def current_model(context: dg.AssetExecutionContext, store: LabelStore, snapshots: SnapshotStore) -> dg.MaterializeResult:
+    """The promoted model: it pre-labels the pool from now on (model_store/, DVC artifact ``detector``).
+
+    Re-running it after the promotion re-publishes the current model, unchanged.
+    """
+    registry = ModelRegistry(store.root)
+    candidate = registry.candidate() or registry.current()
+    if candidate is None:
+        raise dg.Failure("current_model: no model to promote")
+    weights = registry.verified_path(candidate)
+    card = json.loads(card_path(store, candidate.model_version).read_text())
+    folder = store.folder(MODEL_STORE)
+    atomic.copy_file(weights, folder / "model.pt")
+    atomic.write_json(folder / "card.json", card)
+    atomic.write_json(folder / "metrics.json", card["metrics"] | {"training_boxes": card["training_boxes"]})
+    registry.promote(candidate.model_version)
+    snapshot_id = snapshots.snapshot(store.root, MODEL_STORE, run_id=context.run_id)
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": candidate.model_version,
+            "map50": card["metrics"]["map50"],
+            "map50_95": card["metrics"]["map50_95"],
+            "training_snapshot": card["training_snapshot"],
+            "dvc_snapshot": snapshot_id,
+        },
+        data_version=dg.DataVersion(snapshot_id),
+    )
+
+
+def card_path(store: LabelStore, model_version: str):
+    """Where a model's card (metrics, parent, training snapshot, parameters) is kept."""
+    return store.root / "models" / "cards" / f"{model_version}.json"

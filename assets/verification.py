@@ -1,0 +1,191 @@
+"""Stages 6–7: a returned review batch is checked, then merged into the verified labels."""
+
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from labeling_dag import atomic
+from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
+from labeling_dag.assets.review import FOLDER as REVIEW
+from labeling_dag.agreement import overlap_kappa
+from labeling_dag.calibration import sample_spot_checks
+from labeling_dag.label_studio_format import parse_all_annotations, parse_export
+from labeling_dag.merge import (
+    EDIT_COLUMNS,
+    GOLD_COLUMNS,
+    LABEL_COLUMNS,
+    QUALITY_COLUMNS,
+    VERIFIED_IMAGE_COLUMNS,
+    active,
+    auto_accepted_rows,
+    calibration_from_edits,
+    edit_rows,
+    gold_rows,
+    human_rows,
+    merge_verified,
+    quality_rows,
+    verified_image_rows,
+)
+from labeling_dag.model_registry import ModelRegistry
+from labeling_dag.prelabeling import BOX_COLUMNS
+from labeling_dag.resources.review_exchange import FileReviewExchange
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import LabelStore
+from labeling_dag.review_selection import BATCH_COLUMNS, pending_batches, quarantined_batches
+
+ANNOTATIONS = "review_annotations"
+FOLDER = "verified_labels"
+GOLD = "gold"
+MERGE_COLUMNS = {"merge_id": "str", "run_id": "str", "merged_at": "str"}
+SPOT_CHECK_COLUMNS = {"image_id": "str", "merge_id": "str"}
+
+
+class ReviewIntakeConfig(dg.Config):
+    """Which returned batch to take in, and the gold accuracy a batch must reach to be merged."""
+
+    batch_id: str
+    min_gold_accuracy: float = 0.8
+
+
+@dg.asset(group_name="labeling", deps=["review_batch"], kinds={"labelstudio"})
+def review_annotations(
+    context: dg.AssetExecutionContext, config: ReviewIntakeConfig, store: LabelStore, exchange: FileReviewExchange
+) -> dg.MaterializeResult:
+    """What reviewers did to each box of a returned batch, and how they scored on gold items."""
+    batch_id = config.batch_id
+    tasks = json.loads(exchange.received_file(store.root, batch_id).read_text())
+    class_names = store.class_names()
+    latest = parse_export(tasks, class_names=class_names, expected_batch_id=batch_id)
+    everyone = parse_all_annotations(tasks, class_names=class_names, expected_batch_id=batch_id)
+    batch = store.read_table(REVIEW, "batches", BATCH_COLUMNS)
+    batch = batch[batch["batch_id"] == batch_id]
+
+    edits = edit_rows(
+        latest,
+        exchange.exported_tasks(store.root, batch_id),
+        batch_id=batch_id,
+        gold_ids=set(batch.loc[batch["is_gold"], "image_id"]),
+        spot_check_ids=set(batch.loc[batch["is_spot_check"], "image_id"]),
+    )
+    gold = store.read_table(GOLD, "labels", GOLD_COLUMNS)
+    quality = quality_rows(everyone, gold, batch_id=batch_id, min_gold_accuracy=config.min_gold_accuracy, run_id=context.run_id)
+    for table, rows, columns in (("edits", edits, EDIT_COLUMNS), ("quality", quality, QUALITY_COLUMNS)):
+        kept = store.read_table(ANNOTATIONS, table, columns)
+        store.write_table(ANNOTATIONS, table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True))
+
+    kappas = {f"{a} vs {b}": round(k, 4) for (a, b), k in overlap_kappa(everyone).items()}
+    by_reviewer = quality.set_index("reviewer")["gold_accuracy"].round(4).to_dict()
+    return dg.MaterializeResult(
+        metadata={
+            "batch_id": batch_id,
+            "tasks": len(latest),
+            "reviewers": dg.MetadataValue.json(sorted({a.reviewer for a in everyone})),
+            "boxes_reviewed": int((edits["edit_kind"] != "added").sum()),
+            "boxes_edited": int((~edits["edit_kind"].isin(["accepted"])).sum()),
+            **{f"edits_{kind}": int(count) for kind, count in edits["edit_kind"].value_counts().items()},
+            "gold_tasks": int(quality.loc[quality["reviewer"] == "*", "gold_tasks"].iloc[0]),
+            "gold_accuracy": dg.MetadataValue.json({k: (None if pd.isna(v) else v) for k, v in by_reviewer.items()}),
+            "cohen_kappa": dg.MetadataValue.json(kappas),
+            "quarantined": batch_id in quarantined_batches(quality),
+        }
+    )
+
+
+class VerifyConfig(dg.Config):
+    """How far to trust the model: auto-accept precision target and spot-check share."""
+
+    batch_id: str
+    target_precision: float = 0.95
+    min_support: int = 20
+    spot_check_rate: float = 0.05
+    seed: int = 0
+
+
+@dg.asset(group_name="labeling", deps=["review_annotations", "pre_labels"], kinds={"pandas"})
+def verified_labels(
+    context: dg.AssetExecutionContext, config: VerifyConfig, store: LabelStore, snapshots: SnapshotStore
+) -> dg.MaterializeResult:
+    """Human-verified, gold and auto-accepted labels, each with its full provenance."""
+    merge_id = config.batch_id
+    edits = store.read_table(ANNOTATIONS, "edits", EDIT_COLUMNS)
+    reviewed = edits[(edits["batch_id"] == merge_id) & ~edits["is_gold"]]
+    labels = store.read_table(FOLDER, "labels", LABEL_COLUMNS)
+    images = store.read_table(FOLDER, "images", VERIFIED_IMAGE_COLUMNS)
+    merges = store.read_table(FOLDER, "merges", MERGE_COLUMNS)
+    _refuse_out_of_order(merges, merge_id)
+    before = active(images[images["merge_id"] != merge_id])
+
+    gold = store.read_table(GOLD, "labels", GOLD_COLUMNS)
+    new_gold = gold[~gold["image_id"].isin(before["image_id"])]
+    sources = {image_id: "gold" for image_id in new_gold["image_id"]} | {image_id: "human" for image_id in reviewed["image_id"]}
+
+    model = ModelRegistry(store.root).current()
+    auto = store.read_table(FOLDER, "labels", LABEL_COLUMNS).iloc[0:0]
+    calibration = None
+    if model is not None:
+        calibration = calibration_from_edits(
+            edits,
+            model_version=model.model_version,
+            class_names=model.class_names,
+            target_precision=config.target_precision,
+            min_support=config.min_support,
+        )
+        batches = store.read_table(REVIEW, "batches", BATCH_COLUMNS)
+        in_review = set(batches.loc[batches["batch_id"].isin(pending_batches(batches, merged=set(merges["merge_id"]) | {merge_id})), "image_id"])
+        boxes = store.read_table(PRE_LABELS, "boxes", BOX_COLUMNS)
+        boxes = boxes[boxes["model_version"] == model.model_version]
+        candidates = set(boxes["image_id"]) - set(before["image_id"]) - set(sources) - set(gold["image_id"]) - in_review
+        auto = auto_accepted_rows(boxes, candidates, calibration, merge_id=merge_id)
+        sources |= {image_id: "auto_accepted" for image_id in auto["image_id"]}
+
+    additions = pd.concat([human_rows(reviewed, merge_id=merge_id), gold_rows(new_gold, merge_id=merge_id), auto], ignore_index=True)
+    labels, images = merge_verified(labels, images, additions, verified_image_rows(sources, merge_id=merge_id), merge_id=merge_id)
+    spot_checks = store.read_table(FOLDER, "spot_checks", SPOT_CHECK_COLUMNS)
+    drawn = sample_spot_checks(sorted(set(auto["image_id"])), rate=config.spot_check_rate, seed=config.seed)
+    spot_checks = pd.concat(
+        [spot_checks[spot_checks["merge_id"] != merge_id], pd.DataFrame({"image_id": drawn, "merge_id": merge_id})],
+        ignore_index=True,
+    ).astype(SPOT_CHECK_COLUMNS)
+    if merge_id not in set(merges["merge_id"]):
+        merges = pd.concat([merges, pd.DataFrame([{"merge_id": merge_id, "run_id": context.run_id, "merged_at": datetime.now(UTC).isoformat()}])], ignore_index=True)
+
+    store.write_table(FOLDER, "labels", labels)
+    store.write_table(FOLDER, "spot_checks", spot_checks)
+    store.write_table(FOLDER, "merges", merges)
+    store.write_table(FOLDER, "images", images)  # written last: it decides what the merge covered
+    current = active(labels)
+    summary = {
+        "verified_images": int(len(active(images))),
+        "verified_boxes": int(len(current)),
+        **{f"boxes_{source}": int((current["source"] == source).sum()) for source in ("human", "auto_accepted", "gold")},
+    }
+    atomic.write_json(store.root / "metrics" / "verified_labels.json", summary)
+    snapshot_id = snapshots.snapshot(store.root, FOLDER, run_id=context.run_id)
+    thresholds = {} if calibration is None else {k: v for k, v in calibration.thresholds.items()}
+    return dg.MaterializeResult(
+        metadata={
+            **summary,
+            "merge_id": merge_id,
+            "new_human_boxes": int((additions["source"] == "human").sum()),
+            "new_auto_accepted_images": int(auto["image_id"].nunique()),
+            "new_auto_accepted_boxes": len(auto),
+            "spot_checks_drawn": len(drawn),
+            "auto_accept_thresholds": dg.MetadataValue.json(thresholds),
+            "model_version": model.model_version if model else "",
+            "dvc_snapshot": snapshot_id,
+            "path": dg.MetadataValue.path(str(store.root / FOLDER)),
+        },
+        data_version=dg.DataVersion(snapshot_id),
+    )
+
+
+def _refuse_out_of_order(merges: pd.DataFrame, merge_id: str) -> None:
+    """Re-merging is only safe for the latest merge; an older one would rewrite history."""
+    ids = list(merges["merge_id"])
+    if merge_id in ids and ids[-1] != merge_id:
+        raise dg.Failure(
+            f"verified_labels: batch {merge_id} was merged before {ids[ids.index(merge_id) + 1:]}; "
+            "re-merging it now would reorder the label history"
+        )

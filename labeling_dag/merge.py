@@ -1,0 +1,346 @@
+"""From a returned review batch to verified labels: edits, gold quality, auto-accepts, merge.
+
+Tables (pandas, one row per box):
+
+* edits: what each reviewer did to each box of a batch (``EDIT_COLUMNS``), the evidence the
+  auto-accept threshold is calibrated on;
+* quality: gold accuracy per reviewer and for the batch (``QUALITY_COLUMNS``);
+* labels: the verified labels with their provenance (``LABEL_COLUMNS``). A merge never edits
+  a row: superseded rows are retired (``retired_by`` = the merge that replaced them), so every
+  earlier snapshot's content stays derivable from the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from labeling_dag.agreement import (
+    GoldScore,
+    PredictedBox,
+    accuracy_by_reviewer,
+    classify_edits,
+    overall_accuracy,
+    score_against_gold,
+)
+from labeling_dag.calibration import Calibration, auto_accept_images, calibrate
+from labeling_dag.label_studio_format import TaskAnnotation, ls_percent_to_norm
+from labeling_dag.records import NormBox
+
+EDIT_COLUMNS: dict[str, str] = {
+    "batch_id": "str",
+    "image_id": "str",
+    "reviewer": "str",
+    "annotated_at": "str",
+    "edit_kind": "str",
+    "pre_label_id": "str",
+    "region_id": "str",
+    "class_name": "str",
+    "x": "float64",
+    "y": "float64",
+    "w": "float64",
+    "h": "float64",
+    "original_class": "str",
+    "confidence": "float64",
+    "iou": "float64",
+    "prediction_correct": "float64",  # 1 / 0, NaN for added boxes
+    "model_version": "str",
+    "pre_label_run_id": "str",
+    "is_gold": "bool",
+    "is_spot_check": "bool",
+}
+QUALITY_COLUMNS: dict[str, str] = {
+    "batch_id": "str",
+    "reviewer": "str",  # "*" = the whole batch
+    "gold_tasks": "int64",
+    "gold_accuracy": "float64",
+    "min_gold_accuracy": "float64",
+    "run_id": "str",
+}
+LABEL_COLUMNS: dict[str, str] = {
+    "label_id": "str",
+    "image_id": "str",
+    "class_name": "str",
+    "x": "float64",
+    "y": "float64",
+    "w": "float64",
+    "h": "float64",
+    "source": "str",  # human | auto_accepted | gold
+    "model_version": "str",  # the model that proposed the box ("" when a human drew it)
+    "pre_label_id": "str",
+    "pre_label_run_id": "str",
+    "review_batch_id": "str",
+    "reviewer": "str",
+    "reviewed_at": "str",
+    "edit_kind": "str",
+    "confidence": "float64",
+    "merge_id": "str",  # the merge (review batch) whose verified_labels run added the row
+    "retired_by": "str",  # the merge that superseded it, "" while active
+}
+VERIFIED_IMAGE_COLUMNS: dict[str, str] = {
+    "image_id": "str",
+    "source": "str",  # human | auto_accepted | gold: who vouches for the image's complete box set
+    "merge_id": "str",
+    "retired_by": "str",
+}
+GOLD_COLUMNS: dict[str, str] = {"image_id": "str", "class_name": "str", "x": "float64", "y": "float64", "w": "float64", "h": "float64"}
+
+
+def exported_predictions(task: Mapping[str, Any]) -> list[PredictedBox]:
+    """The boxes a task was sent out with, read back from its Label Studio prediction."""
+    boxes = []
+    for prediction in task.get("predictions") or []:
+        for region in prediction.get("result") or []:
+            boxes.append(
+                PredictedBox(
+                    box_id=region["id"],
+                    class_name=region["value"]["rectanglelabels"][0],
+                    box=ls_percent_to_norm(region["value"]),
+                    confidence=float(region.get("score", 0.0)),
+                )
+            )
+    return boxes
+
+
+def edit_rows(
+    annotations: Sequence[TaskAnnotation],
+    exported: Sequence[Mapping[str, Any]],
+    *,
+    batch_id: str,
+    gold_ids: set[str],
+    spot_check_ids: set[str],
+) -> pd.DataFrame:
+    """One row per box per reviewed task: the edit kind against the exported pre-label."""
+    tasks = {task["data"]["image_id"]: task for task in exported}
+    rows: list[dict[str, object]] = []
+    for annotation in annotations:
+        task = tasks[annotation.image_id]
+        model_version = "".join(p.get("model_version", "") for p in task.get("predictions") or [])
+        for edit in classify_edits(exported_predictions(task), annotation.boxes):
+            final = edit.box or NormBox(np.nan, np.nan, np.nan, np.nan)
+            correct = edit.prediction_correct
+            rows.append(
+                {
+                    "batch_id": batch_id,
+                    "image_id": annotation.image_id,
+                    "reviewer": annotation.reviewer,
+                    "annotated_at": annotation.annotated_at,
+                    "edit_kind": edit.edit_kind,
+                    "pre_label_id": edit.pre_label_id or "",
+                    "region_id": edit.region_id or "",
+                    "class_name": edit.class_name or "",
+                    "x": final.x,
+                    "y": final.y,
+                    "w": final.w,
+                    "h": final.h,
+                    "original_class": edit.original_class or "",
+                    "confidence": np.nan if edit.confidence is None else edit.confidence,
+                    "iou": np.nan if edit.iou is None else edit.iou,
+                    "prediction_correct": np.nan if correct is None else float(correct),
+                    "model_version": model_version,
+                    "pre_label_run_id": task["data"].get("pre_label_run_id", ""),
+                    "is_gold": annotation.image_id in gold_ids,
+                    "is_spot_check": annotation.image_id in spot_check_ids,
+                }
+            )
+    return _frame(rows, EDIT_COLUMNS)
+
+
+def quality_rows(
+    annotations: Sequence[TaskAnnotation],
+    gold: pd.DataFrame,
+    *,
+    batch_id: str,
+    min_gold_accuracy: float,
+    run_id: str,
+) -> pd.DataFrame:
+    """Gold accuracy per reviewer and for the whole batch (``reviewer == "*"``)."""
+    truth = {
+        image_id: [(row.class_name, NormBox(row.x, row.y, row.w, row.h)) for row in group.itertuples()]
+        for image_id, group in gold.groupby("image_id")
+    }
+    scores: list[GoldScore] = [
+        score_against_gold(
+            annotation.reviewer,
+            annotation.image_id,
+            [(box.class_name, box.box) for box in annotation.boxes],
+            truth[annotation.image_id],
+        )
+        for annotation in annotations
+        if annotation.image_id in truth
+    ]
+    per_reviewer = accuracy_by_reviewer(scores)
+    reviewers = sorted({annotation.reviewer for annotation in annotations})
+    rows = [
+        {
+            "batch_id": batch_id,
+            "reviewer": reviewer,
+            "gold_tasks": sum(score.reviewer == reviewer for score in scores),
+            "gold_accuracy": per_reviewer.get(reviewer, np.nan),
+            "min_gold_accuracy": min_gold_accuracy,
+            "run_id": run_id,
+        }
+        for reviewer in reviewers
+    ]
+    overall = overall_accuracy(scores)
+    rows.append(
+        {
+            "batch_id": batch_id,
+            "reviewer": "*",
+            "gold_tasks": len(scores),
+            "gold_accuracy": np.nan if overall is None else overall,
+            "min_gold_accuracy": min_gold_accuracy,
+            "run_id": run_id,
+        }
+    )
+    return _frame(rows, QUALITY_COLUMNS)
+
+
+def calibration_from_edits(
+    edits: pd.DataFrame, *, model_version: str, class_names: Sequence[str], target_precision: float, min_support: int
+) -> Calibration:
+    """Fit auto-accept thresholds on every human judgement of ``model_version``'s boxes.
+
+    Gold tasks are excluded: reviewers may treat them differently, and they are not a sample
+    of the pool the thresholds are applied to.
+    """
+    judged = edits[
+        (edits["model_version"] == model_version) & edits["prediction_correct"].notna() & ~edits["is_gold"]
+    ]
+    return calibrate(
+        judged["original_class"].tolist(),
+        judged["confidence"].to_numpy(),
+        judged["prediction_correct"].to_numpy() == 1.0,
+        class_names=class_names,
+        target_precision=target_precision,
+        min_support=min_support,
+    )
+
+
+def auto_accepted_rows(
+    boxes: pd.DataFrame, candidates: set[str], calibration: Calibration, *, merge_id: str
+) -> pd.DataFrame:
+    """Label rows for every candidate image whose pre-labels all clear their class threshold."""
+    pool = boxes[boxes["image_id"].isin(candidates)]
+    accepted = set(auto_accept_images(pool["image_id"].tolist(), pool["class_name"].tolist(), pool["confidence"].to_numpy(), calibration))
+    chosen = pool[pool["image_id"].isin(accepted)]
+    rows = [
+        {
+            "label_id": f"vl-{merge_id}-{box.box_id}",
+            "image_id": box.image_id,
+            "class_name": box.class_name,
+            "x": box.x,
+            "y": box.y,
+            "w": box.w,
+            "h": box.h,
+            "source": "auto_accepted",
+            "model_version": box.model_version,
+            "pre_label_id": box.box_id,
+            "pre_label_run_id": box.run_id,
+            "review_batch_id": "",
+            "reviewer": "",
+            "reviewed_at": "",
+            "edit_kind": "accepted",
+            "confidence": box.confidence,
+            "merge_id": merge_id,
+            "retired_by": "",
+        }
+        for box in chosen.itertuples(index=False)
+    ]
+    return _frame(rows, LABEL_COLUMNS)
+
+
+def human_rows(edits: pd.DataFrame, *, merge_id: str) -> pd.DataFrame:
+    """Label rows for the boxes reviewers kept, moved, relabelled or added (gold tasks excluded)."""
+    kept = edits[(edits["edit_kind"] != "deleted") & ~edits["is_gold"]]
+    rows = [
+        {
+            "label_id": f"vl-{merge_id}-{edit.image_id[:16]}-{index:03d}",
+            "image_id": edit.image_id,
+            "class_name": edit.class_name,
+            "x": edit.x,
+            "y": edit.y,
+            "w": edit.w,
+            "h": edit.h,
+            "source": "human",
+            "model_version": edit.model_version if edit.pre_label_id else "",
+            "pre_label_id": edit.pre_label_id,
+            "pre_label_run_id": edit.pre_label_run_id if edit.pre_label_id else "",
+            "review_batch_id": edit.batch_id,
+            "reviewer": edit.reviewer,
+            "reviewed_at": edit.annotated_at,
+            "edit_kind": edit.edit_kind,
+            "confidence": edit.confidence,
+            "merge_id": merge_id,
+            "retired_by": "",
+        }
+        for index, edit in enumerate(kept.itertuples(index=False))
+    ]
+    return _frame(rows, LABEL_COLUMNS)
+
+
+def gold_rows(gold: pd.DataFrame, *, merge_id: str) -> pd.DataFrame:
+    """Label rows for gold images: their known answers are verified labels by definition."""
+    rows = [
+        {
+            "label_id": f"vl-gold-{row.image_id[:16]}-{index:03d}",
+            "image_id": row.image_id,
+            "class_name": row.class_name,
+            "x": row.x,
+            "y": row.y,
+            "w": row.w,
+            "h": row.h,
+            "source": "gold",
+            "model_version": "",
+            "pre_label_id": "",
+            "pre_label_run_id": "",
+            "review_batch_id": "",
+            "reviewer": "",
+            "reviewed_at": "",
+            "edit_kind": "",
+            "confidence": np.nan,
+            "merge_id": merge_id,
+            "retired_by": "",
+        }
+        for index, row in enumerate(gold.itertuples(index=False))
+    ]
+    return _frame(rows, LABEL_COLUMNS)
+
+
+def verified_image_rows(image_sources: Mapping[str, str], *, merge_id: str) -> pd.DataFrame:
+    """Rows vouching for each image's whole box set (an image may hold no box at all)."""
+    rows = [
+        {"image_id": image_id, "source": source, "merge_id": merge_id, "retired_by": ""}
+        for image_id, source in image_sources.items()
+    ]
+    return _frame(rows, VERIFIED_IMAGE_COLUMNS)
+
+
+def merge_verified(
+    labels: pd.DataFrame, images: pd.DataFrame, new_labels: pd.DataFrame, new_images: pd.DataFrame, *, merge_id: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Apply one merge: rows of images it covers are retired by ``merge_id``, its rows added.
+
+    Re-running the same merge first undoes it (its rows dropped, the rows it retired
+    revived), so the result is the same however often it runs.
+    """
+    merged = []
+    for table, additions, columns in ((labels, new_labels, LABEL_COLUMNS), (images, new_images, VERIFIED_IMAGE_COLUMNS)):
+        table = table[table["merge_id"] != merge_id].copy()
+        table.loc[table["retired_by"] == merge_id, "retired_by"] = ""
+        superseded = (table["retired_by"] == "") & table["image_id"].isin(new_images["image_id"])
+        table.loc[superseded, "retired_by"] = merge_id
+        merged.append(pd.concat([table, additions], ignore_index=True).astype(columns))
+    return merged[0], merged[1]
+
+
+def active(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows in force now (labels or verified images)."""
+    return table[table["retired_by"] == ""]
+
+
+def _frame(rows: list[dict[str, object]], columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)

@@ -1,0 +1,301 @@
+"""``labeling-dag run-loop``: the active-learning loop end to end, with a simulated reviewer.
+
+The train split of a YOLO dataset is the unlabelled pool; only the simulated reviewer reads
+its labels. Every round goes through the production definitions: jobs run against a real
+Dagster instance, and the sensors' own evaluation functions decide what runs next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Everything one simulated run depends on."""
+
+    dataset: Path
+    workdir: Path
+    rounds: int = 3
+    batch_size: int = 20
+    strategy: str = "hybrid"
+    diversity: bool = False
+    seed_labels: int = 40
+    target_precision: float = 0.95
+    reviewer_error_rate: float = 0.0
+    seed: int = 0
+    gold_images: int = 4
+    imgsz: int = 128
+    cold_start_epochs: int = 30
+    fine_tune_epochs: int = 10
+    retrain_min_new_boxes: int = 1
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """What one round cost and achieved (one line of the report)."""
+
+    round: int
+    batch_id: str
+    images_reviewed: int
+    boxes_reviewed: int
+    boxes_edited: int
+    human_boxes_total: int
+    auto_accepted: int
+    auto_accept_precision: float | None
+    map50: float
+    map50_95: float
+    model_version: str
+    seconds: float
+
+
+def run_loop(settings: LoopSettings, *, on_round: Callable[[RoundRecord], None] = lambda record: None) -> list[RoundRecord]:
+    """Run the seed round and ``settings.rounds`` active-learning rounds; return one record per round."""
+    import dagster as dg
+
+    from labeling_dag.definitions import build_definitions
+    from labeling_dag.resources.detector import Detector
+    from labeling_dag.resources.loop_policy import LoopPolicy
+    from labeling_dag.resources.review_exchange import FileReviewExchange
+    from labeling_dag.resources.snapshots import SnapshotStore
+    from labeling_dag.resources.storage import ImageSource, LabelStore
+    from labeling_dag.sample_data import load_data_yaml
+    from labeling_dag.simulated_reviewer import load_truth
+
+    workdir = settings.workdir.resolve()
+    spec = load_data_yaml(settings.dataset)
+    resources = {
+        "store": LabelStore(workdir=str(workdir)),
+        "source": ImageSource(folder=str(spec.train_images)),
+        "detector": Detector(imgsz=settings.imgsz, seed=settings.seed),
+        "snapshots": SnapshotStore(),
+        "exchange": FileReviewExchange(),
+        "policy": LoopPolicy(
+            validation_dataset=str(settings.dataset.resolve()),
+            retrain_min_new_boxes=settings.retrain_min_new_boxes,
+            cold_start_epochs=settings.cold_start_epochs,
+            fine_tune_epochs=settings.fine_tune_epochs,
+        ),
+    }
+    defs = build_definitions(resources)
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    store: LabelStore = resources["store"]
+    store.set_class_names(spec.names)
+    truth = load_truth(settings.dataset, "train")
+    _register_gold(store, truth, count=settings.gold_images, seed=settings.seed)
+    driver = _Driver(defs, instance, resources, settings)
+
+    records = []
+    driver.run_job("prelabel_and_select", review_size=settings.seed_labels)
+    for round_number in range(settings.rounds + 1):
+        started = time.perf_counter()
+        batch_id = driver.latest_batch()
+        _answer_batch(store, resources["exchange"], batch_id, truth, settings, round_number)
+        driver.tick("review_complete_sensor")
+        driver.tick("retraining_sensor")
+        driver.follow_retraining(review_size=settings.batch_size)
+        record = _round_record(store, truth, round_number, batch_id, time.perf_counter() - started)
+        records.append(record)
+        on_round(record)
+    return records
+
+
+class _Driver:
+    """Runs jobs and evaluates sensors the way the daemon would, one step at a time."""
+
+    def __init__(self, defs, instance, resources, settings: LoopSettings) -> None:
+        self.defs, self.instance, self.resources, self.settings = defs, instance, resources, settings
+        self.cursors: dict[str, str | None] = {}
+        self.run_keys: set[str] = set()
+        self.last_run = None
+
+    def run_job(self, job_name: str, *, review_size: int, run_config: dict | None = None, asset_selection=None, tags=None):
+        """Execute a job of the definitions in the instance, with the loop's settings filled in."""
+        ops = {**(run_config or {}).get("ops", {})}
+        if job_name == "prelabel_and_select":
+            ops["review_batch"] = {
+                "config": {"size": review_size, "strategy": self.settings.strategy, "diversity": self.settings.diversity, "seed": self.settings.seed}
+            }
+        if "verified_labels" in ops:
+            ops["verified_labels"] = {"config": ops["verified_labels"]["config"] | {"target_precision": self.settings.target_precision, "seed": self.settings.seed}}
+        self.last_run = self.defs.resolve_job_def(job_name).execute_in_process(
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}, "ops": ops},
+            instance=self.instance,
+            asset_selection=list(asset_selection) if asset_selection else None,
+            tags=tags,
+            raise_on_error=False,
+        )
+        _raise_unexpected_failure(self.last_run)
+        return self.last_run
+
+    def tick(self, sensor_name: str) -> None:
+        import dagster as dg
+
+        sensor = self.defs.resolve_sensor_def(sensor_name)
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursors.get(sensor_name), resources=self.resources)
+        result = sensor.evaluate_tick(context)
+        self.cursors[sensor_name] = result.cursor
+        for request in result.run_requests or []:
+            self._launch(request, sensor.job_name if not request.job_name else request.job_name)
+
+    def follow_retraining(self, *, review_size: int) -> None:
+        """After a retrain run: promoted → pre-label again; refused → next batch from the old model."""
+        import dagster as dg
+
+        if self.last_run is None or self.last_run.dagster_run.job_name != "retrain":
+            return
+        if self.last_run.success:
+            self.tick("model_promoted_sensor")
+            return
+        sensor = self.defs.resolve_sensor_def("promotion_refused_sensor")
+        failure = next(e for e in self.last_run.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        context = dg.build_run_status_sensor_context(
+            sensor_name=sensor.name, dagster_event=failure, dagster_instance=self.instance, dagster_run=self.last_run.dagster_run
+        ).for_run_failure()
+        request = sensor.run_status_sensor_fn(context)
+        self._launch(request, "prelabel_and_select")
+
+    def _launch(self, request, job_name: str) -> None:
+        if request.run_key in self.run_keys:  # the daemon launches one run per key
+            return
+        self.run_keys.add(request.run_key)
+        self.run_job(
+            job_name,
+            review_size=self.settings.batch_size,
+            run_config=request.run_config,
+            asset_selection=request.asset_selection,
+            tags=request.tags,
+        )
+
+    def latest_batch(self) -> str:
+        batches = pd.read_parquet(Path(self.resources["store"].root) / "review_batch" / "batches.parquet")
+        return str(batches["batch_id"].iloc[-1])
+
+
+def _raise_unexpected_failure(result) -> None:
+    """A run may fail because a blocking gate said no (a refused model, a quarantined batch);
+    any other step failure is a bug or bad input and stops the simulation."""
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        error = event.event_specific_data.error
+        if "DagsterAssetCheckFailedError" not in error.to_string() and "Blocking check" not in error.to_string():
+            raise RuntimeError(f"run {result.run_id} step {event.step_key} failed: {error.to_string()}")
+
+
+def _register_gold(store, truth, *, count: int, seed: int) -> None:
+    """Known answers for ``count`` pool images, drawn by seed: the gold items mixed into batches."""
+    from labeling_dag.merge import GOLD_COLUMNS
+
+    ids = sorted(truth)
+    rng = np.random.default_rng(seed)
+    chosen = [ids[i] for i in sorted(rng.choice(len(ids), size=min(count, len(ids)), replace=False))]
+    rows = [
+        {"image_id": image_id, "class_name": box.class_name, "x": box.box.x, "y": box.box.y, "w": box.box.w, "h": box.box.h}
+        for image_id in chosen
+        for box in truth[image_id]
+    ]
+    store.write_table("gold", "labels", pd.DataFrame(rows, columns=list(GOLD_COLUMNS)).astype(GOLD_COLUMNS))
+
+
+def _answer_batch(store, exchange, batch_id: str, truth, settings: LoopSettings, round_number: int) -> None:
+    """The simulated reviewer answers the batch and drops the export into the inbox."""
+    from labeling_dag import atomic
+    from labeling_dag.simulated_reviewer import simulate_review
+
+    tasks = exchange.exported_tasks(store.root, batch_id)
+    answered = simulate_review(
+        tasks,
+        truth,
+        class_names=store.class_names(),
+        error_rate=settings.reviewer_error_rate,
+        seed=settings.seed * 1000 + round_number,
+        annotated_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=round_number),
+    )
+    atomic.write_json(exchange.root(store.root) / "inbox" / f"{batch_id}.json", answered)
+
+
+def _round_record(store, truth, round_number: int, batch_id: str, seconds: float) -> RoundRecord:
+    from labeling_dag.agreement import score_against_gold
+    from labeling_dag.merge import EDIT_COLUMNS, LABEL_COLUMNS
+    from labeling_dag.model_registry import ModelRegistry
+
+    edits = store.read_table("review_annotations", "edits", EDIT_COLUMNS)
+    batch = edits[(edits["batch_id"] == batch_id) & ~edits["is_gold"]]
+    human = edits[~edits["is_gold"]]
+    labels = store.read_table("verified_labels", "labels", LABEL_COLUMNS)
+    auto = labels[(labels["merge_id"] == batch_id) & (labels["source"] == "auto_accepted")]
+    tp = fp = 0
+    for image_id, group in auto.groupby("image_id"):
+        score = score_against_gold(
+            "auto",
+            image_id,
+            [(row.class_name, _box(row)) for row in group.itertuples()],
+            [(box.class_name, box.box) for box in truth[image_id]],
+        )
+        tp, fp = tp + score.true_positives, fp + score.false_positives
+    model = ModelRegistry(store.root).current()
+    return RoundRecord(
+        round=round_number,
+        batch_id=batch_id,
+        images_reviewed=int(batch["image_id"].nunique()),
+        boxes_reviewed=len(batch),
+        boxes_edited=int((batch["edit_kind"] != "accepted").sum()),
+        human_boxes_total=int((human["edit_kind"] != "deleted").sum()),
+        auto_accepted=len(auto),
+        auto_accept_precision=tp / (tp + fp) if tp + fp else None,
+        map50=float(model.metrics.get("map50", 0.0)) if model else 0.0,
+        map50_95=float(model.metrics.get("map50_95", 0.0)) if model else 0.0,
+        model_version=model.model_version if model else "",
+        seconds=round(seconds, 1),
+    )
+
+
+def _box(row):
+    from labeling_dag.records import NormBox
+
+    return NormBox(row.x, row.y, row.w, row.h)
+
+
+def write_report(records: list[RoundRecord], report: Path, settings: LoopSettings) -> Path:
+    """Write the JSON report and a learning-curve PNG beside it; return the PNG path."""
+    from labeling_dag import atomic
+
+    payload = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}, "rounds": [asdict(r) for r in records]}
+    atomic.write_json(report, payload)
+    png = report.with_suffix(".png")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    boxes = [r.human_boxes_total for r in records]
+    axis.plot(boxes, [r.map50 for r in records], marker="o", label="mAP50")
+    axis.plot(boxes, [r.map50_95 for r in records], marker="s", label="mAP50-95")
+    axis.set_xlabel("human-verified boxes")
+    axis.set_ylabel("validation mAP")
+    axis.set_title(f"labeling-dag learning curve ({settings.strategy})")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    with atomic.atomic_path(png) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+    return png
+
+
+def format_table(records: list[RoundRecord]) -> str:
+    """The per-round table printed by the CLI and the demo."""
+    frame = pd.DataFrame([asdict(r) for r in records]).drop(columns=["batch_id"])
+    frame["model_version"] = frame["model_version"].str[:12]
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.3f}")
