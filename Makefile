@@ -13,6 +13,7 @@ export YOLO_OFFLINE := 1
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export LABELING_DAG_WORKDIR ?= $(CURDIR)/demo/work
 export LABELING_DAG_SOURCE ?= $(CURDIR)/demo/pool/images/train
+export LABELING_DAG_VALIDATION ?= $(CURDIR)/demo/pool/data.yaml
 
 .PHONY: setup demo test test-quick ui clean
 

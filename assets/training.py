@@ -131,6 +131,12 @@ def current_model(context: dg.AssetExecutionContext, store: LabelStore, snapshot
     atomic.write_json(folder / "metrics.json", card["metrics"] | {"training_boxes": card["training_boxes"]})
     registry.promote(candidate.model_version)
     snapshot_id = snapshots.snapshot(store.root, MODEL_STORE, run_id=context.run_id)
+    tag = snapshots.tag_artifact(
+        store.root,
+        "detector",
+        version=registry.promotions().index(candidate.model_version) + 1,
+        message=f"model {candidate.model_version} (mAP50 {card['metrics']['map50']:.3f}), trained on {card['training_snapshot']}",
+    )
     return dg.MaterializeResult(
         metadata={
             "model_version": candidate.model_version,
@@ -138,6 +144,7 @@ def current_model(context: dg.AssetExecutionContext, store: LabelStore, snapshot
             "map50_95": card["metrics"]["map50_95"],
             "training_snapshot": card["training_snapshot"],
             "dvc_snapshot": snapshot_id,
+            "dvc_artifact": tag,
         },
         data_version=dg.DataVersion(snapshot_id),
     )

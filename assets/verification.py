@@ -111,6 +111,10 @@ def verified_labels(
     merge_id = config.batch_id
     edits = store.read_table(ANNOTATIONS, "edits", EDIT_COLUMNS)
     reviewed = edits[(edits["batch_id"] == merge_id) & ~edits["is_gold"]]
+    batches = store.read_table(REVIEW, "batches", BATCH_COLUMNS)
+    # Every task of a merged batch was annotated; an image left without boxes is a verified
+    # negative, so the batch (not the edit rows) says which images were reviewed.
+    reviewed_images = batches.loc[(batches["batch_id"] == merge_id) & ~batches["is_gold"], "image_id"]
     labels = store.read_table(FOLDER, "labels", LABEL_COLUMNS)
     images = store.read_table(FOLDER, "images", VERIFIED_IMAGE_COLUMNS)
     merges = store.read_table(FOLDER, "merges", MERGE_COLUMNS)
@@ -119,7 +123,7 @@ def verified_labels(
 
     gold = store.read_table(GOLD, "labels", GOLD_COLUMNS)
     new_gold = gold[~gold["image_id"].isin(before["image_id"])]
-    sources = {image_id: "gold" for image_id in new_gold["image_id"]} | {image_id: "human" for image_id in reviewed["image_id"]}
+    sources = {image_id: "gold" for image_id in new_gold["image_id"]} | {image_id: "human" for image_id in reviewed_images}
 
     model = ModelRegistry(store.root).current()
     auto = store.read_table(FOLDER, "labels", LABEL_COLUMNS).iloc[0:0]
@@ -132,7 +136,6 @@ def verified_labels(
             target_precision=config.target_precision,
             min_support=config.min_support,
         )
-        batches = store.read_table(REVIEW, "batches", BATCH_COLUMNS)
         in_review = set(batches.loc[batches["batch_id"].isin(pending_batches(batches, merged=set(merges["merge_id"]) | {merge_id})), "image_id"])
         boxes = store.read_table(PRE_LABELS, "boxes", BOX_COLUMNS)
         boxes = boxes[boxes["model_version"] == model.model_version]

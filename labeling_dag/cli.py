@@ -45,7 +45,9 @@ def _restore(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from labeling_dag.demo import run_demo
 
-    return run_demo(Path(args.root).resolve(), images=args.images, seed_images=args.seed_images, batch_size=args.batch_size)
+    return run_demo(
+        Path(args.root).resolve(), images=args.images, rounds=args.rounds, batch_size=args.batch_size, seed_labels=args.seed_labels
+    )
 
 
 def _run_loop(args: argparse.Namespace) -> int:
@@ -77,6 +79,25 @@ def _run_loop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trace(args: argparse.Namespace) -> int:
+    from labeling_dag.lineage import Workdir, sample_label_ids, trace_image, trace_label
+
+    workdir = Workdir(_workdir(args.workdir))
+    if args.sample:
+        chains = [trace_label(workdir, label_id) for label_id in sample_label_ids(workdir, args.sample, seed=args.seed)]
+    elif args.id:
+        try:
+            chains = [trace_label(workdir, args.id) if args.id.startswith("vl-") else trace_image(workdir, args.id)]
+        except KeyError as error:
+            print(f"error: {error.args[0]}", file=sys.stderr)
+            return 1
+    else:
+        print("error: give an image id or label id, or --sample N", file=sys.stderr)
+        return 2
+    print("\n\n".join("\n".join(chain) for chain in chains))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``labeling-dag`` subcommand."""
     parser = argparse.ArgumentParser(prog="labeling-dag", description=__doc__)
@@ -94,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("snapshot_id")
     restore.add_argument("--workdir", help="pipeline workdir (default: $LABELING_DAG_WORKDIR)")
     restore.set_defaults(run=_restore)
+
+    trace = commands.add_parser("trace", help="print the lineage of an image or a verified label")
+    trace.add_argument("id", nargs="?", help="an image id (sha256) or a label id (vl-...)")
+    trace.add_argument("--workdir", help="pipeline workdir (default: $LABELING_DAG_WORKDIR)")
+    trace.add_argument("--sample", type=int, default=0, help="trace N random verified labels (a spot audit)")
+    trace.add_argument("--seed", type=int, default=0)
+    trace.set_defaults(run=_trace)
 
     loop = commands.add_parser("run-loop", help="simulate the active-learning loop on a YOLO dataset")
     loop.add_argument("--dataset", type=Path, required=True, help="YOLO data.yaml: train = pool, val = held out")
@@ -113,11 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--report", type=Path, required=True, help="JSON report; the learning-curve PNG is written beside it")
     loop.set_defaults(run=_run_loop)
 
-    demo = commands.add_parser("demo", help="run the pipeline on generated data in ROOT")
+    demo = commands.add_parser("demo", help="run the active-learning loop on generated data in ROOT")
     demo.add_argument("--root", default="demo")
     demo.add_argument("--images", type=int, default=300)
-    demo.add_argument("--seed-images", type=int, default=80)
-    demo.add_argument("--batch-size", type=int, default=20)
+    demo.add_argument("--rounds", type=int, default=3)
+    demo.add_argument("--batch-size", type=int, default=30)
+    demo.add_argument("--seed-labels", type=int, default=60)
     demo.set_defaults(run=_demo)
     return parser
 

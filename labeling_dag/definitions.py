@@ -16,7 +16,7 @@ from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.review_exchange import FileReviewExchange
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import ImageSource, LabelStore
-from labeling_dag.sensors import model_promoted_sensor, promotion_refused_sensor, retraining_sensor, review_complete_sensor
+from labeling_dag.sensors import loop_continues_sensor, model_promoted_sensor, retraining_sensor, review_complete_sensor
 
 ASSETS = [
     raw_images,
@@ -31,7 +31,7 @@ ASSETS = [
 ]
 CHECKS = [cleaned_images_gate, pre_labels_gate, review_quality_gate, verified_labels_gate, promotion_gate]
 JOBS = [prelabel_and_select, merge_review, retrain]
-SENSORS = [review_complete_sensor, retraining_sensor, model_promoted_sensor, promotion_refused_sensor]
+SENSORS = [review_complete_sensor, retraining_sensor, model_promoted_sensor, loop_continues_sensor]
 
 
 def build_definitions(resources: dict[str, object]) -> dg.Definitions:

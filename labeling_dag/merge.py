@@ -286,7 +286,7 @@ def gold_rows(gold: pd.DataFrame, *, merge_id: str) -> pd.DataFrame:
     """Label rows for gold images: their known answers are verified labels by definition."""
     rows = [
         {
-            "label_id": f"vl-gold-{row.image_id[:16]}-{index:03d}",
+            "label_id": f"vl-{merge_id}-gold-{row.image_id[:16]}-{index:03d}",
             "image_id": row.image_id,
             "class_name": row.class_name,
             "x": row.x,

@@ -73,8 +73,15 @@ class ModelRegistry:
         index["current"] = model_version
         if index.get("candidate") == model_version:
             index["candidate"] = None
+        promoted = index.setdefault("promoted", [])
+        if model_version not in promoted:
+            promoted.append(model_version)
         atomic.write_json(self.index_file, index)
         return _entry(index["models"][model_version])
+
+    def promotions(self) -> list[str]:
+        """Versions of every model ever promoted, in promotion order (its release number is the position + 1)."""
+        return list(self._load().get("promoted", []))
 
     def register(
         self,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from labeling_dag.label_studio_format import ReviewExportError, is_complete, parse_export
+
+
+SAFE_BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,18 @@ def judge_review_file(
     batch_id = _batch_id(tasks)
     if batch_id is None:
         return Verdict(file, None, "not a Label Studio export of a review batch: no data.batch_id in its first task")
-    exported = exported_tasks(batch_id)
-    if exported is None:
+    if not SAFE_BATCH_ID.fullmatch(batch_id):
+        # The id becomes a file name under the exchange: no separators, no "..".
+        return Verdict(file, None, f"batch id {batch_id!r} is not a plain name")
+    try:
+        exported = exported_tasks(batch_id)
+        sent = None if exported is None else {task["data"]["image_id"] for task in exported}
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        return Verdict(file, batch_id, f"the exported tasks of batch {batch_id!r} are unreadable ({error!r})")
+    if sent is None:
         return Verdict(file, batch_id, f"unknown batch {batch_id!r}: no such batch was exported")
     if already_received(batch_id):
-        return Verdict(file, batch_id, f"batch {batch_id!r} was already received and merged")
+        return Verdict(file, batch_id, f"batch {batch_id!r} was already received (re-run merge_review to merge it again)")
     if not is_complete(tasks):
         done = sum(is_complete([task]) for task in tasks) if isinstance(tasks, list) else 0
         return Verdict(file, batch_id, f"incomplete: {done} of {len(tasks)} tasks annotated")
@@ -57,7 +68,6 @@ def judge_review_file(
     except ReviewExportError as error:
         return Verdict(file, batch_id, str(error))
     returned = {annotation.image_id for annotation in annotations}
-    sent = {task["data"]["image_id"] for task in exported}
     if returned != sent:
         unknown, missing = sorted(returned - sent), sorted(sent - returned)
         return Verdict(file, batch_id, f"tasks do not match batch {batch_id!r}: unknown images {unknown}, missing images {missing}")

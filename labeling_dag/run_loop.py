@@ -101,8 +101,7 @@ def run_loop(settings: LoopSettings, *, on_round: Callable[[RoundRecord], None] 
         batch_id = driver.latest_batch()
         _answer_batch(store, resources["exchange"], batch_id, truth, settings, round_number)
         driver.tick("review_complete_sensor")
-        driver.tick("retraining_sensor")
-        driver.follow_retraining(review_size=settings.batch_size)
+        driver.advance()
         record = _round_record(store, truth, round_number, batch_id, time.perf_counter() - started)
         records.append(record)
         on_round(record)
@@ -147,22 +146,29 @@ class _Driver:
         for request in result.run_requests or []:
             self._launch(request, sensor.job_name if not request.job_name else request.job_name)
 
-    def follow_retraining(self, *, review_size: int) -> None:
-        """After a retrain run: promoted → pre-label again; refused → next batch from the old model."""
+    def advance(self) -> None:
+        """Follow the sensors from the last run until the next review batch is out (or nothing runs).
+
+        merge succeeded → retraining_sensor; retrain succeeded → model_promoted_sensor; any
+        merge or retrain run failed at a gate → loop_continues_sensor.
+        """
         import dagster as dg
 
-        if self.last_run is None or self.last_run.dagster_run.job_name != "retrain":
-            return
-        if self.last_run.success:
-            self.tick("model_promoted_sensor")
-            return
-        sensor = self.defs.resolve_sensor_def("promotion_refused_sensor")
-        failure = next(e for e in self.last_run.all_events if e.event_type_value == "PIPELINE_FAILURE")
-        context = dg.build_run_status_sensor_context(
-            sensor_name=sensor.name, dagster_event=failure, dagster_instance=self.instance, dagster_run=self.last_run.dagster_run
-        ).for_run_failure()
-        request = sensor.run_status_sensor_fn(context)
-        self._launch(request, "prelabel_and_select")
+        while self.last_run is not None:
+            run, job_name = self.last_run, self.last_run.dagster_run.job_name
+            if not run.success and job_name in ("merge_review", "retrain"):
+                sensor = self.defs.resolve_sensor_def("loop_continues_sensor")
+                failure = next(e for e in run.all_events if e.event_type_value == "PIPELINE_FAILURE")
+                context = dg.build_run_status_sensor_context(
+                    sensor_name=sensor.name, dagster_event=failure, dagster_instance=self.instance, dagster_run=run.dagster_run
+                ).for_run_failure()
+                self._launch(sensor.run_status_sensor_fn(context), "prelabel_and_select")
+            elif job_name == "merge_review":
+                self.tick("retraining_sensor")
+            elif job_name == "retrain":
+                self.tick("model_promoted_sensor")
+            if self.last_run is run or job_name == "prelabel_and_select":
+                return
 
     def _launch(self, request, job_name: str) -> None:
         if request.run_key in self.run_keys:  # the daemon launches one run per key

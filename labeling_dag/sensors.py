@@ -98,8 +98,11 @@ def model_promoted_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResul
 
 
 
-@dg.run_failure_sensor(monitored_jobs=[retrain], request_job=prelabel_and_select, default_status=dg.DefaultSensorStatus.RUNNING)
-def promotion_refused_sensor(context: dg.RunFailureSensorContext) -> dg.RunRequest:
-    """A retrain run that failed (e.g. its model refused by the promotion gate) leaves the
-    current model in place; the loop goes on with the next batch from it."""
+@dg.run_failure_sensor(
+    monitored_jobs=[merge_review, retrain], request_job=prelabel_and_select, default_status=dg.DefaultSensorStatus.RUNNING
+)
+def loop_continues_sensor(context: dg.RunFailureSensorContext) -> dg.RunRequest:
+    """Keep the loop going when a gate says no: a batch quarantined for poor gold accuracy
+    (its images return to the pool) or a model refused promotion (the current one stays).
+    The next review batch is drawn from the current model's scores."""
     return dg.RunRequest(run_key=f"after-failed-{context.dagster_run.run_id}", asset_selection=[dg.AssetKey("review_batch")])

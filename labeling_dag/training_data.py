@@ -28,13 +28,37 @@ def write_yolo_dataset(
     files are hard-linked (copied across file systems). The validation split is referenced,
     never copied, so it stays held out. The folder is built aside and renamed into place.
     """
-    index = {name: i for i, name in enumerate(class_names)}
-    unknown = sorted(set(labels["class_name"]) - set(index))
+    unknown = sorted(set(labels["class_name"]) - set(class_names))
     if unknown:
         raise ValueError(f"labels use classes {unknown} that are not in the class list {list(class_names)}")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        _fill(staging, images=images, labels=labels, class_names=class_names, out_dir=out_dir, val_images=val_images)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    # Swap, so that a crash leaves either the old dataset or the new one in place.
+    retired = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    if out_dir.exists():
+        os.replace(out_dir, retired)
+    os.replace(staging, out_dir)
+    shutil.rmtree(retired, ignore_errors=True)
+    return out_dir / "data.yaml"
+
+
+def _fill(
+    staging: Path,
+    *,
+    images: pd.DataFrame,
+    labels: pd.DataFrame,
+    class_names: Sequence[str],
+    out_dir: Path,
+    val_images: Path,
+) -> None:
+    index = {name: i for i, name in enumerate(class_names)}
     (staging / "images" / "train").mkdir(parents=True)
     (staging / "labels" / "train").mkdir(parents=True)
     by_image = {image_id: group for image_id, group in labels.groupby("image_id")}
@@ -53,10 +77,6 @@ def write_yolo_dataset(
         "names": dict(enumerate(class_names)),
     }
     (staging / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
-    return out_dir / "data.yaml"
 
 
 def _link(source: Path, target: Path) -> None:

@@ -34,11 +34,11 @@ class FileReviewExchange(dg.ConfigurableResource):
 
     def outbox_file(self, workdir: Path, batch_id: str) -> Path:
         """Where the tasks of ``batch_id`` were exported."""
-        return self.root(workdir) / "outbox" / f"{batch_id}.json"
+        return self.root(workdir) / "outbox" / _file_name(batch_id)
 
     def received_file(self, workdir: Path, batch_id: str) -> Path:
         """Where the accepted export of ``batch_id`` is kept."""
-        return self.root(workdir) / "received" / f"{batch_id}.json"
+        return self.root(workdir) / "received" / _file_name(batch_id)
 
     def export(self, workdir: Path, batch_id: str, tasks: list[dict[str, Any]]) -> Path:
         """Write the batch's tasks to the outbox (atomically; the same id overwrites)."""
@@ -83,3 +83,10 @@ class FileReviewExchange(dg.ConfigurableResource):
             {"file": str(file), "quarantined_as": str(target), "problem": problem, "at": stamp},
         )
         return target
+
+
+def _file_name(batch_id: str) -> str:
+    # Batch ids come back from review files: they must never reach outside the exchange.
+    if Path(batch_id).name != batch_id or batch_id in ("", ".", ".."):
+        raise ValueError(f"batch id {batch_id!r} is not a plain name")
+    return f"{batch_id}.json"

@@ -1,18 +1,21 @@
-"""Immutable dataset snapshots with DVC, driven through its command line.
+"""Immutable dataset and model snapshots with DVC (and git, for DVC's model registry).
 
 DVC runs as a separate tool (its own virtualenv, on PATH as ``dvc``) rather than a
 library: its hydra dependency pins antlr4 4.9 while Dagster's asset-selection parser
-needs 4.13, so the two cannot share an environment. Every call takes an argument list,
-never a shell string.
+needs 4.13, so the two cannot share an environment. Every DVC and git call takes an
+argument list, never a shell string.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -24,15 +27,17 @@ from labeling_dag import atomic
 
 
 class SnapshotError(RuntimeError):
-    """A DVC command failed or a snapshot id is unknown."""
+    """A DVC or git command failed, or a snapshot id is unknown."""
 
 
 class SnapshotStore(dg.ConfigurableResource):
     """Snapshots workdir folders with ``dvc add`` and pushes them to a DVC remote.
 
-    The workdir is its own DVC repository (``dvc init --no-scm``). Each snapshot's ``.dvc``
-    file is kept under ``snapshots/<folder>/<snapshot_id>.dvc``, which is all that is
-    needed to bring that exact content back from the cache or the remote.
+    The workdir is a git + DVC repository of its own. Every snapshot commits the folder's
+    ``.dvc`` pointer and the snapshot history, so ``git log`` is the audit trail, and each
+    pointer is also kept as ``snapshots/<folder>/<snapshot_id>.dvc``: all that is needed to
+    bring that exact content back from the cache or the remote. Promoted models are tagged
+    the way DVC's model registry (GTO) expects, so ``dvc artifacts get`` finds them.
     """
 
     remote: str = ""  # a local folder or any DVC remote URL; "" = <workdir>/.dvc-storage
@@ -45,18 +50,27 @@ class SnapshotStore(dg.ConfigurableResource):
         how lineage maps a run (and every row it wrote) to the snapshots holding it.
         """
         workdir = Path(workdir)
-        self._ensure_repo(workdir)
-        self._dvc(workdir, "add", folder)
-        pointer = workdir / f"{folder}.dvc"
-        snapshot_id = snapshot_id_of(pointer)
-        kept = self.pointer_path(workdir, folder, snapshot_id)
-        if not kept.exists():
-            atomic.copy_file(pointer, kept)
-        self._dvc(workdir, "push", "-r", "storage", str(pointer.name))
-        history = self.history(workdir, folder)
-        history.append({"snapshot_id": snapshot_id, "run_id": run_id, "created_at": datetime.now(UTC).isoformat()})
-        atomic.write_json(self.history_path(workdir, folder), history)
+        with self._locked(workdir):
+            self._ensure_repo(workdir)
+            self._dvc(workdir, "add", folder)
+            pointer = workdir / f"{folder}.dvc"
+            snapshot_id = snapshot_id_of(pointer)
+            kept = self.pointer_path(workdir, folder, snapshot_id)
+            if not kept.exists():
+                atomic.copy_file(pointer, kept)
+            self._dvc(workdir, "push", "-r", "storage", pointer.name)
+            history = self.history(workdir, folder)
+            history.append({"snapshot_id": snapshot_id, "run_id": run_id, "created_at": datetime.now(UTC).isoformat()})
+            atomic.write_json(self.history_path(workdir, folder), history)
+            self._commit(workdir, f"{folder} snapshot {snapshot_id} (run {run_id})", pointer.name, "snapshots", ".gitignore")
         return snapshot_id
+
+    def tag_artifact(self, workdir: Path, name: str, *, version: int, message: str) -> str:
+        """Tag the current commit as version ``version`` of artifact ``name`` (``name@vN.0.0``)."""
+        tag = f"{name}@v{version}.0.0"
+        with self._locked(workdir):
+            self._git(Path(workdir), "tag", "--force", "--annotate", tag, "--message", message)
+        return tag
 
     @staticmethod
     def history_path(workdir: Path, folder: str) -> Path:
@@ -78,9 +92,10 @@ class SnapshotStore(dg.ConfigurableResource):
         if not kept.exists():
             known = sorted(p.stem for p in kept.parent.glob("*.dvc")) if kept.parent.exists() else []
             raise SnapshotError(f"{kept}: no snapshot {snapshot_id!r} of {folder}; known: {known}")
-        self._ensure_repo(workdir)
-        atomic.copy_file(kept, workdir / f"{folder}.dvc")
-        self._dvc(workdir, "pull", "--force", "-r", "storage", f"{folder}.dvc")
+        with self._locked(workdir):
+            self._ensure_repo(workdir)
+            atomic.copy_file(kept, workdir / f"{folder}.dvc")
+            self._dvc(workdir, "pull", "--force", "-r", "storage", f"{folder}.dvc")
         return workdir / folder
 
     @staticmethod
@@ -88,19 +103,46 @@ class SnapshotStore(dg.ConfigurableResource):
         """Where the ``.dvc`` pointer of one snapshot is kept."""
         return Path(workdir) / "snapshots" / folder / f"{snapshot_id}.dvc"
 
+    @contextmanager
+    def _locked(self, workdir: Path) -> Iterator[None]:
+        # DVC waits for its own lock, git does not: one snapshot at a time per workdir,
+        # whatever process (step, sensor, CLI) takes it.
+        workdir.mkdir(parents=True, exist_ok=True)
+        with open(workdir / ".snapshot.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def _ensure_repo(self, workdir: Path) -> None:
-        remote = self.remote or str(workdir / ".dvc-storage")
+        if not (workdir / ".git").is_dir():
+            self._git(workdir, "init", "--quiet")
+            self._git(workdir, "config", "user.name", "labeling-dag")
+            self._git(workdir, "config", "user.email", "labeling-dag@localhost")
         if not (workdir / ".dvc").is_dir():
-            workdir.mkdir(parents=True, exist_ok=True)
-            self._dvc(workdir, "init", "--no-scm", "--force")
+            self._dvc(workdir, "init", "--force")
             self._dvc(workdir, "config", "core.analytics", "false")
             # Hardlinks cost no disk; every writer here replaces files by rename, never in place.
             self._dvc(workdir, "config", "cache.type", "reflink,hardlink,copy")
-            (workdir / ".dvcignore").write_text("snapshots/\n.dvc-storage/\n")
+            atomic.write_bytes(workdir / ".gitignore", b".snapshot.lock\n.dvc-storage/\n")
+            # The kept pointers are records, not outputs: DVC must not read them as .dvc files.
+            atomic.write_bytes(workdir / ".dvcignore", b"snapshots/\n.dvc-storage/\n")
         template = resources.files("labeling_dag").joinpath("dvc_template.yaml").read_text()
         if not (workdir / "dvc.yaml").exists() or (workdir / "dvc.yaml").read_text() != template:
             atomic.write_bytes(workdir / "dvc.yaml", template.encode())
-        self._dvc(workdir, "remote", "add", "--force", "--default", "storage", remote)
+        self._dvc(workdir, "remote", "add", "--force", "--default", "storage", self.remote or str(workdir / ".dvc-storage"))
+        self._commit(workdir, "labeling-dag workdir", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore", "dvc.yaml")
+
+    def _commit(self, workdir: Path, message: str, *paths: str) -> None:
+        present = [path for path in paths if (workdir / path).exists()]
+        self._git(workdir, "add", "--", *present)
+        staged = subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=workdir, check=False)
+        if staged.returncode != 0:
+            self._git(workdir, "commit", "--quiet", "--message", message)
+
+    def _git(self, workdir: Path, *args: str) -> str:
+        return _run(["git", *args], workdir, what=f"git {args[0]}")
 
     def _dvc(self, workdir: Path, *args: str) -> str:
         # `make setup` installs DVC in .tools/ beside the project's .venv; found there even
@@ -112,15 +154,18 @@ class SnapshotStore(dg.ConfigurableResource):
                 f"DVC executable {self.executable!r} not found on PATH; run `make setup` "
                 "(it installs DVC in .tools/) or configure SnapshotStore.executable"
             )
-        env = os.environ | {"DVC_NO_ANALYTICS": "1"}
-        command = [executable, "--wait-for-lock", *args]
-        completed = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
-        if completed.returncode != 0:
-            raise SnapshotError(
-                f"`dvc {' '.join(args)}` failed in {workdir} (exit {completed.returncode}): "
-                f"{completed.stderr.strip() or completed.stdout.strip()}"
-            )
-        return completed.stdout
+        return _run([executable, "--wait-for-lock", *args], workdir, what=f"dvc {' '.join(args)}")
+
+
+def _run(command: list[str], workdir: Path, *, what: str) -> str:
+    env = os.environ | {"DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
+    completed = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise SnapshotError(
+            f"`{what}` failed in {workdir} (exit {completed.returncode}): "
+            f"{completed.stderr.strip() or completed.stdout.strip()}"
+        )
+    return completed.stdout
 
 
 def snapshot_id_of(pointer: Path) -> str:

@@ -23,7 +23,18 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MODULE = "labeling_dag.definitions"
 
-LINEAGE = ("raw_images", "cleaned_images", "pre_labels", "uncertainty_scores", "review_batch")
+LINEAGE = (
+    "raw_images",
+    "cleaned_images",
+    "pre_labels",
+    "uncertainty_scores",
+    "review_batch",
+    "review_annotations",
+    "verified_labels",
+    "retrained_model",
+    "current_model",
+)
+PRELABEL_STAGES = LINEAGE[:5]
 HEAVY_MODULES = ("torch", "ultralytics", "great_expectations")
 
 # Installed into a subprocess through PYTHONPATH: records, then refuses, every attempt to
@@ -161,8 +172,8 @@ def test_dg_check_defs_passes_offline(dagster_env: dict[str, str]) -> None:
     _assert_offline(dagster_env)
 
 
-def test_dagster_asset_list_names_the_five_assets(dagster_env: dict[str, str]) -> None:
-    """``dagster asset list`` shows exactly the five pipeline assets, one per line.
+def test_dagster_asset_list_names_every_lifecycle_asset(dagster_env: dict[str, str]) -> None:
+    """``dagster asset list`` shows exactly the lifecycle's assets, one per line.
 
     Dagster prints them sorted by key, not in lineage order, so the set is compared.
     """
@@ -251,20 +262,39 @@ def test_definitions_snapshot() -> None:
         "pre_labels": ["cleaned_images"],
         "uncertainty_scores": ["pre_labels"],
         "review_batch": ["uncertainty_scores"],
+        "review_annotations": ["review_batch"],
+        "verified_labels": ["pre_labels", "review_annotations"],
+        "retrained_model": ["verified_labels"],
+        # The loop's back edge (current_model -> pre_labels) is a sensor, not a dependency.
+        "current_model": ["retrained_model"],
     }
 
     checks = {
         (check_key.asset_key.to_user_string(), check_key.name): graph.get(check_key).blocking
         for check_key in graph.asset_check_keys
     }
-    assert checks == {("cleaned_images", "cleaned_images_gate"): True, ("pre_labels", "pre_labels_gate"): True}
+    assert checks == {
+        ("cleaned_images", "cleaned_images_gate"): True,
+        ("pre_labels", "pre_labels_gate"): True,
+        ("review_annotations", "review_quality_gate"): True,
+        ("verified_labels", "verified_labels_gate"): True,
+        ("retrained_model", "promotion_gate"): True,
+    }
 
-    jobs = sorted(job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__"))
-    assert jobs == ["prelabel_and_select"]
-    job = defs.resolve_job_def("prelabel_and_select")
-    assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == set(LINEAGE)
+    jobs = {
+        job.name: {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+        for job in defs.resolve_all_job_defs()
+        if not job.name.startswith("__")
+    }
+    assert jobs == {
+        "prelabel_and_select": set(PRELABEL_STAGES),
+        "merge_review": {"review_annotations", "verified_labels"},
+        "retrain": {"retrained_model", "current_model"},
+    }
+    sensors = sorted(sensor.name for sensor in defs.sensors or [])
+    assert sensors == ["loop_continues_sensor", "model_promoted_sensor", "retraining_sensor", "review_complete_sensor"]
 
-    assert sorted(defs.resources or {}) == ["detector", "exchange", "snapshots", "source", "store"]
+    assert sorted(defs.resources or {}) == ["detector", "exchange", "policy", "snapshots", "source", "store"]
     # Deployments point the location at their folders through these variables.
     workdir, folder = defs.resources["store"].workdir, defs.resources["source"].folder
     assert isinstance(workdir, dg.EnvVar) and workdir == "LABELING_DAG_WORKDIR"

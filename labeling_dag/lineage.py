@@ -1,0 +1,133 @@
+"""Lineage an auditor can follow: from a verified label (or an image) back to its raw file and
+forward to every model trained on it, read from the tables and snapshot histories in a workdir."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
+from labeling_dag.ingest import RAW_COLUMNS
+from labeling_dag.merge import EDIT_COLUMNS, LABEL_COLUMNS, active
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """Read-only access to the tables of one pipeline workdir."""
+
+    root: Path
+
+    def table(self, folder: str, name: str, columns: dict[str, str]) -> pd.DataFrame:
+        """A parquet table of the workdir, empty with ``columns`` when absent."""
+        path = self.root / folder / f"{name}.parquet"
+        return pd.read_parquet(path) if path.exists() else pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+
+    def history(self, folder: str) -> list[dict[str, str]]:
+        """The DVC snapshot history of an asset folder, oldest first."""
+        path = self.root / "snapshots" / folder / "history.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def snapshots_of_run(self, folder: str, run_id: str) -> list[str]:
+        """Snapshot ids an asset folder got from the run ``run_id``."""
+        return [entry["snapshot_id"] for entry in self.history(folder) if entry["run_id"] == run_id]
+
+    def model_cards(self) -> list[dict]:
+        """Every model card, oldest first."""
+        folder = self.root / "models" / "cards"
+        cards = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.is_dir() else []
+        return sorted(cards, key=lambda card: card["created_at"])
+
+
+def label_snapshots(workdir: Workdir, label: pd.Series) -> list[str]:
+    """The verified-labels snapshots a label appears in: from its merge until the merge that retired it."""
+    merges = workdir.table("verified_labels", "merges", {"merge_id": "str", "run_id": "str"})
+    order = list(merges["merge_id"])
+    if label["merge_id"] not in order:
+        return []
+    start = order.index(label["merge_id"])
+    stop = order.index(label["retired_by"]) if label["retired_by"] in order else len(order)
+    return [
+        snapshot
+        for run_id in merges["run_id"].iloc[start:stop]
+        for snapshot in workdir.snapshots_of_run("verified_labels", run_id)
+    ]
+
+
+def trace_label(workdir: Workdir, label_id: str) -> list[str]:
+    """The chain of one verified label, one line per link."""
+    labels = workdir.table("verified_labels", "labels", LABEL_COLUMNS)
+    match = labels[labels["label_id"] == label_id]
+    if match.empty:
+        raise KeyError(f"no verified label {label_id!r} in {workdir.root}")
+    label = match.iloc[0]
+    lines = [
+        f"label {label_id}: {label['class_name']} at x={label['x']:.4f} y={label['y']:.4f} w={label['w']:.4f} h={label['h']:.4f} "
+        f"(source {label['source']}{', retired by merge ' + label['retired_by'] if label['retired_by'] else ', active'})"
+    ]
+    lines += _image_origin(workdir, label["image_id"])
+    if label["pre_label_id"]:
+        pre_snapshots = workdir.snapshots_of_run("pre_labels", label["pre_label_run_id"])
+        lines.append(
+            f"pre-label {label['pre_label_id']}: model {label['model_version']}, run {label['pre_label_run_id']}, "
+            f"confidence {label['confidence']:.3f}, pre_labels snapshot {', '.join(pre_snapshots) or '?'}"
+        )
+    else:
+        lines.append("pre-label: none (drawn by a person)" if label["source"] != "gold" else "pre-label: none (gold answer)")
+    if label["source"] == "human":
+        edits = workdir.table("review_annotations", "edits", EDIT_COLUMNS)
+        edit = edits[(edits["batch_id"] == label["review_batch_id"]) & (edits["image_id"] == label["image_id"])]
+        original = edit[edit["pre_label_id"] == label["pre_label_id"]] if label["pre_label_id"] else edit.iloc[0:0]
+        was = f", was {original['original_class'].iloc[0]}" if len(original) and label["edit_kind"] == "relabelled" else ""
+        lines.append(
+            f"review: batch {label['review_batch_id']} by {label['reviewer']} at {label['reviewed_at']}: {label['edit_kind']}{was}"
+        )
+    elif label["source"] == "auto_accepted":
+        lines.append(f"review: auto-accepted at merge {label['merge_id']} (confidence above the calibrated threshold)")
+    snapshots = label_snapshots(workdir, label)
+    lines.append(f"verified_labels snapshots: {', '.join(snapshots) or 'none'}")
+    lines += [
+        f"model {card['model_version']} trained on snapshot {card['training_snapshot']} (mAP50 {card['metrics']['map50']:.3f})"
+        for card in workdir.model_cards()
+        if card["training_snapshot"] in snapshots
+    ] or ["models trained on it: none yet"]
+    return lines
+
+
+def trace_image(workdir: Workdir, image_id: str) -> list[str]:
+    """The chain of one image: its origin, then every verified label it has had."""
+    labels = workdir.table("verified_labels", "labels", LABEL_COLUMNS)
+    lines = [f"image {image_id}"] + _image_origin(workdir, image_id)
+    mine = labels[labels["image_id"] == image_id]
+    if mine.empty:
+        lines.append("verified labels: none yet")
+    for label_id in mine["label_id"]:
+        chain = trace_label(workdir, label_id)
+        # The image's own origin was printed once above; each label adds its own links.
+        lines += ["", chain[0], *chain[1 + len(_image_origin(workdir, image_id)) :]]
+    return lines
+
+
+def sample_label_ids(workdir: Workdir, count: int, *, seed: int = 0) -> list[str]:
+    """``count`` random labels in force, for a spot audit."""
+    ids = sorted(active(workdir.table("verified_labels", "labels", LABEL_COLUMNS))["label_id"])
+    rng = np.random.default_rng(seed)
+    return [ids[i] for i in sorted(rng.choice(len(ids), size=min(count, len(ids)), replace=False))]
+
+
+def _image_origin(workdir: Workdir, image_id: str) -> list[str]:
+    raw = workdir.table("raw_images", "index", RAW_COLUMNS)
+    cleaned = workdir.table("cleaned_images", "images", CLEANED_COLUMNS)
+    sources = raw[raw["image_id"] == image_id]
+    lines = [
+        f"raw file: {row.source_path} (sha256 {image_id}, ingested {row.ingested_at}, run {row.run_id})"
+        for row in sources.itertuples()
+    ] or [f"raw file: unknown image {image_id}"]
+    row = cleaned[cleaned["image_id"] == image_id]
+    if len(row):
+        snapshots = workdir.snapshots_of_run("cleaned_images", row["run_id"].iloc[0])
+        lines.append(f"cleaned: {row['path'].iloc[0]} in cleaned_images snapshot {', '.join(snapshots) or '?'}")
+    return lines

@@ -1,0 +1,111 @@
+"""Two real rounds of the active-learning loop through the production definitions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from labeling_dag.agreement import score_against_gold
+from labeling_dag.merge import LABEL_COLUMNS
+from labeling_dag.records import NormBox
+from labeling_dag.sample_data import generate_dataset
+from labeling_dag.simulated_reviewer import load_truth
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    """`labeling-dag run-loop` for a seed round and two more rounds on a small generated dataset."""
+    root = tmp_path_factory.mktemp("loop")
+    data_yaml = generate_dataset(root / "data", images=160, seed=21, imgsz=96)
+    report = root / "report.json"
+    command = [
+        BIN / "labeling-dag", "run-loop", "--dataset", data_yaml, "--workdir", root / "work", "--rounds", "2",
+        "--batch-size", "20", "--strategy", "hybrid", "--seed-labels", "40", "--target-precision", "0.6",
+        "--reviewer-error-rate", "0.0", "--seed", "3", "--imgsz", "96", "--cold-start-epochs", "30",
+        "--fine-tune-epochs", "6", "--report", report,
+    ]  # fmt: skip
+    completed = subprocess.run([str(part) for part in command], capture_output=True, text=True, timeout=900, check=False)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return root, data_yaml, json.loads(report.read_text())
+
+
+@pytest.mark.slow
+def test_report_has_one_record_per_round_and_a_learning_curve(loop_run):
+    """The report lists every round with the fields the issue names, and a PNG sits beside it."""
+    root, _, report = loop_run
+    rounds = report["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    for record in rounds:
+        assert set(record) >= {
+            "round", "images_reviewed", "boxes_reviewed", "boxes_edited", "auto_accepted",
+            "auto_accept_precision", "map50", "map50_95", "model_version", "seconds",
+        }  # fmt: skip
+        assert 0 <= record["map50"] <= 1 and 0 <= record["map50_95"] <= record["map50"] + 1e-9
+    assert rounds[0]["images_reviewed"] == 40
+    assert rounds[1]["images_reviewed"] == 20
+    assert (root / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_every_round_trains_a_new_model(loop_run):
+    """Each round's merge retrains, so the current model version changes every round."""
+    _, _, report = loop_run
+    versions = [r["model_version"] for r in report["rounds"]]
+    assert all(len(v) == 64 for v in versions)
+    assert len(set(versions)) == len(versions)
+
+
+@pytest.mark.slow
+def test_auto_accept_precision_is_measured_against_the_true_labels(loop_run):
+    """The reported precision equals an independent count of auto-accepted boxes matching the truth."""
+    root, data_yaml, report = loop_run
+    truth = load_truth(data_yaml, "train")
+    labels = pd.read_parquet(root / "work" / "verified_labels" / "labels.parquet")
+    for record in report["rounds"]:
+        auto = labels[(labels["merge_id"] == record["batch_id"]) & (labels["source"] == "auto_accepted")]
+        assert record["auto_accepted"] == len(auto)
+        if auto.empty:
+            assert record["auto_accept_precision"] is None
+            continue
+        tp = fp = 0
+        for image_id, group in auto.groupby("image_id"):
+            score = score_against_gold(
+                "check",
+                image_id,
+                [(r.class_name, NormBox(r.x, r.y, r.w, r.h)) for r in group.itertuples()],
+                [(t.class_name, t.box) for t in truth[image_id]],
+            )
+            tp, fp = tp + score.true_positives, fp + score.false_positives
+        assert record["auto_accept_precision"] == pytest.approx(tp / (tp + fp))
+    assert sum(r["auto_accepted"] for r in report["rounds"]) > 0, "a 0.6 precision target should let some boxes through"
+
+
+@pytest.mark.slow
+def test_verified_labels_are_traceable(loop_run):
+    """`labeling-dag trace` follows a label back to its raw file, pre-label and review, and forward to models."""
+    root, _, report = loop_run
+    work = root / "work"
+    labels = pd.read_parquet(work / "verified_labels" / "labels.parquet").astype(LABEL_COLUMNS)
+    human = labels[(labels["source"] == "human") & (labels["pre_label_id"] != "")].iloc[0]
+    out = subprocess.run(
+        [str(BIN / "labeling-dag"), "trace", human["label_id"], "--workdir", str(work)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "raw file: " in text and human["image_id"] in text
+    assert f"pre-label {human['pre_label_id']}: model {human['model_version']}" in text
+    assert f"review: batch {human['review_batch_id']} by {human['reviewer']}" in text
+    assert "verified_labels snapshots: " in text and " trained on snapshot " in text
+
+    sample = subprocess.run(
+        [str(BIN / "labeling-dag"), "trace", "--workdir", str(work), "--sample", "3"], capture_output=True, text=True, timeout=60
+    )
+    assert sample.returncode == 0, sample.stderr
+    assert sample.stdout.count("\nraw file: ") >= 3

@@ -1,0 +1,531 @@
+"""The loop's sensors, each evaluated for one tick through ``evaluate_tick`` over a temp workdir.
+
+Every test asserts both halves of a tick: what it asks to run (``run_requests``, or the skip
+message) and the cursor it leaves behind, since the cursor is all a sensor remembers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from labeling_dag import atomic
+from labeling_dag.label_studio_format import review_task
+from labeling_dag.model_registry import ModelRegistry
+from labeling_dag.records import NormBox, PreLabel, ReviewImage
+from labeling_dag.resources.loop_policy import LoopPolicy
+from labeling_dag.resources.review_exchange import FileReviewExchange
+from labeling_dag.resources.storage import LabelStore
+from labeling_dag.sensors import (
+    PRELABEL_STEPS,
+    merge_run_config,
+    model_promoted_sensor,
+    retraining_sensor,
+    review_complete_sensor,
+)
+
+CLASSES = ("circle", "square", "triangle")
+MODEL = "model-v1"
+BATCH = "batch-x"
+ANSWERED_AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+EXCHANGE = FileReviewExchange()
+
+
+# --- building blocks -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def instance() -> dg.DagsterInstance:
+    """One ephemeral instance for the review sensor, which never reads it."""
+    return dg.DagsterInstance.ephemeral()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LabelStore:
+    """A fresh workdir with the project's class list fixed."""
+    label_store = LabelStore(workdir=str(tmp_path / "work"))
+    label_store.set_class_names(CLASSES)
+    return label_store
+
+
+def _image(batch_id: str, index: int) -> ReviewImage:
+    image_id = f"{batch_id}-img{index}"
+    pre_label = PreLabel(
+        box_id=f"{image_id}-b0",
+        image_id=image_id,
+        class_name="circle",
+        box=NormBox(0.5, 0.5, 0.2, 0.2),
+        confidence=0.6,
+        class_probs=(0.6, 0.3, 0.1),
+        model_version=MODEL,
+    )
+    return ReviewImage(image_id=image_id, image_ref=f"/data/{image_id}.png", width=64, height=64, score=0.5, pre_labels=(pre_label,))
+
+
+def _tasks(batch_id: str, images: int = 3) -> list[dict[str, Any]]:
+    return [review_task(_image(batch_id, i), batch_id=batch_id, model_version=MODEL, pre_label_run_id="run-1") for i in range(images)]
+
+
+def _export(store: LabelStore, batch_id: str = BATCH, images: int = 3) -> list[dict[str, Any]]:
+    """Export a batch to the outbox the way review_batch does; returns its tasks."""
+    tasks = _tasks(batch_id, images)
+    EXCHANGE.export(store.root, batch_id, tasks)
+    return tasks
+
+
+def _answer(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A complete Label Studio export of ``tasks``: one reviewer relabels each predicted circle a square.
+
+    Written by hand in the export format (the simulated reviewer would pull in torchvision, seconds of import).
+    """
+    answered = []
+    for index, task in enumerate(tasks):
+        regions = copy.deepcopy(task["predictions"][0]["result"])
+        for region in regions:
+            region.pop("score", None)
+            region["value"]["rectanglelabels"] = ["square"]
+        stamp = (ANSWERED_AT + timedelta(seconds=30 * index)).isoformat().replace("+00:00", "Z")
+        annotation = {
+            "id": index + 1,
+            "completed_by": {"id": 1, "email": "reviewer-1"},
+            "result": regions,
+            "was_cancelled": False,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "lead_time": 30.0,
+        }
+        answered.append({**copy.deepcopy(task), "id": index + 1, "annotations": [annotation]})
+    return answered
+
+
+def _inbox(store: LabelStore) -> Path:
+    return EXCHANGE.root(store.root) / "inbox"
+
+
+def _drop(store: LabelStore, name: str, content: Any) -> Path:
+    """Drop a file into the inbox the documented way: write a hidden temp name, then rename."""
+    target = _inbox(store) / name
+    if isinstance(content, bytes):
+        atomic.write_bytes(target, content)
+    else:
+        atomic.write_json(target, content)
+    return target
+
+
+def _listing(store: LabelStore, folder: str) -> list[str]:
+    path = EXCHANGE.root(store.root) / folder
+    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+
+
+def _quarantined(store: LabelStore) -> list[tuple[Path, dict[str, Any]]]:
+    """Each quarantined file with its parsed ``.error.json`` report."""
+    folder = EXCHANGE.root(store.root) / "quarantine"
+    files = sorted(p for p in folder.iterdir() if not p.name.endswith(".error.json")) if folder.is_dir() else []
+    return [(file, json.loads(file.with_name(file.name + ".error.json").read_text())) for file in files]
+
+
+def _review_tick(store: LabelStore, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorExecutionData:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": store, "exchange": EXCHANGE})
+    return review_complete_sensor.evaluate_tick(context)
+
+
+def _skip_and_quarantine(store: LabelStore, instance: dg.DagsterInstance, name: str) -> tuple[str, dict[str, Any]]:
+    """Run a tick expected to reject inbox file ``name``; return the skip message and its report."""
+    result = _review_tick(store, instance)
+    assert result.run_requests == []
+    assert result.cursor == "[]"
+    assert _listing(store, "inbox") == []
+    assert _listing(store, "received") == []
+    [(file, report)] = _quarantined(store)
+    assert file.name.endswith(f"-{name}")
+    assert report["file"] == str(_inbox(store) / name)
+    assert report["problem"] in result.skip_message
+    assert name in result.skip_message
+    return result.skip_message, report
+
+
+# --- review_complete_sensor ------------------------------------------------------------------
+
+
+def test_empty_inbox_skips_with_reason_and_sets_cursor(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """No file in the inbox (or no inbox at all): no run, a skip message that says so, an empty cursor."""
+    result = _review_tick(store, instance)
+    assert result.run_requests == []
+    assert result.skip_message == "no completed review batch in the inbox"
+    assert json.loads(result.cursor) == []
+
+    _inbox(store).mkdir(parents=True)
+    again = _review_tick(store, instance, cursor=result.cursor)
+    assert again.run_requests == []
+    assert again.skip_message == "no completed review batch in the inbox"
+    assert again.cursor == result.cursor
+
+
+def test_complete_batch_launches_one_merge_keyed_by_batch(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """A complete export of an exported batch: one merge run keyed and tagged by the batch id,
+    the file moved unchanged to received/<batch>.json, the batch remembered in the cursor."""
+    answered = _answer(_export(store))
+    dropped = _drop(store, "export-from-label-studio.json", answered)
+    original = dropped.read_bytes()
+
+    result = _review_tick(store, instance)
+
+    [request] = result.run_requests
+    assert request.run_key == BATCH
+    assert request.run_config == merge_run_config(BATCH)
+    assert request.tags["labeling/batch_id"] == BATCH
+    assert result.skip_message is None
+    assert json.loads(result.cursor) == [BATCH]
+    assert _listing(store, "inbox") == []
+    assert _listing(store, "received") == [f"{BATCH}.json"]
+    assert EXCHANGE.received_file(store.root, BATCH).read_bytes() == original
+    assert _quarantined(store) == []
+
+
+def test_merge_run_config_names_the_batch_for_both_merge_assets() -> None:
+    """The merge job's config hands the batch id to review_annotations and verified_labels."""
+    assert merge_run_config("b-7") == {
+        "ops": {
+            "review_annotations": {"config": {"batch_id": "b-7"}},
+            "verified_labels": {"config": {"batch_id": "b-7"}},
+        }
+    }
+
+
+def test_batch_dropped_again_is_quarantined_not_relaunched(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """A second export of a batch already received: no new run, the copy quarantined with a report
+    saying "already received", the first copy in received/ untouched and the cursor unchanged."""
+    answered = _answer(_export(store))
+    _drop(store, "first.json", answered)
+    first = _review_tick(store, instance)
+    assert [r.run_key for r in first.run_requests] == [BATCH]
+    kept = EXCHANGE.received_file(store.root, BATCH).read_bytes()
+
+    _drop(store, "second.json", answered)
+    second = _review_tick(store, instance, cursor=first.cursor)
+
+    assert second.run_requests == []
+    assert second.cursor == first.cursor
+    [(file, report)] = _quarantined(store)
+    assert file.name.endswith("-second.json")
+    assert "already received" in report["problem"]
+    assert "already received" in second.skip_message
+    assert _listing(store, "received") == [f"{BATCH}.json"]
+    assert EXCHANGE.received_file(store.root, BATCH).read_bytes() == kept
+
+
+def test_malformed_json_is_quarantined_byte_for_byte(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """A file that is not JSON: skip message naming the file and the problem; the file moved to
+    quarantine/ unchanged beside an ``.error.json`` report; nothing deleted anywhere."""
+    _export(store)
+    broken = b'[{"data": {"batch_id": "batch-x", "image_id": '
+    _drop(store, "broken.json", broken)
+
+    message, report = _skip_and_quarantine(store, instance, "broken.json")
+
+    assert "not a readable JSON file" in message
+    [(file, _)] = _quarantined(store)
+    assert file.read_bytes() == broken
+    assert report["quarantined_as"] == str(file)
+    assert len(_listing(store, "quarantine")) == 2  # the file and its report
+    assert _listing(store, "outbox") == [f"{BATCH}.json"]
+
+
+def test_json_that_is_not_an_export_is_quarantined(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """Valid JSON without a batch id in its first task is not a review export: quarantined."""
+    _drop(store, "notes.json", {"hello": "world"})
+    message, _ = _skip_and_quarantine(store, instance, "notes.json")
+    assert "no data.batch_id" in message
+
+
+def test_partial_batch_is_quarantined_as_incomplete(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """An export in which one task has no annotation is not merged: skip + quarantine, "incomplete"."""
+    answered = _answer(_export(store))
+    answered[1]["annotations"] = []
+    _drop(store, "partial.json", answered)
+
+    message, report = _skip_and_quarantine(store, instance, "partial.json")
+
+    assert "incomplete" in message
+    assert "2 of 3" in report["problem"]
+
+
+def test_cancelled_annotation_does_not_complete_a_task(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """A task whose only annotation was cancelled counts as unanswered: the batch is incomplete."""
+    answered = _answer(_export(store))
+    answered[0]["annotations"][0]["was_cancelled"] = True
+    _drop(store, "cancelled.json", answered)
+    message, _ = _skip_and_quarantine(store, instance, "cancelled.json")
+    assert "incomplete" in message
+
+
+def test_unknown_batch_is_quarantined(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """A complete export of a batch that was never exported: skip + quarantine, "unknown batch"."""
+    _export(store)
+    _drop(store, "stranger.json", _answer(_tasks("batch-never-sent")))
+
+    message, report = _skip_and_quarantine(store, instance, "stranger.json")
+
+    assert "unknown batch" in message
+    assert "batch-never-sent" in report["problem"]
+
+
+def test_export_with_an_extra_image_is_quarantined(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """An export holding an image that was not in the exported batch is rejected, naming the image."""
+    _export(store, images=3)
+    _drop(store, "extra.json", _answer(_tasks(BATCH, images=4)))
+
+    message, report = _skip_and_quarantine(store, instance, "extra.json")
+
+    assert "do not match" in message
+    assert f"{BATCH}-img3" in report["problem"]
+
+
+def test_export_missing_an_image_is_quarantined(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """An export that lost one of the batch's images (complete as far as it goes) is rejected."""
+    _export(store, images=3)
+    _drop(store, "short.json", _answer(_tasks(BATCH, images=2)))
+
+    message, report = _skip_and_quarantine(store, instance, "short.json")
+
+    assert "missing images" in message
+    assert f"{BATCH}-img2" in report["problem"]
+
+
+def test_export_with_an_unknown_label_is_quarantined(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """A box labelled with a class outside the project's class list makes the whole export invalid."""
+    answered = _answer(_export(store))
+    answered[0]["annotations"][0]["result"][0]["value"]["rectanglelabels"] = ["hexagon"]
+    _drop(store, "hexagon.json", answered)
+    message, _ = _skip_and_quarantine(store, instance, "hexagon.json")
+    assert "hexagon" in message
+
+
+@pytest.mark.parametrize("name", [".batch.json.tmp", "x.json.part", ".batch-x.json"])
+def test_file_still_being_written_is_left_alone(store: LabelStore, instance: dg.DagsterInstance, name: str) -> None:
+    """Hidden or temporary names (a writer not yet done) are neither taken nor quarantined."""
+    answered = _answer(_export(store))
+    _inbox(store).mkdir(parents=True)
+    (_inbox(store) / name).write_text(json.dumps(answered))
+
+    result = _review_tick(store, instance)
+
+    assert result.run_requests == []
+    assert result.skip_message == "no completed review batch in the inbox"
+    assert result.cursor == "[]"
+    assert _listing(store, "inbox") == [name]
+    assert _listing(store, "received") == []
+    assert _listing(store, "quarantine") == []
+
+
+def test_received_batch_missing_from_cursor_is_requested(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """Crash safety: a batch already moved to received/ whose tick died before its cursor was
+    saved is requested on the next tick (same run key, so Dagster still launches it once)."""
+    _export(store)
+    received = EXCHANGE.received_file(store.root, BATCH)
+    atomic.write_json(received, _answer(_tasks(BATCH)))
+
+    result = _review_tick(store, instance, cursor=json.dumps(["older-batch"]))
+
+    [request] = result.run_requests
+    assert request.run_key == BATCH
+    assert request.run_config == merge_run_config(BATCH)
+    assert json.loads(result.cursor) == sorted(["older-batch", BATCH])
+    assert received.exists()
+
+
+def test_tick_replayed_with_its_old_cursor_requests_the_same_run_key(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """A tick that moved a file but whose cursor was never committed, replayed with the previous
+    cursor, asks again for the same run key (deduplicated by Dagster); with the new cursor it does not."""
+    _drop(store, "answer.json", _answer(_export(store)))
+    first = _review_tick(store, instance, cursor=None)
+    replay = _review_tick(store, instance, cursor=None)
+    settled = _review_tick(store, instance, cursor=first.cursor)
+
+    assert [r.run_key for r in first.run_requests] == [BATCH]
+    assert [r.run_key for r in replay.run_requests] == [BATCH]
+    assert replay.cursor == first.cursor
+    assert settled.run_requests == []
+    assert settled.cursor == first.cursor
+    assert settled.skip_message == "no completed review batch in the inbox"
+
+
+def test_accepted_and_rejected_files_in_one_tick(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """One bad file does not hold up a good one: the good batch is requested, the bad file quarantined."""
+    _drop(store, "good.json", _answer(_export(store)))
+    _drop(store, "bad.json", b"not json")
+
+    result = _review_tick(store, instance)
+
+    assert [r.run_key for r in result.run_requests] == [BATCH]
+    assert json.loads(result.cursor) == [BATCH]
+    [(file, _)] = _quarantined(store)
+    assert file.name.endswith("-bad.json")
+    assert _listing(store, "inbox") == []
+
+
+def test_one_tick_handles_twenty_returned_batches(store: LabelStore, instance: dg.DagsterInstance) -> None:
+    """Twenty complete exports waiting at once are all taken in a single tick: twenty runs, one per
+    batch key, every file in received/, all twenty batches in the cursor."""
+    batches = [f"batch-{n:02d}" for n in range(20)]
+    for batch_id in batches:
+        _drop(store, f"{batch_id}-export.json", _answer(_export(store, batch_id, images=2)))
+
+    result = _review_tick(store, instance)
+
+    assert sorted(r.run_key for r in result.run_requests) == batches
+    assert all(r.run_config == merge_run_config(r.run_key) for r in result.run_requests)
+    assert json.loads(result.cursor) == batches
+    assert _listing(store, "inbox") == []
+    assert _listing(store, "received") == [f"{b}.json" for b in batches]
+    assert _quarantined(store) == []
+
+
+# --- retraining_sensor -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_instance() -> dg.DagsterInstance:
+    """An ephemeral instance of its own (the event-driven sensors read its asset events)."""
+    return dg.DagsterInstance.ephemeral()
+
+
+def _verified(instance: dg.DagsterInstance, snapshot: str, boxes: int) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="verified_labels", metadata={"dvc_snapshot": snapshot, "verified_boxes": boxes})
+    )
+
+
+def _retrain_tick(store: LabelStore, instance: dg.DagsterInstance, cursor: str | None = None, min_new: int = 50) -> dg.SensorExecutionData:
+    policy = LoopPolicy(validation_dataset="unused", retrain_min_new_boxes=min_new)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": store, "policy": policy})
+    return retraining_sensor.evaluate_tick(context)
+
+
+def _register_model(store: LabelStore, training_boxes: int) -> None:
+    weights = store.root / "weights.pt"
+    weights.write_bytes(b"not really weights")
+    ModelRegistry(store.root).register(weights, task="detect", class_names=CLASSES, source="seed_model", metrics={"training_boxes": training_boxes})
+
+
+def test_retraining_skips_before_any_verified_labels(store: LabelStore, fresh_instance: dg.DagsterInstance) -> None:
+    """No verified_labels materialization yet: nothing to do, cursor left as it was."""
+    result = _retrain_tick(store, fresh_instance)
+    assert result.run_requests == []
+    assert result.skip_message == "no verified labels yet"
+    assert result.cursor is None
+
+
+def test_first_verified_labels_without_model_trigger_retrain(store: LabelStore, fresh_instance: dg.DagsterInstance) -> None:
+    """Verified labels and no model: one retrain run keyed by the snapshot; the cursor is the snapshot."""
+    _verified(fresh_instance, "s1", 120)
+
+    result = _retrain_tick(store, fresh_instance)
+
+    [request] = result.run_requests
+    assert request.job_name == "retrain"
+    assert request.run_key == "retrain-s1"
+    assert request.tags["labeling/training_snapshot"] == "s1"
+    assert result.cursor == "s1"
+
+
+def test_same_snapshot_is_not_considered_twice(store: LabelStore, fresh_instance: dg.DagsterInstance) -> None:
+    """The latest verified labels already in the cursor: skip, cursor unchanged."""
+    _verified(fresh_instance, "s1", 120)
+
+    result = _retrain_tick(store, fresh_instance, cursor="s1")
+
+    assert result.run_requests == []
+    assert "s1" in result.skip_message and "already considered" in result.skip_message
+    assert result.cursor == "s1"
+
+
+def test_too_few_new_boxes_send_the_next_batch(store: LabelStore, fresh_instance: dg.DagsterInstance) -> None:
+    """Model trained on 100 boxes, 120 verified, threshold 50: no retrain, the next review batch
+    is selected with the same model (prelabel_and_select restricted to review_batch)."""
+    _register_model(store, training_boxes=100)
+    _verified(fresh_instance, "s2", 120)
+
+    result = _retrain_tick(store, fresh_instance, cursor="s1", min_new=50)
+
+    [request] = result.run_requests
+    assert request.job_name == "prelabel_and_select"
+    assert request.asset_selection == [dg.AssetKey("review_batch")]
+    assert request.run_key == "next-batch-s2"
+    assert result.cursor == "s2"
+
+
+def test_exactly_the_threshold_of_new_boxes_retrains(store: LabelStore, fresh_instance: dg.DagsterInstance) -> None:
+    """The threshold is inclusive: 100 boxes trained on + 50 new with retrain_min_new_boxes=50 retrains."""
+    _register_model(store, training_boxes=100)
+    _verified(fresh_instance, "s3", 150)
+
+    result = _retrain_tick(store, fresh_instance, cursor="s2", min_new=50)
+
+    assert [(r.job_name, r.run_key) for r in result.run_requests] == [("retrain", "retrain-s3")]
+    assert result.cursor == "s3"
+
+
+def test_only_the_latest_snapshot_counts(store: LabelStore, fresh_instance: dg.DagsterInstance) -> None:
+    """Two merges between ticks: the sensor decides on the latest verified labels only."""
+    _verified(fresh_instance, "s1", 60)
+    _verified(fresh_instance, "s2", 130)
+
+    result = _retrain_tick(store, fresh_instance, cursor=None, min_new=100)
+
+    assert [r.run_key for r in result.run_requests] == ["retrain-s2"]
+    assert result.cursor == "s2"
+
+
+# --- model_promoted_sensor -------------------------------------------------------------------
+
+
+def _promoted(instance: dg.DagsterInstance, version: str) -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="current_model", metadata={"model_version": version}))
+
+
+def _promoted_tick(instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorExecutionData:
+    return model_promoted_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
+
+
+def test_no_promoted_model_skips(fresh_instance: dg.DagsterInstance) -> None:
+    """No current_model materialization: skip, no cursor."""
+    result = _promoted_tick(fresh_instance)
+    assert result.run_requests == []
+    assert result.skip_message == "no model promoted yet"
+    assert result.cursor is None
+
+
+def test_promoted_model_prelabels_the_pool(fresh_instance: dg.DagsterInstance) -> None:
+    """A newly promoted model: one run keyed by its version re-running pre_labels,
+    uncertainty_scores and review_batch; the cursor is the version."""
+    _promoted(fresh_instance, "abc")
+
+    result = _promoted_tick(fresh_instance)
+
+    [request] = result.run_requests
+    assert request.run_key == "prelabel-abc"
+    assert request.asset_selection == PRELABEL_STEPS
+    assert set(request.asset_selection) == {dg.AssetKey(k) for k in ("pre_labels", "uncertainty_scores", "review_batch")}
+    assert request.tags["labeling/model_version"] == "abc"
+    assert result.cursor == "abc"
+
+
+def test_same_promoted_model_is_not_prelabelled_twice(fresh_instance: dg.DagsterInstance) -> None:
+    """The promoted model already in the cursor: skip, cursor unchanged; a later promotion triggers again."""
+    _promoted(fresh_instance, "abc")
+    same = _promoted_tick(fresh_instance, cursor="abc")
+    assert same.run_requests == []
+    assert "already pre-labelled" in same.skip_message
+    assert same.cursor == "abc"
+
+    _promoted(fresh_instance, "def")
+    newer = _promoted_tick(fresh_instance, cursor="abc")
+    assert [r.run_key for r in newer.run_requests] == ["prelabel-def"]
+    assert newer.cursor == "def"
