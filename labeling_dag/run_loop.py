@@ -162,7 +162,7 @@ class _Driver:
                 context = dg.build_run_status_sensor_context(
                     sensor_name=sensor.name, dagster_event=failure, dagster_instance=self.instance, dagster_run=run.dagster_run
                 ).for_run_failure()
-                self._launch(sensor.run_status_sensor_fn(context), "prelabel_and_select")
+                self._launch(sensor(context), "prelabel_and_select")
             elif job_name == "merge_review":
                 self.tick("retraining_sensor")
             elif job_name == "retrain":

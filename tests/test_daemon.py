@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_daemon_launches_the_merge_when_a_review_file_lands(tmp_path, tiny_model):
+def test_daemon_launches_the_merge_when_a_review_file_lands(tmp_path, tiny_model, monkeypatch):
     """Drop a completed Label Studio export in the inbox; the running daemon's sensor starts merge_review."""
     data_yaml = generate_dataset(tmp_path / "data", images=20, seed=8, imgsz=96)
     source = tmp_path / "data" / "images" / "train"
@@ -75,7 +75,8 @@ def test_daemon_launches_the_merge_when_a_review_file_lands(tmp_path, tiny_model
         answered = simulate_review(tasks, load_truth(data_yaml, "train"), class_names=CLASS_NAMES, seed=1)
         atomic.write_json(work / "exchange" / "inbox" / f"{batch_id}.json", answered)
 
-        instance = dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home)))
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        instance = dg.DagsterInstance.get()
         deadline = time.monotonic() + 240
         runs = []
         while time.monotonic() < deadline and not runs:
