@@ -144,7 +144,7 @@ class _Driver:
         result = sensor.evaluate_tick(context)
         self.cursors[sensor_name] = result.cursor
         for request in result.run_requests or []:
-            self._launch(request, sensor.job_name if not request.job_name else request.job_name)
+            self._launch(request, request.job_name or sensor.job_name, sensor_name)
 
     def advance(self) -> None:
         """Follow the sensors from the last run until the next review batch is out (or nothing runs).
@@ -162,7 +162,7 @@ class _Driver:
                 context = dg.build_run_status_sensor_context(
                     sensor_name=sensor.name, dagster_event=failure, dagster_instance=self.instance, dagster_run=run.dagster_run
                 ).for_run_failure()
-                self._launch(sensor(context), "prelabel_and_select")
+                self._launch(sensor(context), "prelabel_and_select", sensor.name)
             elif job_name == "merge_review":
                 self.tick("retraining_sensor")
             elif job_name == "retrain":
@@ -170,16 +170,19 @@ class _Driver:
             if self.last_run is run or job_name == "prelabel_and_select":
                 return
 
-    def _launch(self, request, job_name: str) -> None:
+    def _launch(self, request, job_name: str, sensor_name: str) -> None:
         if request.run_key in self.run_keys:  # the daemon launches one run per key
             return
         self.run_keys.add(request.run_key)
+        # The daemon's own tags: a daemon started later on this instance (`make ui`) then
+        # recognises these runs by their keys and does not launch them a second time.
+        tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor_name}
         self.run_job(
             job_name,
             review_size=self.settings.batch_size,
             run_config=request.run_config,
             asset_selection=request.asset_selection,
-            tags=request.tags,
+            tags=tags,
         )
 
     def latest_batch(self) -> str:

@@ -1,0 +1,183 @@
+"""Pre-labelling throughput: the ``pre_labels`` asset through Dagster against bare ultralytics.
+
+Generates N images with the bundled generator, trains one tiny YOLOv8n on them (real
+ultralytics weights; the boxes it finds make NMS and the box tables realistic), then in
+one process, alternating, ``--repeats`` times each:
+
+* pipeline: ``pre_labels`` materialised through ``dagster.materialize`` over the cleaned
+  images. Its time is the ``STEP_SUCCESS`` duration of the ``pre_labels`` step: everything
+  the asset does (model lookup and re-hash, table reads, batched inference with class
+  vectors and embeddings, table writes, DVC snapshot) and nothing Dagster does around it
+  (run start, resource set-up, the GX gate, which is a separate step). Before each repeat
+  the ``pre_labels`` tables are removed, so every repeat predicts every image again and
+  snapshots new content (the run id is in the rows).
+* bare: ``YOLO(weights).predict(stream=True, batch=16)`` over the same cleaned files,
+  loading the model inside the timed span as the asset does.
+
+Both are warmed up first (the pipeline by the materialisation that ingests and cleans, the
+bare side by one batch), so neither pays for imports or first-call set-up. The headline is
+the median pipeline rate over the median bare rate.
+
+    .venv/bin/python bench/throughput.py            # 400 images at 160 px
+    .venv/bin/python bench/throughput.py --quick    # 48 images at 96 px
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BARE_BATCH = 16
+
+
+def _stay_offline() -> None:
+    # Must run before ultralytics is first imported: it reads its config dir once, at import.
+    os.environ["PATH"] = f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    os.environ.setdefault("LABELING_DAG_CONFIG_DIR", str(REPO / ".labeling-dag"))
+    os.environ.setdefault("YOLO_CONFIG_DIR", os.environ["LABELING_DAG_CONFIG_DIR"])
+    os.environ["YOLO_OFFLINE"] = "1"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=400, help="generated images (all of them are pre-labelled)")
+    parser.add_argument("--imgsz", type=int, default=160, help="image and inference size in pixels")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the tiny model's training")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each side, alternating")
+    parser.add_argument("--quick", action="store_true", help="48 images at 96 px, 2 epochs, 2 repeats (CI)")
+    parser.add_argument("--out", type=Path, help="JSON result (default: bench/throughput[-quick].json)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.imgsz, args.epochs, args.repeats = 48, 96, 2, 2
+    args.out = args.out or Path(__file__).with_name("throughput-quick.json" if args.quick else "throughput.json")
+    return args
+
+
+def main(argv: list[str] | None = None) -> float:
+    args = parse_args(argv)
+    _stay_offline()
+    from labeling_dag.resources.detector import Detector
+    from labeling_dag.sample_data import generate_dataset
+
+    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
+        tmp_path = Path(tmp)
+        started = time.perf_counter()
+        data_yaml = generate_dataset(tmp_path / "data", images=args.images, seed=3, imgsz=args.imgsz)
+        weights = Detector(imgsz=args.imgsz, epochs=args.epochs).train(data_yaml, tmp_path / "train" / "tiny")
+        print(f"data and model ready in {time.perf_counter() - started:.0f} s", flush=True)
+
+        pipeline = _Pipeline(tmp_path / "work", tmp_path / "data" / "images", weights, imgsz=args.imgsz)
+        paths = pipeline.warm_up()
+        _bare_predict(weights, paths[:BARE_BATCH], args.imgsz)
+
+        pipeline_rates, bare_rates = [], []
+        for repeat in range(args.repeats):
+            seconds, boxes = pipeline.measure()
+            pipeline_rates.append(len(paths) / seconds)
+            print(f"repeat {repeat}: pipeline {len(paths)} images in {seconds:.2f} s ({boxes} boxes)", flush=True)
+            seconds, boxes = _bare_predict(weights, paths, args.imgsz)
+            bare_rates.append(len(paths) / seconds)
+            print(f"repeat {repeat}: bare     {len(paths)} images in {seconds:.2f} s ({boxes} boxes)", flush=True)
+
+    pipeline_rate, bare_rate = statistics.median(pipeline_rates), statistics.median(bare_rates)
+    ratio = pipeline_rate / bare_rate
+    result = {
+        "benchmark": "throughput",
+        "images": len(paths),
+        "imgsz": args.imgsz,
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "pipeline_images_per_s": pipeline_rates,
+        "bare_images_per_s": bare_rates,
+        "pipeline_median": pipeline_rate,
+        "bare_median": bare_rate,
+        "throughput_ratio": ratio,
+        "cpus": os.cpu_count(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"pipeline images/s {pipeline_rate:.1f}")
+    print(f"bare images/s {bare_rate:.1f}")
+    print(f"throughput ratio {ratio:.2f}")
+    return ratio
+
+
+class _Pipeline:
+    """The first three assets over one workdir, with the production resources."""
+
+    def __init__(self, workdir: Path, source: Path, weights: Path, *, imgsz: int) -> None:
+        import dagster as dg
+
+        from labeling_dag.assets.cleaning import cleaned_images
+        from labeling_dag.assets.ingestion import raw_images
+        from labeling_dag.assets.prelabels import pre_labels
+        from labeling_dag.resources.detector import Detector
+        from labeling_dag.resources.snapshots import SnapshotStore
+        from labeling_dag.resources.storage import ImageSource, LabelStore
+
+        self.workdir = workdir
+        self.assets = [raw_images, cleaned_images, pre_labels]
+        self.resources = {
+            "store": LabelStore(workdir=str(workdir)),
+            "source": ImageSource(folder=str(source)),
+            # conf 0.25 and batch 16: the settings the bare side uses.
+            "detector": Detector(imgsz=imgsz, batch=BARE_BATCH, conf=0.25),
+            "snapshots": SnapshotStore(),
+        }
+        self.run_config = {
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            "ops": {"pre_labels": {"config": {"seed_model": str(weights)}}},
+        }
+        self.instance = dg.DagsterInstance.ephemeral()
+
+    def warm_up(self) -> list[Path]:
+        """Ingest, clean and pre-label once; return the cleaned files the asset predicts on."""
+        from labeling_dag.cleaning import IMAGE_COLUMNS
+
+        self._materialize(None)
+        cleaned = self.resources["store"].read_table("cleaned_images", "images", IMAGE_COLUMNS)
+        # The asset's own candidate rule on a fresh workdir: every image but exact duplicates.
+        return [self.workdir / path for path in cleaned.loc[~cleaned["is_exact_duplicate"], "path"]]
+
+    def measure(self) -> tuple[float, int]:
+        """Seconds of one full ``pre_labels`` step, and the boxes it wrote."""
+        from labeling_dag.prelabeling import BOX_COLUMNS
+
+        for table in ("boxes", "images"):
+            (self.workdir / "pre_labels" / f"{table}.parquet").unlink()
+        result = self._materialize([self.assets[2]])
+        (success,) = [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS" and e.step_key == "pre_labels"]
+        boxes = self.resources["store"].read_table("pre_labels", "boxes", BOX_COLUMNS)
+        return success.event_specific_data.duration_ms / 1000, len(boxes)
+
+    def _materialize(self, selection):
+        import dagster as dg
+
+        return dg.materialize(
+            self.assets, resources=self.resources, run_config=self.run_config, instance=self.instance, selection=selection
+        )
+
+
+def _bare_predict(weights: Path, paths: list[Path], imgsz: int) -> tuple[float, int]:
+    """Seconds for ultralytics alone to load the model and predict ``paths``, and the boxes found."""
+    from ultralytics import YOLO
+
+    started = time.perf_counter()
+    model = YOLO(str(weights))
+    results = model.predict(
+        source=[str(p) for p in paths], stream=True, imgsz=imgsz, batch=BARE_BATCH, conf=0.25, device="cpu", verbose=False
+    )
+    boxes = sum(len(result.boxes) for result in results)
+    return time.perf_counter() - started, boxes
+
+
+if __name__ == "__main__":
+    main()
