@@ -11,6 +11,7 @@ from labeling_dag.cold_start import current_or_seed_model
 from labeling_dag.merge import VERIFIED_IMAGE_COLUMNS, active
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS, prediction_rows
+from labeling_dag.records import ImagePrediction, ModelEntry
 from labeling_dag.resources.detector import Detector
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
@@ -60,7 +61,7 @@ def pre_labels(
 
     paths = [store.root / path for path in todo["path"]]
     predictions = zip(todo["image_id"], detector.predict(weights, paths))
-    pending: list = []
+    pending: list[tuple[str, ImagePrediction]] = []
     with tqdm(total=len(todo), desc="pre-labelling", unit="img", disable=None) as progress:
         for pair in predictions:
             pending.append(pair)
@@ -91,7 +92,14 @@ def pre_labels(
     )
 
 
-def _append(store, boxes, images, pending, model, run_id) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _append(
+    store: LabelStore,
+    boxes: pd.DataFrame,
+    images: pd.DataFrame,
+    pending: list[tuple[str, ImagePrediction]],
+    model: ModelEntry,
+    run_id: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add a chunk of predictions and persist both tables (atomically, boxes first)."""
     new_boxes, new_images = prediction_rows(
         pending, class_names=model.class_names, model_version=model.model_version, run_id=run_id

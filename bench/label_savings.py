@@ -115,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             runs.setdefault(name, []).append(records)
             print(f"{name} seed {seed}: " + ", ".join(f"{r['human_boxes_total']} boxes → mAP50 {r['map50']:.3f}" for r in records), flush=True)
 
-    top = max(r["human_boxes_total"] for arm in runs.values() for run in arm for r in run)
-    grid = np.linspace(0, top, 200)
+    # Curves are compared only where every run has data: from the largest seed-round budget
+    # to the smallest final budget (np.interp would extend each curve flat beyond its ends).
+    start = max(run[0]["human_boxes_total"] for arm in runs.values() for run in arm)
+    stop = min(run[-1]["human_boxes_total"] for arm in runs.values() for run in arm)
+    grid = np.linspace(start, max(start, stop), 200)
     summary = {}
     for name, arm in runs.items():
         curve = mean_curve(arm, grid)
