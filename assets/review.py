@@ -12,7 +12,7 @@ from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.label_studio_format import review_task
 from labeling_dag.merge import GOLD_COLUMNS, QUALITY_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
 from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS
-from labeling_dag.resources.review_exchange import FileReviewExchange
+from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBackend
 from labeling_dag.resources.storage import LabelStore
 from labeling_dag.review_selection import (
     BATCH_COLUMNS,
@@ -58,6 +58,7 @@ def review_batch(
     config: ReviewBatchConfig,
     store: LabelStore,
     exchange: FileReviewExchange,
+    review: ReviewBackend,
 ) -> dg.MaterializeResult:
     """The next human-review batch, exported as Label Studio tasks with the model's boxes."""
     if config.strategy not in STRATEGIES:
@@ -112,6 +113,7 @@ def review_batch(
         for image, model in zip(images, picked["model_version"])
     ]
     outbox = exchange.export(store.root, batch_id, tasks) if tasks else None
+    handed_over = review.export(store.root, batch_id, tasks, store.class_names()) if tasks else ""
 
     rows = pd.DataFrame(
         {
@@ -140,6 +142,7 @@ def review_batch(
             "strategy": "random (cold start)" if cold_start else config.strategy,
             "mean_score": float(chosen["score"].mean()) if len(chosen) else 0.0,
             "tasks_file": dg.MetadataValue.path(str(outbox)) if outbox else "nothing left to review",
+            "review_location": handed_over,
         }
     )
 

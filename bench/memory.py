@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> float | None:
 
         rounds = []
         for size in (args.images, FACTOR * args.images):
+            # The generator keeps one image for val whatever the fraction: the pool holds size - 1.
             pool = generate_dataset(tmp_path / f"pool-{size}", images=size, seed=5, imgsz=args.imgsz, val_fraction=0.0)
             rounds.append(_run_child(pool, weights, tmp_path / f"work-{size}", imgsz=args.imgsz))
             print(
@@ -157,9 +158,8 @@ def child_round(data_yaml: Path, weights: Path, workdir: Path, *, imgsz: int) ->
         if e.asset_key == dg.AssetKey("review_batch")
     ]
 
-    answered = simulate_review(
-        exchange.exported_tasks(store.root, batch_id), load_truth(data_yaml, "train"), class_names=CLASS_NAMES, seed=0
-    )
+    truth = load_truth(data_yaml, "train")
+    answered = simulate_review(exchange.exported_tasks(store.root, batch_id), truth, class_names=CLASS_NAMES, seed=0)
     atomic.write_json(exchange.root(store.root) / "inbox" / f"{batch_id}.json", answered)
     sensor = defs.resolve_sensor_def("review_complete_sensor")
     tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
@@ -175,7 +175,7 @@ def child_round(data_yaml: Path, weights: Path, workdir: Path, *, imgsz: int) ->
     # Linux reports ru_maxrss in KiB.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
-        "images": len(list(Path(resources["source"].folder).iterdir())),
+        "images": len(truth),
         "batch_id": batch_id,
         "verified_images": verified["verified_images"].value,
         "auto_accepted_images": verified["new_auto_accepted_images"].value,

@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=400, help="generated images (all of them are pre-labelled)")
     parser.add_argument("--imgsz", type=int, default=160, help="image and inference size in pixels")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the tiny model's training")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each side, alternating")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each side, alternating")
     parser.add_argument("--quick", action="store_true", help="48 images at 96 px, 2 epochs, 2 repeats (CI)")
     parser.add_argument("--out", type=Path, help="JSON result (default: bench/throughput[-quick].json)")
     args = parser.parse_args(argv)

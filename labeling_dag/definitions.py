@@ -1,5 +1,7 @@
 """The code location: assembles assets, checks, jobs, sensors and resources. Nothing else."""
 
+import os
+
 import dagster as dg
 
 from labeling_dag.assets.cleaning import cleaned_images
@@ -13,7 +15,8 @@ from labeling_dag.checks import cleaned_images_gate, pre_labels_gate, review_qua
 from labeling_dag.jobs import merge_review, prelabel_and_select, retrain
 from labeling_dag.resources.detector import Detector
 from labeling_dag.resources.loop_policy import LoopPolicy
-from labeling_dag.resources.review_exchange import FileReviewExchange
+from labeling_dag.resources.label_studio import LabelStudioReview
+from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview, ReviewBackend
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import ImageSource, LabelStore
 from labeling_dag.sensors import loop_continues_sensor, model_promoted_sensor, retraining_sensor, review_complete_sensor
@@ -39,6 +42,25 @@ def build_definitions(resources: dict[str, object]) -> dg.Definitions:
     return dg.Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=JOBS, sensors=SENSORS, resources=resources)
 
 
+
+
+def review_backend(name: str) -> ReviewBackend:
+    """The review backend a deployment names in ``LABELING_DAG_REVIEW_BACKEND`` (default ``folder``).
+
+    Which backend runs is a deployment choice made when the location loads (Dagster's
+    per-deployment resources pattern); the backend's settings and secrets stay EnvVars.
+    """
+    if name == "folder":
+        return FolderReview()
+    if name == "label_studio":
+        return LabelStudioReview(
+            url=dg.EnvVar("LABEL_STUDIO_URL"),
+            api_token=dg.EnvVar("LABEL_STUDIO_API_TOKEN"),
+            local_files_path=dg.EnvVar("LABEL_STUDIO_LOCAL_FILES_PATH"),
+        )
+    raise ValueError(f"LABELING_DAG_REVIEW_BACKEND={name!r}: choose 'folder' or 'label_studio'")
+
+
 defs = build_definitions(
     {
         "store": LabelStore(workdir=dg.EnvVar("LABELING_DAG_WORKDIR")),
@@ -46,6 +68,7 @@ defs = build_definitions(
         "detector": Detector(),
         "snapshots": SnapshotStore(),
         "exchange": FileReviewExchange(),
+        "review": review_backend(os.environ.get("LABELING_DAG_REVIEW_BACKEND", "folder")),
         "policy": LoopPolicy(validation_dataset=dg.EnvVar("LABELING_DAG_VALIDATION")),
     }
 )

@@ -65,7 +65,7 @@ def run_loop(settings: LoopSettings, *, on_round: Callable[[RoundRecord], None] 
     from labeling_dag.definitions import build_definitions
     from labeling_dag.resources.detector import Detector
     from labeling_dag.resources.loop_policy import LoopPolicy
-    from labeling_dag.resources.review_exchange import FileReviewExchange
+    from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
     from labeling_dag.resources.snapshots import SnapshotStore
     from labeling_dag.resources.storage import ImageSource, LabelStore
     from labeling_dag.sample_data import load_data_yaml
@@ -79,6 +79,7 @@ def run_loop(settings: LoopSettings, *, on_round: Callable[[RoundRecord], None] 
         "detector": Detector(imgsz=settings.imgsz, seed=settings.seed),
         "snapshots": SnapshotStore(),
         "exchange": FileReviewExchange(),
+        "review": FolderReview(),
         "policy": LoopPolicy(
             validation_dataset=str(settings.dataset.resolve()),
             retrain_min_new_boxes=settings.retrain_min_new_boxes,

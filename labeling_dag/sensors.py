@@ -13,7 +13,8 @@ import dagster as dg
 from labeling_dag.jobs import merge_review, prelabel_and_select, retrain
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.resources.loop_policy import LoopPolicy
-from labeling_dag.resources.review_exchange import FileReviewExchange
+from labeling_dag.resources.label_studio import ReviewBackendError
+from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBackend
 from labeling_dag.resources.storage import LabelStore
 from labeling_dag.review_intake import judge_review_file
 
@@ -22,11 +23,21 @@ PRELABEL_STEPS = [dg.AssetKey("pre_labels"), dg.AssetKey("uncertainty_scores"), 
 
 @dg.sensor(job=merge_review, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
 def review_complete_sensor(
-    context: dg.SensorEvaluationContext, store: LabelStore, exchange: FileReviewExchange
+    context: dg.SensorEvaluationContext, store: LabelStore, exchange: FileReviewExchange, review: ReviewBackend
 ) -> dg.SensorResult:
-    """Launch the merge of every review batch that came back complete; quarantine bad files."""
+    """Launch the merge of every review batch that came back complete; quarantine bad files.
+
+    Batches completed in the labelling tool are first delivered into the inbox, so they pass
+    the same checks as a file dropped there by hand.
+    """
     requested = set(json.loads(context.cursor)) if context.cursor else set()
     problems = []
+    try:
+        for batch in review.collect(store.root, open_batches=exchange.open_batches(store.root)):
+            exchange.deliver(store.root, batch)
+    except ReviewBackendError as error:
+        problems.append(f"review backend: {error}")
+        context.log.warning(problems[-1])
     for file in exchange.inbox_files(store.root):
         verdict = judge_review_file(
             file,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,44 @@ import dagster as dg
 from labeling_dag import atomic
 
 _INCOMPLETE_SUFFIXES = (".tmp", ".part")
+
+
+@dataclass(frozen=True)
+class CollectedBatch:
+    """A batch a labelling tool reports complete: its tasks in Label Studio's JSON export shape."""
+
+    batch_id: str
+    tasks: list[dict[str, Any]]
+
+
+class ReviewBackend(dg.ConfigurableResource):
+    """Where annotators work. Two implementations, chosen by deployment configuration:
+    :class:`FolderReview` (the embedded default: people move files) and
+    ``labeling_dag.resources.label_studio.LabelStudioReview`` (a Label Studio server).
+
+    Both keep the exchange folder as the record: the outbox copy of every batch, and the
+    inbox into which completed batches arrive, whoever delivers them.
+    """
+
+    def export(self, workdir: Path, batch_id: str, tasks: list[dict[str, Any]], class_names: Sequence[str]) -> str:
+        """Hand a batch's tasks to the annotators; return where they will find it."""
+        raise NotImplementedError
+
+    def collect(self, workdir: Path, *, open_batches: Sequence[str]) -> list[CollectedBatch]:
+        """The open batches now completely annotated in the tool (one cheap query)."""
+        raise NotImplementedError
+
+
+class FolderReview(ReviewBackend):
+    """The embedded default: the outbox file is the hand-over and people drop exports in the inbox."""
+
+    def export(self, workdir: Path, batch_id: str, tasks: list[dict[str, Any]], class_names: Sequence[str]) -> str:
+        """Nothing beyond the outbox file: point the annotators at it."""
+        return f"import {FileReviewExchange().outbox_file(workdir, batch_id)} into Label Studio"
+
+    def collect(self, workdir: Path, *, open_batches: Sequence[str]) -> list[CollectedBatch]:
+        """Nothing to fetch: completed exports arrive in the inbox by hand."""
+        return []
 
 
 class FileReviewExchange(dg.ConfigurableResource):
@@ -49,6 +89,21 @@ class FileReviewExchange(dg.ConfigurableResource):
     def exported_tasks(self, workdir: Path, batch_id: str) -> list[dict[str, Any]]:
         """The tasks exported for ``batch_id``."""
         return json.loads(self.outbox_file(workdir, batch_id).read_text())
+
+    def open_batches(self, workdir: Path) -> list[str]:
+        """Batches exported and not received yet (two directory listings)."""
+        outbox, received = self.root(workdir) / "outbox", self.root(workdir) / "received"
+        sent = {p.stem for p in outbox.glob("*.json")} if outbox.is_dir() else set()
+        back = {p.stem for p in received.glob("*.json")} if received.is_dir() else set()
+        return sorted(sent - back)
+
+    def deliver(self, workdir: Path, batch: CollectedBatch) -> Path | None:
+        """Put a batch collected from a labelling tool into the inbox, unless it is already there."""
+        target = self.root(workdir) / "inbox" / _file_name(batch.batch_id)
+        if target.exists() or self.received_file(workdir, batch.batch_id).exists():
+            return None
+        atomic.write_json(target, batch.tasks)
+        return target
 
     def inbox_files(self, workdir: Path) -> list[Path]:
         """Finished files waiting in the inbox, oldest first (one directory listing, no reads)."""

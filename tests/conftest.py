@@ -51,7 +51,7 @@ def pool(tmp_path: Path) -> Path:
 def make_resources(workdir: Path, source: Path, **detector: object) -> dict[str, object]:
     """The resources of the code location, over a test workdir and source folder."""
     from labeling_dag.resources.detector import Detector
-    from labeling_dag.resources.review_exchange import FileReviewExchange
+    from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
     from labeling_dag.resources.snapshots import SnapshotStore
     from labeling_dag.resources.storage import ImageSource, LabelStore
 
@@ -61,4 +61,5 @@ def make_resources(workdir: Path, source: Path, **detector: object) -> dict[str,
         "detector": Detector(**{"imgsz": TEST_IMGSZ, "conf": 0.05, **detector}),
         "snapshots": SnapshotStore(),
         "exchange": FileReviewExchange(),
+        "review": FolderReview(),
     }

@@ -294,7 +294,7 @@ def test_definitions_snapshot() -> None:
     sensors = sorted(sensor.name for sensor in defs.sensors or [])
     assert sensors == ["loop_continues_sensor", "model_promoted_sensor", "retraining_sensor", "review_complete_sensor"]
 
-    assert sorted(defs.resources or {}) == ["detector", "exchange", "policy", "snapshots", "source", "store"]
+    assert sorted(defs.resources or {}) == ["detector", "exchange", "policy", "review", "snapshots", "source", "store"]
     # Deployments point the location at their folders through these variables.
     workdir, folder = defs.resources["store"].workdir, defs.resources["source"].folder
     assert isinstance(workdir, dg.EnvVar) and workdir == "LABELING_DAG_WORKDIR"

@@ -20,7 +20,7 @@ from labeling_dag.label_studio_format import review_task
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.resources.loop_policy import LoopPolicy
-from labeling_dag.resources.review_exchange import FileReviewExchange
+from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
 from labeling_dag.resources.storage import LabelStore
 from labeling_dag.sensors import (
     PRELABEL_STEPS,
@@ -131,7 +131,9 @@ def _quarantined(store: LabelStore) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def _review_tick(store: LabelStore, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorExecutionData:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": store, "exchange": EXCHANGE})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"store": store, "exchange": EXCHANGE, "review": FolderReview()}
+    )
     return review_complete_sensor.evaluate_tick(context)
 
 

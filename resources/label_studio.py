@@ -1,0 +1,492 @@
+"""Label Studio as the review backend: push a batch's tasks in, pull completed batches out.
+
+Only the two ends of a review live here. :meth:`LabelStudioReview.export` imports a batch's
+tasks (built by :func:`labeling_dag.label_studio_format.review_task`, predictions included)
+into ONE project per pipeline; :meth:`LabelStudioReview.collect` hands back each complete
+batch as a list of tasks in Label Studio's JSON export shape. Everything after that (the
+sensor's checks, ``parse_export``, the merge) is the same file path as the folder exchange.
+
+Written against the REST API of Label Studio Community 1.23.2, with a legacy token
+(``Authorization: Token <token>``; the server needs ``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true``
+or legacy tokens allowed for the organisation). Endpoints used:
+
+* ``GET  /api/projects/?title=…`` (a case-insensitive substring filter: the exact title is
+  matched here) and ``POST /api/projects/`` to find or create the project;
+* ``PATCH /api/projects/<id>/`` to point the project's ``model_version`` at the batch's model:
+  the labelling stream shows annotators only the predictions of that version, so without it
+  the pre-labels of every batch after a retrain would be invisible;
+* ``POST /api/projects/<id>/import?return_task_ids=true``: bulk import, synchronous in the
+  Community edition, answering the new task ids in input order (Enterprise imports
+  asynchronously and answers only an import id: not supported here);
+* ``GET  /api/tasks/?project=<id>&query=<filters>``: the data manager's task list, filtered on
+  ``data.batch_id``; without ``fields=all`` it carries ``data`` and ``total_annotations`` but no
+  annotation bodies, which makes the poll cheap; with ``fields=all`` it carries annotations and
+  the full prediction objects;
+* ``GET/POST /api/storages/localfiles/`` when ``local_files_path`` is set (see Images).
+
+Why not ``GET /api/projects/<id>/export``: in 1.23 its JSON lists each task's predictions as
+bare ids, while ``parse_export`` (and the file exchange) read prediction objects; the task
+list with ``fields=all`` has them, so a complete batch costs one request and needs no join.
+
+Images: tasks reference ``/data/local-files/?d=<path relative to the workdir>``. Label Studio
+serves such a URL only when (1) it runs with ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true``
+and ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<workdir>`` and (2) the project has a local-files
+import storage whose path (a strict subfolder of the document root, e.g.
+``<workdir>/cleaned_images``) contains the file; otherwise the browser gets 404 (or 403 with
+serving disabled). Set ``local_files_path`` to that folder and :meth:`export` connects it
+(never synced: a sync would turn every file in the folder into a task).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from pydantic import Field
+
+from labeling_dag import atomic
+from labeling_dag.label_studio_format import FROM_NAME, TO_NAME, is_complete, labeling_config
+from labeling_dag.resources.review_exchange import CollectedBatch, ReviewBackend
+from labeling_dag.review_intake import SAFE_BATCH_ID
+
+# Large enough that a typical poll is one request, small enough to bound one response.
+_PAGE_SIZE = 1000
+# The keys of a task in Label Studio's JSON export; the data manager adds display-only ones.
+_EXPORT_KEYS = (
+    "id",
+    "data",
+    "meta",
+    "annotations",
+    "drafts",
+    "predictions",
+    "created_at",
+    "updated_at",
+    "inner_id",
+    "total_annotations",
+    "cancelled_annotations",
+    "total_predictions",
+    "project",
+)
+_ERROR_DETAIL_CHARS = 500
+
+
+class ReviewBackendError(RuntimeError):
+    """Label Studio could not be used; the message names the cause and never the token."""
+
+
+def _display_url(url: str) -> str:
+    """The server URL without credentials, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
+
+
+def _detail(response: requests.Response) -> str:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return response.text[:_ERROR_DETAIL_CHARS]
+    if isinstance(body, Mapping) and "detail" in body:
+        body = body.get("validation_errors") or body["detail"]
+    return json.dumps(body)[:_ERROR_DETAIL_CHARS]
+
+
+class _Api:
+    """A session against one Label Studio server that turns every failure into ReviewBackendError."""
+
+    def __init__(self, url: str, token: str, timeout: float) -> None:
+        self.base = url.rstrip("/")
+        self.shown = _display_url(url)
+        self._timeout = timeout
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Token {token}"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._session.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        doing: str,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        missing: str | None = None,
+    ) -> Any:
+        """Send one request and return its JSON; ``missing`` is the message for a 404."""
+        try:
+            response = self._session.request(method, self.base + path, params=params, json=body, timeout=self._timeout)
+        except requests.ConnectionError as exc:
+            raise ReviewBackendError(
+                f"Label Studio at {self.shown} is unreachable (could not {doing}): is the server "
+                "running and LABEL_STUDIO_URL right?"
+            ) from exc
+        except requests.Timeout as exc:
+            raise ReviewBackendError(
+                f"Label Studio at {self.shown} did not answer within {self._timeout:g} s (could not {doing})"
+            ) from exc
+        except requests.RequestException as exc:
+            raise ReviewBackendError(
+                f"request to Label Studio at {self.shown} failed (could not {doing}): {type(exc).__name__}"
+            ) from exc
+        if response.status_code in (401, 403):
+            raise ReviewBackendError(
+                f"Label Studio at {self.shown} rejected the API token (HTTP {response.status_code}, could not "
+                f"{doing}): check LABEL_STUDIO_API_TOKEN; it must be a legacy token of a user of the "
+                "project's organisation, with legacy tokens enabled on the server"
+            )
+        if response.status_code == 404 and missing is not None:
+            raise ReviewBackendError(missing)
+        if response.status_code >= 400:
+            raise ReviewBackendError(
+                f"Label Studio at {self.shown} refused to {doing}: HTTP {response.status_code} {_detail(response)}"
+            )
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ReviewBackendError(
+                f"{self.shown} answered with something other than JSON (could not {doing}): "
+                "is LABEL_STUDIO_URL the Label Studio server?"
+            ) from exc
+
+
+class LabelStudioReview(ReviewBackend):
+    """Review batches in a Label Studio server: one project per pipeline, tasks tagged by batch.
+
+    ``workdir/exchange/label_studio/<batch_id>.json`` records, per exported batch, the
+    project and the Label Studio task ids, in task order: :meth:`collect` compares it with
+    the server to tell a deleted task from an unfinished one.
+    """
+
+    url: str = Field(description="Base URL of the Label Studio server, e.g. http://localhost:8080")
+    api_token: str = Field(repr=False, description="Legacy API token (Authorization: Token …)")
+    project_title: str = Field(default="labeling-dag", description="Title of the pipeline's one project")
+    import_chunk_size: int = Field(default=500, description="Tasks per import request")
+    timeout_seconds: float = Field(default=10.0, description="Per-request timeout")
+    local_files_path: str = Field(
+        default="",
+        description=(
+            "Folder holding the images as the server sees it (a subfolder of its "
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT); when set, export connects it to the project as "
+            "local-files storage so /data/local-files/ image URLs resolve. Empty: not connected."
+        ),
+    )
+
+    def record_file(self, workdir: Path, batch_id: str) -> Path:
+        """Where the project id and task ids of an exported batch are recorded."""
+        if not SAFE_BATCH_ID.fullmatch(batch_id):
+            # The id becomes a file name under the exchange: no separators, no "..".
+            raise ValueError(f"batch id {batch_id!r} is not a plain name")
+        return Path(workdir) / "exchange" / "label_studio" / f"{batch_id}.json"
+
+    def project_url(self, project_id: int) -> str:
+        """The project's page in the Label Studio UI."""
+        return f"{_display_url(self.url)}/projects/{project_id}/"
+
+    def export(self, workdir: Path, batch_id: str, tasks: list[dict[str, Any]], class_names: Sequence[str]) -> str:
+        """Import a batch's tasks (with their predictions) into the pipeline's project.
+
+        The project is found by ``project_title`` or created with ``labeling_config(class_names)``.
+        An existing project whose labelling config differs in substance (another control or
+        object name, not rectangles, another label set) raises ReviewBackendError instead of
+        being rewritten: annotations already in it were made against its config, and Label
+        Studio refuses to drop labels that are in use anyway. Cosmetic edits (colours,
+        hotkeys, instructions) are accepted.
+
+        Idempotent: tasks of this batch already in the project (matched on ``data.image_id``)
+        are not imported again, so a retry after a failure part-way completes the batch, and a
+        task deleted in the UI is re-created. Raises ``ValueError`` on an empty batch, a task
+        of another batch or a repeated image, ReviewBackendError on any server problem.
+        Returns the project's URL.
+        """
+        record = self.record_file(workdir, batch_id)
+        wanted = _image_ids(tasks, batch_id)
+        size = self.import_chunk_size
+        if size < 1:
+            raise ValueError(f"import_chunk_size must be at least 1, got {size}")
+        with self._api() as api:
+            project = self._project(api, class_names)
+            project_id = int(project["id"])
+            if self.local_files_path:
+                self._connect_local_files(api, project_id)
+            present = self._present_tasks(api, project_id, batch_id, wanted)
+            todo = [task for task, image_id in zip(tasks, wanted) if image_id not in present]
+            for start in range(0, len(todo), size):
+                chunk = todo[start : start + size]
+                present.update(zip(_image_ids(chunk, batch_id), self._import(api, project_id, batch_id, chunk)))
+            self._show_predictions_of(api, project, tasks)
+        atomic.write_json(record, {"project_id": project_id, "task_ids": [present[image_id] for image_id in wanted]})
+        return self.project_url(project_id)
+
+    def collect(self, workdir: Path, *, open_batches: Sequence[str]) -> list[CollectedBatch]:
+        """Return the open batches whose every task has a (non-cancelled) annotation.
+
+        One light request per project (paginated by 1000 tasks) learns which batches are
+        complete; one more, only when some are, fetches their annotations. Tasks come back
+        in the order they were exported, with the keys of Label Studio's JSON export and
+        full prediction objects, ready for ``parse_export``. Batches never exported here (no
+        record) are skipped. Raises ReviewBackendError when the project or a task of an open batch was
+        deleted in Label Studio (re-exporting the batch re-creates deleted tasks), or on any
+        server problem.
+        """
+        task_ids: dict[str, list[int]] = {}
+        by_project: dict[int, list[str]] = {}
+        for batch_id in open_batches:
+            record = self._read_record(workdir, batch_id)
+            if record is not None:
+                task_ids[batch_id] = record[1]
+                by_project.setdefault(record[0], []).append(batch_id)
+        collected: list[CollectedBatch] = []
+        if not by_project:
+            return collected
+        with self._api() as api:
+            for project_id, batch_ids in by_project.items():
+                listed = self._batch_tasks(api, project_id, batch_ids, full=False)
+                # list() first: every batch is checked for deleted tasks, finished or not.
+                recorded = {
+                    batch_id: list(_recorded_tasks(listed, batch_id, task_ids[batch_id], project_id))
+                    for batch_id in batch_ids
+                }
+                complete = [
+                    batch_id
+                    for batch_id, tasks in recorded.items()
+                    if all(int(task.get("total_annotations") or 0) > 0 for task in tasks)
+                ]
+                if not complete:
+                    continue
+                full = self._batch_tasks(api, project_id, complete, full=True)
+                for batch_id in complete:
+                    tasks = [
+                        {key: task[key] for key in _EXPORT_KEYS if key in task}
+                        for task in _recorded_tasks(full, batch_id, task_ids[batch_id], project_id)
+                    ]
+                    # An annotation may have been deleted between the two requests.
+                    if is_complete(tasks):
+                        collected.append(CollectedBatch(batch_id=batch_id, tasks=tasks))
+        return collected
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _api(self) -> _Api:
+        return _Api(self.url, self.api_token, self.timeout_seconds)
+
+    def _read_record(self, workdir: Path, batch_id: str) -> tuple[int, list[int]] | None:
+        path = self.record_file(workdir, batch_id)
+        if not path.exists():
+            return None
+        try:
+            record = json.loads(path.read_text())
+            return int(record["project_id"]), [int(task_id) for task_id in record["task_ids"]]
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise ReviewBackendError(
+                f"the Label Studio record {path} of batch {batch_id!r} is unreadable ({exc!r})"
+            ) from exc
+
+    def _project(self, api: _Api, class_names: Sequence[str]) -> dict[str, Any]:
+        """The pipeline's project, created if missing, checked against the class list."""
+        config = labeling_config(class_names)
+        found: list[dict[str, Any]] = []
+        page_number = 1
+        while True:
+            page = api.call(
+                "GET",
+                "/api/projects/",
+                params={"title": self.project_title, "page_size": 100, "page": page_number},
+                doing=f"look up project {self.project_title!r}",
+            )
+            found += [project for project in page.get("results", []) if project.get("title") == self.project_title]
+            if not page.get("next"):
+                break
+            page_number += 1
+        if len(found) > 1:
+            raise ReviewBackendError(
+                f"{len(found)} Label Studio projects at {api.shown} are titled {self.project_title!r} "
+                f"(ids {sorted(p['id'] for p in found)}): rename all but one, or set project_title"
+            )
+        if not found:
+            return api.call(
+                "POST",
+                "/api/projects/",
+                body={
+                    "title": self.project_title,
+                    "label_config": config,
+                    "description": "Review batches of the labeling-dag pipeline (one batch per data.batch_id).",
+                },
+                doing=f"create project {self.project_title!r}",
+            )
+        project = found[0]
+        problem = _config_problem(project.get("parsed_label_config"), class_names)
+        if problem:
+            raise ReviewBackendError(
+                f"Label Studio project {self.project_title!r} ({self.project_url(project['id'])}) {problem}; "
+                "set its labelling interface to the pipeline's config (labeling_config of the class list) "
+                "or set project_title to start a new project"
+            )
+        return project
+
+    def _connect_local_files(self, api: _Api, project_id: int) -> None:
+        wanted = posixpath.normpath(self.local_files_path)
+        storages = api.call(
+            "GET", "/api/storages/localfiles/", params={"project": project_id}, doing="list local-files storages"
+        )
+        if any(posixpath.normpath(str(storage.get("path", ""))) == wanted for storage in storages):
+            return
+        api.call(
+            "POST",
+            "/api/storages/localfiles/",
+            # A regex that no file name matches: pressing "Sync" in the UI must not turn images into tasks.
+            body={"project": project_id, "path": wanted, "title": "labeling-dag images", "regex_filter": "^$"},
+            doing=f"connect {wanted} as local-files storage",
+        )
+
+    def _batch_tasks(self, api: _Api, project_id: int, batch_ids: Sequence[str], *, full: bool) -> list[dict[str, Any]]:
+        """The project's tasks of ``batch_ids``: light (data and counts) or ``full`` (annotations too)."""
+        query = {
+            "filters": {
+                "conjunction": "or",
+                "items": [
+                    {"filter": "filter:tasks:data.batch_id", "operator": "equal", "type": "String", "value": batch_id}
+                    for batch_id in batch_ids
+                ],
+            },
+            "ordering": ["tasks:id"],
+        }
+        params: dict[str, Any] = {
+            "project": project_id,
+            "page_size": _PAGE_SIZE,
+            "resolve_uri": "false",
+            "query": json.dumps(query),
+        }
+        if full:
+            params["fields"] = "all"
+        tasks: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = api.call(
+                "GET",
+                "/api/tasks/",
+                params={**params, "page": page},
+                doing=f"list the tasks of batches {list(batch_ids)} in project {project_id}",
+                # Past page 1 a 404 is a page that emptied meanwhile, not a missing project.
+                missing=None
+                if page > 1
+                else f"Label Studio project {project_id} ({self.project_url(project_id)}) no longer exists "
+                f"(deleted?); batches {list(batch_ids)} cannot come back from it: re-export them",
+            )
+            tasks += body.get("tasks", [])
+            if not body.get("tasks") or len(tasks) >= int(body.get("total", 0)):
+                return tasks
+            page += 1
+
+    def _present_tasks(self, api: _Api, project_id: int, batch_id: str, wanted: Sequence[str]) -> dict[str, int]:
+        """Image id -> task id of this batch's tasks already in the project."""
+        present: dict[str, int] = {}
+        for task in self._batch_tasks(api, project_id, [batch_id], full=False):
+            image_id = task.get("data", {}).get("image_id")
+            if image_id in present:
+                raise ReviewBackendError(
+                    f"batch {batch_id!r} holds image {image_id!r} twice in {self.project_url(project_id)} "
+                    f"(tasks {present[image_id]} and {task['id']}): delete one"
+                )
+            present[image_id] = int(task["id"])
+        foreign = sorted(set(present) - set(wanted))
+        if foreign:
+            raise ReviewBackendError(
+                f"batch {batch_id!r} in {self.project_url(project_id)} already holds images this export "
+                f"lacks ({foreign[:5]}…): the batch changed since it was first exported; delete its tasks there"
+            )
+        return present
+
+    def _import(self, api: _Api, project_id: int, batch_id: str, chunk: list[dict[str, Any]]) -> list[int]:
+        body = api.call(
+            "POST",
+            f"/api/projects/{project_id}/import",
+            params={"return_task_ids": "true"},
+            body=chunk,
+            doing=f"import {len(chunk)} tasks of batch {batch_id!r} into project {project_id}",
+            missing=f"Label Studio project {project_id} vanished while batch {batch_id!r} was being imported",
+        )
+        task_ids = body.get("task_ids") if isinstance(body, Mapping) else None
+        if not isinstance(task_ids, list) or len(task_ids) != len(chunk):
+            raise ReviewBackendError(
+                f"Label Studio did not answer the ids of the {len(chunk)} tasks imported for batch {batch_id!r} "
+                "(an asynchronous import, as in Label Studio Enterprise, is not supported)"
+            )
+        return [int(task_id) for task_id in task_ids]
+
+    def _show_predictions_of(self, api: _Api, project: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> None:
+        """Point the project's model_version at the batch's model (see the module docstring)."""
+        versions = Counter(
+            prediction.get("model_version", "") for task in tasks for prediction in task.get("predictions") or []
+        )
+        version = versions.most_common(1)[0][0] if versions else ""
+        if version and project.get("model_version") != version:
+            api.call(
+                "PATCH",
+                f"/api/projects/{project['id']}/",
+                body={"model_version": version},
+                doing=f"show the predictions of model {version!r} in project {project['id']}",
+            )
+
+
+def _image_ids(tasks: Sequence[Mapping[str, Any]], batch_id: str) -> list[str]:
+    """Each task's ``data.image_id``; raises ValueError unless all belong to ``batch_id``, once each."""
+    if not tasks:
+        raise ValueError(f"batch {batch_id!r} has no tasks to export")
+    image_ids: list[str] = []
+    for index, task in enumerate(tasks):
+        data = task.get("data") if isinstance(task, Mapping) else None
+        if not isinstance(data, Mapping) or not isinstance(data.get("image_id"), str):
+            raise ValueError(f"task #{index} of batch {batch_id!r} has no data.image_id")
+        if data.get("batch_id") != batch_id:
+            raise ValueError(
+                f"task #{index} ({data['image_id']!r}) belongs to batch {data.get('batch_id')!r}, not {batch_id!r}"
+            )
+        image_ids.append(data["image_id"])
+    repeated = sorted(image_id for image_id, count in Counter(image_ids).items() if count > 1)
+    if repeated:
+        raise ValueError(f"batch {batch_id!r} holds images {repeated} more than once")
+    return image_ids
+
+
+def _recorded_tasks(
+    listed: Sequence[Mapping[str, Any]], batch_id: str, task_ids: Sequence[int], project_id: int
+) -> Iterator[Mapping[str, Any]]:
+    """The recorded tasks of a batch in recorded order; ReviewBackendError naming the first deleted one."""
+    by_id = {int(task["id"]): task for task in listed if task.get("data", {}).get("batch_id") == batch_id}
+    for task_id in task_ids:
+        if task_id not in by_id:
+            raise ReviewBackendError(
+                f"Label Studio task {task_id} of review batch {batch_id!r} is gone from project {project_id} "
+                "(deleted in the UI?): re-export the batch to re-create it"
+            )
+        yield by_id[task_id]
+
+
+def _config_problem(parsed: Any, class_names: Sequence[str]) -> str | None:
+    """What makes a project's parsed labelling config unusable for the pipeline, or None."""
+    control = parsed.get(FROM_NAME) if isinstance(parsed, Mapping) else None
+    if not isinstance(control, Mapping) or control.get("type") != "RectangleLabels":
+        return f"has no RectangleLabels control named {FROM_NAME!r}"
+    if list(control.get("to_name") or []) != [TO_NAME]:
+        return f"labels {control.get('to_name')!r}, not the image {TO_NAME!r}"
+    inputs = [
+        (item.get("type"), item.get("value")) for item in control.get("inputs") or [] if isinstance(item, Mapping)
+    ]
+    if ("Image", "image") not in inputs:
+        return "does not show $image"
+    labels = list(control.get("labels") or [])
+    if sorted(labels) != sorted(class_names):
+        return f"offers the labels {labels}, but the pipeline's classes are {list(class_names)}"
+    return None

@@ -1,0 +1,362 @@
+"""The Label Studio review backend against a real Label Studio server (installed on first use)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from PIL import Image
+
+from labeling_dag.label_studio_format import labeling_config, parse_export, review_task
+from labeling_dag.merge import edit_rows
+from labeling_dag.records import NormBox, PreLabel, ReviewImage
+from labeling_dag.resources.label_studio import LabelStudioReview, ReviewBackendError
+from tests.label_studio_server import LabelStudioServer, free_port, label_studio_fixture
+
+pytestmark = pytest.mark.slow
+
+CLASSES = ("car", "person", "bicycle")
+MODEL = "model-sha-1234"
+label_studio = pytest.fixture(scope="module")(label_studio_fixture())
+
+
+class Api:
+    """Direct API access, as a reviewer's browser or an admin would act."""
+
+    def __init__(self, server: LabelStudioServer) -> None:
+        self.url = server.url
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {server.token}"
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.session.get(self.url + path, params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def send(self, method: str, path: str, body: Any = None) -> requests.Response:
+        response = self.session.request(method, self.url + path, json=body, timeout=30)
+        response.raise_for_status()
+        return response
+
+    def user_id(self) -> int:
+        return int(self.get("/api/current-user/whoami")["id"])
+
+    def annotate(self, task_id: int, result: list[dict[str, Any]]) -> None:
+        self.send("POST", f"/api/tasks/{task_id}/annotations/", {"result": result, "completed_by": self.user_id()})
+
+    def task_count(self, project_id: int) -> int:
+        return int(self.get("/api/tasks/", project=project_id, page_size=1)["total"])
+
+
+@pytest.fixture
+def api(label_studio: LabelStudioServer) -> Api:
+    return Api(label_studio)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path / "work"
+
+
+def backend(server: LabelStudioServer, title: str, **overrides: Any) -> LabelStudioReview:
+    return LabelStudioReview(url=server.url, api_token=server.token, project_title=title, **overrides)
+
+
+def images(count: int, *, prefix: str = "img", model: str = MODEL) -> list[ReviewImage]:
+    """Images with two or three pre-labelled boxes each, spread so that no two boxes overlap."""
+    records = []
+    for i in range(count):
+        image_id = f"{prefix}-{i:04d}"
+        labels = tuple(
+            PreLabel(
+                box_id=f"{image_id}-b{j}",
+                image_id=image_id,
+                class_name=CLASSES[(i + j) % len(CLASSES)],
+                box=NormBox(0.15 + 0.3 * j, 0.3 + 0.05 * (i % 5), 0.2, 0.25),
+                confidence=0.5 + 0.1 * j,
+                class_probs=(0.5, 0.3, 0.2),
+                model_version=model,
+            )
+            for j in range(2 + i % 2)
+        )
+        records.append(
+            ReviewImage(
+                image_id=image_id,
+                image_ref=f"/data/local-files/?d=cleaned_images/files/{image_id}.png",
+                width=640,
+                height=480,
+                score=0.1 * (i % 10),
+                pre_labels=labels,
+            )
+        )
+    return records
+
+
+def batch_tasks(batch_id: str, count: int, **kwargs: Any) -> list[dict[str, Any]]:
+    return [
+        review_task(image, batch_id=batch_id, model_version=MODEL, pre_label_run_id="run-1")
+        for image in images(count, **kwargs)
+    ]
+
+
+def recorded(workdir: Path, batch_id: str) -> dict[str, Any]:
+    return json.loads((workdir / "exchange" / "label_studio" / f"{batch_id}.json").read_text())
+
+
+def test_export_creates_project_imports_predictions_and_is_idempotent(
+    label_studio: LabelStudioServer, api: Api
+) -> None:
+    # The server's local-files document root plays the workdir, as in a real deployment.
+    workdir = label_studio.document_root
+    tasks = batch_tasks("b-export", 6)
+    (workdir / "cleaned_images" / "files").mkdir(parents=True)
+    for task in tasks:
+        Image.new("RGB", (640, 480), "gray").save(
+            workdir / "cleaned_images" / "files" / f"{task['data']['image_id']}.png"
+        )
+    review = backend(label_studio, "export-test", local_files_path=str(workdir / "cleaned_images"))
+
+    location = review.export(workdir, "b-export", copy.deepcopy(tasks), CLASSES)
+
+    record = recorded(workdir, "b-export")
+    project = api.get(f"/api/projects/{record['project_id']}/")
+    assert location == f"{label_studio.url}/projects/{project['id']}/"
+    assert label_studio.token not in location
+    assert project["title"] == "export-test"
+    assert project["label_config"] == labeling_config(CLASSES)
+    assert project["model_version"] == MODEL  # the labelling stream shows this version's predictions
+    assert len(record["task_ids"]) == 6
+    for sent, task_id in zip(tasks, record["task_ids"]):
+        stored = api.get(f"/api/tasks/{task_id}")
+        assert stored["data"] == sent["data"]
+        (prediction,) = stored["predictions"]
+        assert prediction["model_version"] == MODEL
+        assert prediction["result"] == sent["predictions"][0]["result"]  # region ids = pre-label box ids
+        assert prediction["score"] == pytest.approx(sent["predictions"][0]["score"])
+    # The images resolve through the connected local-files storage.
+    image = api.session.get(f"{label_studio.url}{tasks[0]['data']['image']}", timeout=30)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+
+    assert review.export(workdir, "b-export", copy.deepcopy(tasks), CLASSES) == location
+    assert api.task_count(project["id"]) == 6
+    assert recorded(workdir, "b-export") == record
+    assert len(api.get("/api/storages/localfiles/", project=project["id"])) == 1
+
+
+def test_export_refuses_a_project_with_other_labels(label_studio: LabelStudioServer, workdir: Path) -> None:
+    review = backend(label_studio, "other-labels")
+    review.export(workdir, "b-one", batch_tasks("b-one", 1), CLASSES)
+    with pytest.raises(ReviewBackendError, match=r"offers the labels .* but the pipeline's classes are"):
+        review.export(workdir, "b-two", batch_tasks("b-two", 1), ("car", "truck"))
+
+
+def _moved(region: dict[str, Any], dx: float) -> dict[str, Any]:
+    region = copy.deepcopy(region)
+    region["value"]["x"] += dx
+    return region
+
+
+def test_collect_returns_a_batch_once_every_task_is_annotated(
+    label_studio: LabelStudioServer, api: Api, workdir: Path
+) -> None:
+    batch = "b-collect"
+    tasks = batch_tasks(batch, 6)
+    review = backend(label_studio, "collect-test")
+    review.export(workdir, batch, copy.deepcopy(tasks), CLASSES)
+    task_ids = recorded(workdir, batch)["task_ids"]
+    stored = {task_id: api.get(f"/api/tasks/{task_id}")["predictions"][0]["result"] for task_id in task_ids}
+    added = {
+        "id": "reviewer-new-1",
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": 640,
+        "original_height": 480,
+        "image_rotation": 0,
+        "value": {"x": 40.0, "y": 80.0, "width": 10.0, "height": 10.0, "rotation": 0, "rectanglelabels": ["person"]},
+    }
+    reviews = [
+        stored[task_ids[0]],  # accepted unchanged, region ids kept
+        [_moved(stored[task_ids[1]][0], 3.0), *stored[task_ids[1]][1:]],  # one box moved
+        [*stored[task_ids[2]], added],  # one box added
+        stored[task_ids[3]][1:],  # one box deleted
+        stored[task_ids[4]],
+        stored[task_ids[5]],
+    ]
+    for task_id, result in zip(task_ids[:-1], reviews[:-1]):
+        api.annotate(task_id, result)
+    assert review.collect(workdir, open_batches=[batch, "never-exported"]) == []
+
+    api.annotate(task_ids[-1], reviews[-1])
+    (collected,) = review.collect(workdir, open_batches=[batch, "never-exported"])
+
+    assert collected.batch_id == batch
+    assert [task["id"] for task in collected.tasks] == task_ids
+    annotations = parse_export(collected.tasks, class_names=CLASSES, expected_batch_id=batch)
+    assert [a.image_id for a in annotations] == [task["data"]["image_id"] for task in tasks]
+    assert {a.reviewer for a in annotations} == {str(api.user_id())}
+    assert [len(a.boxes) for a in annotations] == [len(result) for result in reviews]
+    moved = annotations[1].boxes[0]
+    assert moved.region_id == stored[task_ids[1]][0]["id"]
+    assert moved.box.x == pytest.approx(images(6)[1].pre_labels[0].box.x + 0.03)
+    assert annotations[2].boxes[-1].region_id == "reviewer-new-1"
+    assert annotations[2].boxes[-1].class_name == "person"
+
+    edits = edit_rows(annotations, tasks, batch_id=batch, gold_ids=set(), spot_check_ids=set())
+    kinds = {image_id: Counter(group) for image_id, group in edits.groupby("image_id")["edit_kind"]}
+    ids = [task["data"]["image_id"] for task in tasks]
+    assert kinds[ids[0]] == Counter(accepted=2)
+    assert kinds[ids[1]] == Counter(accepted=2, moved=1)
+    assert kinds[ids[2]] == Counter(accepted=2, added=1)
+    assert kinds[ids[3]] == Counter(accepted=2, deleted=1)
+    assert kinds[ids[4]] == Counter(accepted=2) and kinds[ids[5]] == Counter(accepted=3)
+    assert set(edits["model_version"]) == {MODEL}
+
+
+def test_large_batch_is_imported_in_chunks(
+    label_studio: LabelStudioServer, api: Api, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str]] = []
+    original = requests.Session.request
+
+    def counting(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        calls.append((method, url))
+        return original(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", counting)
+    review = backend(label_studio, "large-test")
+    started = time.monotonic()
+    review.export(workdir, "b-large", batch_tasks("b-large", 1200), CLASSES)
+    elapsed = time.monotonic() - started
+
+    imports = [url for method, url in calls if method == "POST" and url.endswith("/import")]
+    assert len(imports) == 3  # 500 + 500 + 200
+    assert len(calls) <= 8, calls
+    project_id = recorded(workdir, "b-large")["project_id"]
+    assert len(set(recorded(workdir, "b-large")["task_ids"])) == 1200
+    assert api.task_count(project_id) == 1200
+    assert elapsed < 60
+
+    calls.clear()
+    assert review.collect(workdir, open_batches=["b-large"]) == []
+    assert len(calls) == 2  # one page of 1000 tasks, then the remaining 200
+
+
+def test_wrong_token_is_reported_without_the_token(label_studio: LabelStudioServer, workdir: Path) -> None:
+    token = "not-the-token-0123456789abcdef"
+    review = LabelStudioReview(url=label_studio.url, api_token=token, project_title="token-test")
+    with pytest.raises(ReviewBackendError, match="rejected the API token") as raised:
+        review.export(workdir, "b-token", batch_tasks("b-token", 1), CLASSES)
+    assert token not in str(raised.value)
+    assert token not in repr(review)
+
+
+def test_unreachable_server_is_reported_with_its_url(workdir: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    review = LabelStudioReview(url=url, api_token="secret-token-value", timeout_seconds=2)
+    with pytest.raises(ReviewBackendError, match="unreachable") as raised:
+        review.export(workdir, "b-gone", batch_tasks("b-gone", 1), CLASSES)
+    assert url in str(raised.value)
+    assert "secret-token-value" not in str(raised.value)
+
+
+def test_deleted_project_fails_collect(label_studio: LabelStudioServer, api: Api, workdir: Path) -> None:
+    review = backend(label_studio, "deleted-project-test")
+    review.export(workdir, "b-doomed", batch_tasks("b-doomed", 2), CLASSES)
+    project_id = recorded(workdir, "b-doomed")["project_id"]
+    api.send("DELETE", f"/api/projects/{project_id}/")
+    with pytest.raises(ReviewBackendError, match=rf"project {project_id} .*no longer exists"):
+        review.collect(workdir, open_batches=["b-doomed"])
+
+
+def test_deleted_task_fails_collect_until_the_batch_is_exported_again(
+    label_studio: LabelStudioServer, api: Api, workdir: Path
+) -> None:
+    tasks = batch_tasks("b-holey", 3)
+    review = backend(label_studio, "deleted-task-test")
+    review.export(workdir, "b-holey", copy.deepcopy(tasks), CLASSES)
+    task_ids = recorded(workdir, "b-holey")["task_ids"]
+    api.send("DELETE", f"/api/tasks/{task_ids[1]}/")
+    with pytest.raises(ReviewBackendError, match=rf"task {task_ids[1]} of review batch 'b-holey'"):
+        review.collect(workdir, open_batches=["b-holey"])
+
+    review.export(workdir, "b-holey", copy.deepcopy(tasks), CLASSES)
+    renewed = recorded(workdir, "b-holey")["task_ids"]
+    assert renewed[0] == task_ids[0] and renewed[2] == task_ids[2] and renewed[1] not in task_ids
+    assert review.collect(workdir, open_batches=["b-holey"]) == []
+
+
+def test_gold_items_carry_nothing_that_marks_them(label_studio: LabelStudioServer, api: Api, workdir: Path) -> None:
+    tasks = batch_tasks("b-mixed", 4)
+    # The pipeline counts image 2 as gold; nothing that reaches Label Studio may tell.
+    review = backend(label_studio, "mixed-test")
+    review.export(workdir, "b-mixed", copy.deepcopy(tasks), CLASSES)
+    for task_id in recorded(workdir, "b-mixed")["task_ids"]:
+        stored = api.get(f"/api/tasks/{task_id}")
+        assert "gold" not in json.dumps({"data": stored["data"], "meta": stored["meta"]}).lower()
+        assert "gold" not in json.dumps(stored).lower()
+    assert set(tasks[2]["data"]) == set(tasks[0]["data"])
+
+
+def test_sensor_merges_a_batch_completed_in_label_studio(label_studio: LabelStudioServer, api: Api, workdir: Path) -> None:
+    """review_complete_sensor polls Label Studio, delivers the finished batch to the inbox and requests its merge."""
+    import dagster as dg
+
+    from labeling_dag.resources.review_exchange import FileReviewExchange
+    from labeling_dag.resources.storage import LabelStore
+    from labeling_dag.sensors import merge_run_config, review_complete_sensor
+
+    batch = "b-sensor"
+    tasks = batch_tasks(batch, 3, prefix="sensor")
+    store, exchange = LabelStore(workdir=str(workdir)), FileReviewExchange()
+    store.set_class_names(CLASSES)
+    review = backend(label_studio, "sensor-test")
+    exchange.export(workdir, batch, tasks)  # what review_batch writes before handing over
+    review.export(workdir, batch, copy.deepcopy(tasks), CLASSES)
+    resources = {"store": store, "exchange": exchange, "review": review}
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick(cursor: str | None) -> dg.SensorExecutionData:
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+        return review_complete_sensor.evaluate_tick(context)
+
+    waiting = tick(None)
+    assert not waiting.run_requests
+    for task_id in recorded(workdir, batch)["task_ids"]:
+        api.annotate(task_id, api.get(f"/api/tasks/{task_id}")["predictions"][0]["result"])
+    done = tick(waiting.cursor)
+    (request,) = done.run_requests
+    assert request.run_key == batch and request.run_config == merge_run_config(batch)
+    received = json.loads(exchange.received_file(workdir, batch).read_text())
+    assert len(parse_export(received, class_names=CLASSES, expected_batch_id=batch)) == 3
+    assert not tick(done.cursor).run_requests  # nothing is collected or requested twice
+
+
+def test_sensor_reports_a_stopped_server_and_recovers(workdir: Path) -> None:
+    """With Label Studio down the tick skips with the cause (and no token); nothing is lost."""
+    import dagster as dg
+
+    from labeling_dag.resources.review_exchange import FileReviewExchange
+    from labeling_dag.resources.storage import LabelStore
+    from labeling_dag.sensors import review_complete_sensor
+
+    store, exchange = LabelStore(workdir=str(workdir)), FileReviewExchange()
+    store.set_class_names(CLASSES)
+    exchange.export(workdir, "b-down", batch_tasks("b-down", 2, prefix="down"))
+    dead = LabelStudioReview(url=f"http://127.0.0.1:{free_port()}", api_token="secret-token-xyz")
+    (workdir / "exchange" / "label_studio").mkdir(parents=True)
+    (workdir / "exchange" / "label_studio" / "b-down.json").write_text(json.dumps({"project_id": 1, "task_ids": [1, 2]}))
+    context = dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(), resources={"store": store, "exchange": exchange, "review": dead}
+    )
+    result = review_complete_sensor.evaluate_tick(context)
+    assert not result.run_requests
+    assert "review backend" in result.skip_message and "127.0.0.1" in result.skip_message
+    assert "secret-token-xyz" not in result.skip_message
+    assert exchange.open_batches(workdir) == ["b-down"]
