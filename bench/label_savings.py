@@ -67,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", type=Path, help="YOLO data.yaml (default: generated shapes)")
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=20)
-    parser.add_argument("--seed-labels", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=30)
+    parser.add_argument("--seed-labels", type=int, default=60)
     parser.add_argument("--imgsz", type=int, default=128)
-    parser.add_argument("--cold-start-epochs", type=int, default=30)
-    parser.add_argument("--fine-tune-epochs", type=int, default=6)
+    parser.add_argument("--cold-start-epochs", type=int, default=40)
+    parser.add_argument("--fine-tune-epochs", type=int, default=10)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("label_savings.json"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, two strategies, one seed (CI)")
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.images, args.seeds, args.rounds, args.batch_size, args.seed_labels = 48, 1, 1, 8, 12
         args.imgsz, args.cold_start_epochs, args.fine_tune_epochs, args.strategies = 64, 2, 1, "random,hybrid"
-        args.out = args.out.with_name("label_savings.quick.json")
+        if args.out == parser.get_default("out"):
+            args.out = args.out.with_name("label_savings.quick.json")
 
     os.environ.pop("DAGSTER_HOME", None)  # every run gets its own ephemeral instance
     from labeling_dag.run_loop import LoopSettings, run_loop

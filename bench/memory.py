@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--imgsz", type=int, default=96, help="image and inference size in pixels")
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the tiny model's training")
     parser.add_argument("--quick", action="store_true", help="N=20, 3 epochs (CI)")
-    parser.add_argument("--out", type=Path, help="JSON result (default: bench/memory[-quick].json)")
+    parser.add_argument("--out", type=Path, help="JSON result (default: bench/memory[.quick].json)")
     child = parser.add_argument_group("child mode (one round in this process; used by the parent)")
     child.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     child.add_argument("--pool", type=Path, help=argparse.SUPPRESS)
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.epochs = 20, 3
-    args.out = args.out or Path(__file__).with_name("memory-quick.json" if args.quick else "memory.json")
+    args.out = args.out or Path(__file__).with_name("memory.quick.json" if args.quick else "memory.json")
     return args
 
 
@@ -125,7 +125,7 @@ def child_round(data_yaml: Path, weights: Path, workdir: Path, *, imgsz: int) ->
     from labeling_dag.definitions import build_definitions
     from labeling_dag.resources.detector import Detector
     from labeling_dag.resources.loop_policy import LoopPolicy
-    from labeling_dag.resources.review_exchange import FileReviewExchange
+    from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
     from labeling_dag.resources.snapshots import SnapshotStore
     from labeling_dag.resources.storage import ImageSource, LabelStore
     from labeling_dag.sample_data import CLASS_NAMES, load_data_yaml
@@ -139,6 +139,7 @@ def child_round(data_yaml: Path, weights: Path, workdir: Path, *, imgsz: int) ->
         "detector": Detector(imgsz=imgsz, conf=0.05),
         "snapshots": SnapshotStore(),
         "exchange": FileReviewExchange(),
+        "review": FolderReview(),
         "policy": LoopPolicy(validation_dataset=str(data_yaml)),
     }
     store, exchange = resources["store"], resources["exchange"]

@@ -63,13 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=3, help="review batches dropped one after another (K)")
     parser.add_argument("--images", type=int, default=40, help="generated pool images")
     parser.add_argument("--quick", action="store_true", help="1 batch over 20 images (CI)")
-    parser.add_argument("--out", type=Path, help="JSON result (default: bench/sensor_latency[-quick].json)")
+    parser.add_argument("--out", type=Path, help="JSON result (default: bench/sensor_latency[.quick].json)")
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.images = 1, 20
     if args.batches * BATCH_SIZE > args.images // 2:
         parser.error(f"--images must hold at least twice {args.batches} batches of {BATCH_SIZE}")
-    args.out = args.out or Path(__file__).with_name("sensor_latency-quick.json" if args.quick else "sensor_latency.json")
+    args.out = args.out or Path(__file__).with_name("sensor_latency.quick.json" if args.quick else "sensor_latency.json")
     return args
 
 
@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> float:
             "LABELING_DAG_WORKDIR": str(work),
             "LABELING_DAG_SOURCE": str(data_yaml.parent / "images" / "train"),
             "LABELING_DAG_VALIDATION": str(data_yaml),
+            # The embedded folder backend: the inbox drop is what is measured.
+            "LABELING_DAG_REVIEW_BACKEND": "folder",
         }
         _dagster(["sensor", "stop", "-w", str(REPO / "workspace.yaml"), "retraining_sensor"], env)
         print(f"workdir and instance ready in {time.perf_counter() - started:.0f} s", flush=True)
@@ -149,7 +151,7 @@ def _prepare(tmp_path: Path, *, images: int, batches: int) -> tuple[Path, Path, 
     from labeling_dag.assets.review import review_batch
     from labeling_dag.assets.scoring import uncertainty_scores
     from labeling_dag.resources.detector import Detector
-    from labeling_dag.resources.review_exchange import FileReviewExchange
+    from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
     from labeling_dag.resources.snapshots import SnapshotStore
     from labeling_dag.resources.storage import ImageSource, LabelStore
     from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
@@ -167,6 +169,7 @@ def _prepare(tmp_path: Path, *, images: int, batches: int) -> tuple[Path, Path, 
         "detector": Detector(imgsz=IMGSZ, conf=0.05),
         "snapshots": SnapshotStore(),
         "exchange": FileReviewExchange(),
+        "review": FolderReview(),
     }
     assets = [raw_images, cleaned_images, pre_labels, uncertainty_scores, review_batch]
     truth = load_truth(data_yaml, "train")

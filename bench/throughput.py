@@ -57,11 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the tiny model's training")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each side, alternating")
     parser.add_argument("--quick", action="store_true", help="48 images at 96 px, 2 epochs, 2 repeats (CI)")
-    parser.add_argument("--out", type=Path, help="JSON result (default: bench/throughput[-quick].json)")
+    parser.add_argument("--out", type=Path, help="JSON result (default: bench/throughput[.quick].json)")
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.imgsz, args.epochs, args.repeats = 48, 96, 2, 2
-    args.out = args.out or Path(__file__).with_name("throughput-quick.json" if args.quick else "throughput.json")
+    args.out = args.out or Path(__file__).with_name("throughput.quick.json" if args.quick else "throughput.json")
     return args
 
 

@@ -32,3 +32,27 @@ def test_quick_benchmark_ends_with_its_headline(name: str, tmp_path: Path) -> No
     last = completed.stdout.strip().splitlines()[-1]
     assert HEADLINE.match(last), f"last stdout line {last!r} is not '<words> <number>'"
     assert json.loads(out.read_text())["benchmark"] == name
+
+
+@pytest.mark.slow
+def test_label_savings_quick_runs_every_arm_and_ends_with_the_best_ratio(tmp_path: Path) -> None:
+    """The savings benchmark runs its arms through run-loop and prints the best ratio last.
+
+    At --quick sizes no model learns anything, so the ratio is undefined and printed as nan;
+    CI checks that the benchmark runs, not the figure.
+    """
+    out = tmp_path / "label_savings.json"
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "label_savings.py"), "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    last = completed.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"best ratio to random ([0-9.]+|nan)", last), last
+    result = json.loads(out.read_text())
+    assert set(result["strategies"]) == {"random", "hybrid"}
+    assert all(len(run) == 2 for arm in result["runs"].values() for run in arm)  # seed round + 1
