@@ -27,18 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from offline import stay_offline
+
 FACTOR = 10
 BATCH_SIZE = 10
 MIB = 1024 * 1024
-
-
-def _stay_offline() -> None:
-    # Must run before ultralytics is first imported: it reads its config dir once, at import.
-    os.environ["PATH"] = f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    os.environ.setdefault("LABELING_DAG_CONFIG_DIR", str(REPO / ".labeling-dag"))
-    os.environ.setdefault("YOLO_CONFIG_DIR", os.environ["LABELING_DAG_CONFIG_DIR"])
-    os.environ["YOLO_OFFLINE"] = "1"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> float | None:
     args = parse_args(argv)
-    _stay_offline()
+    stay_offline()
     if args.child:
         print(json.dumps(child_round(args.pool, args.model, args.workdir, imgsz=args.imgsz)))
         return None

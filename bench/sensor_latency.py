@@ -40,7 +40,8 @@ import time
 from datetime import UTC
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from offline import REPO, stay_offline
+
 BIN = Path(sys.executable).parent
 BATCH_SIZE = 5
 IMGSZ = 96
@@ -48,14 +49,6 @@ EPOCHS = 3  # the model only has to propose boxes of the project's classes; its 
 STARTUP_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 240
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
-
-
-def _stay_offline() -> None:
-    # Must run before ultralytics is first imported: it reads its config dir once, at import.
-    os.environ["PATH"] = f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    os.environ.setdefault("LABELING_DAG_CONFIG_DIR", str(REPO / ".labeling-dag"))
-    os.environ.setdefault("YOLO_CONFIG_DIR", os.environ["LABELING_DAG_CONFIG_DIR"])
-    os.environ["YOLO_OFFLINE"] = "1"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
-    _stay_offline()
+    stay_offline()
     import dagster as dg
 
     from labeling_dag.sensors import review_complete_sensor

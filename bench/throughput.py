@@ -38,16 +38,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from offline import stay_offline
+
 BARE_BATCH = 16
-
-
-def _stay_offline() -> None:
-    # Must run before ultralytics is first imported: it reads its config dir once, at import.
-    os.environ["PATH"] = f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    os.environ.setdefault("LABELING_DAG_CONFIG_DIR", str(REPO / ".labeling-dag"))
-    os.environ.setdefault("YOLO_CONFIG_DIR", os.environ["LABELING_DAG_CONFIG_DIR"])
-    os.environ["YOLO_OFFLINE"] = "1"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
-    _stay_offline()
+    stay_offline()
     from labeling_dag.resources.detector import Detector
     from labeling_dag.sample_data import generate_dataset
 

@@ -152,21 +152,8 @@ def validate_pre_labels(boxes: pd.DataFrame, *, class_names: Sequence[str]) -> G
         ValueError: a non-empty table lacks one of :data:`BOX_COLUMNS`.
         RuntimeError: GX could not evaluate a rule, e.g. ``confidence`` holds strings.
     """
-    if isinstance(class_names, str):
-        raise TypeError(f"class_names must be a sequence of names, not the string {class_names!r}")
-    frame = _project(boxes, BOX_COLUMNS, PRE_LABELS_SUITE)
-    # GX only validates stored columns, so the derived box edges become columns of the copy.
-    frame = frame.assign(
-        left=frame["x"] - frame["w"] / 2,
-        right=frame["x"] + frame["w"] / 2,
-        top=frame["y"] - frame["h"] / 2,
-        bottom=frame["y"] + frame["h"] / 2,
-    )
-    return _validate(
-        PRE_LABELS_SUITE,
-        frame,
-        expectation_parameters={_CLASS_NAMES_PARAMETER: list(class_names)},
-    )
+    frame = _with_box_edges(_project(boxes, BOX_COLUMNS, PRE_LABELS_SUITE))
+    return _validate(PRE_LABELS_SUITE, frame, expectation_parameters=_class_names_parameter(class_names))
 
 
 def validate_review_quality(quality: pd.DataFrame) -> GateResult:
@@ -185,18 +172,24 @@ def validate_review_quality(quality: pd.DataFrame) -> GateResult:
 
 def validate_verified_labels(labels: pd.DataFrame, *, class_names: Sequence[str]) -> GateResult:
     """Validate the verified labels: unique ids, boxes inside the image, known class and source."""
-    if isinstance(class_names, str):
-        raise TypeError(f"class_names must be a sequence of names, not the string {class_names!r}")
-    frame = _project(labels, LABEL_COLUMNS, VERIFIED_LABELS_SUITE)
-    frame = frame.assign(
+    frame = _with_box_edges(_project(labels, LABEL_COLUMNS, VERIFIED_LABELS_SUITE))
+    return _validate(VERIFIED_LABELS_SUITE, frame, expectation_parameters=_class_names_parameter(class_names))
+
+
+def _with_box_edges(frame: pd.DataFrame) -> pd.DataFrame:
+    """GX only validates stored columns, so the derived box edges become columns of the copy."""
+    return frame.assign(
         left=frame["x"] - frame["w"] / 2,
         right=frame["x"] + frame["w"] / 2,
         top=frame["y"] - frame["h"] / 2,
         bottom=frame["y"] + frame["h"] / 2,
     )
-    return _validate(
-        VERIFIED_LABELS_SUITE, frame, expectation_parameters={_CLASS_NAMES_PARAMETER: list(class_names)}
-    )
+
+
+def _class_names_parameter(class_names: Sequence[str]) -> dict[str, Any]:
+    if isinstance(class_names, str):
+        raise TypeError(f"class_names must be a sequence of names, not the string {class_names!r}")
+    return {_CLASS_NAMES_PARAMETER: list(class_names)}
 
 
 def _project(table: pd.DataFrame, columns: tuple[str, ...], suite: str) -> pd.DataFrame:
