@@ -65,6 +65,7 @@ def retrained_model(
         source="retrained" if parent else "cold_start",
         parent=parent.model_version if parent else None,
         metrics={**metrics, "training_boxes": len(labels), "training_images": len(images)},
+        training_snapshot=training_snapshot,
         make_current=False,
     )
     card = {

@@ -92,6 +92,7 @@ class ModelRegistry:
         source: str,
         parent: str | None = None,
         metrics: dict[str, float] | None = None,
+        training_snapshot: str = "",
         make_current: bool = True,
     ) -> ModelEntry:
         """Copy ``weights`` into the registry under its sha256 and record it.
@@ -116,6 +117,7 @@ class ModelRegistry:
                 source=source,
                 created_at=datetime.now(UTC).isoformat(),
                 metrics=dict(metrics or {}),
+                training_snapshot=training_snapshot,
             )
             index["models"][version] = asdict(entry)
         if make_current:

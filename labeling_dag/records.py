@@ -78,3 +78,4 @@ class ModelEntry:
     source: str  # "seed_model", "cold_start", "retrained"
     created_at: str
     metrics: dict[str, float] = field(default_factory=dict)
+    training_snapshot: str = ""  # the verified-labels snapshot it was trained on ("" for seed models)

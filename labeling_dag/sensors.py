@@ -84,6 +84,9 @@ def retraining_sensor(context: dg.SensorEvaluationContext, store: LabelStore, po
     if snapshot == context.cursor:
         return dg.SkipReason(f"verified labels {snapshot} already considered")
     model = ModelRegistry(store.root).current()
+    if model is not None and model.training_snapshot == snapshot:
+        # Retrained on exactly these labels already (e.g. by run-loop before a daemon started).
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"model {model.model_version[:12]} was trained on {snapshot}"), cursor=snapshot)
     trained_on = int(model.metrics.get("training_boxes", 0)) if model else 0
     if boxes - trained_on < policy.retrain_min_new_boxes:
         context.log.info(f"{boxes - trained_on} new verified boxes < {policy.retrain_min_new_boxes}: next batch, same model")

@@ -531,3 +531,23 @@ def test_same_promoted_model_is_not_prelabelled_twice(fresh_instance: dg.Dagster
     newer = _promoted_tick(fresh_instance, cursor="abc")
     assert [r.run_key for r in newer.run_requests] == ["prelabel-def"]
     assert newer.cursor == "def"
+
+
+def test_snapshot_the_current_model_was_trained_on_is_skipped(tmp_path: Path) -> None:
+    """A daemon started after run-loop must not ask for another batch or retrain for labels the model already has."""
+    store = LabelStore(workdir=str(tmp_path / "work"))
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"not really weights, only hashed")
+    ModelRegistry(store.root).register(
+        weights, task="detect", class_names=CLASSES, source="retrained", metrics={"training_boxes": 10}, training_snapshot="s9"
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="verified_labels", metadata={"dvc_snapshot": "s9", "verified_boxes": 500})
+    )
+    context = dg.build_sensor_context(
+        instance=instance, resources={"store": store, "policy": LoopPolicy(validation_dataset="unused", retrain_min_new_boxes=50)}
+    )
+    result = retraining_sensor.evaluate_tick(context)
+    assert not result.run_requests
+    assert "was trained on s9" in result.skip_message and result.cursor == "s9"
