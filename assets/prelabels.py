@@ -8,7 +8,7 @@ from labeling_dag import atomic
 from labeling_dag.assets.cleaning import FOLDER as CLEANED
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.cold_start import current_or_seed_model
-from labeling_dag.merge import VERIFIED_IMAGE_COLUMNS, active
+from labeling_dag.merge import VERIFIED_FOLDER, VERIFIED_IMAGE_COLUMNS, active
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS, prediction_rows
 from labeling_dag.records import ImagePrediction, ModelEntry
@@ -46,7 +46,7 @@ def pre_labels(
     cleaned = store.read_table(CLEANED, "images", CLEANED_COLUMNS)
     # Images a human (or the gold set) vouches for need no proposal; auto-accepted ones are
     # predicted again so that their spot checks show the current model's boxes.
-    settled = active(store.read_table("verified_labels", "images", VERIFIED_IMAGE_COLUMNS))
+    settled = active(store.read_table(VERIFIED_FOLDER, "images", VERIFIED_IMAGE_COLUMNS))
     settled = set(settled.loc[settled["source"] != "auto_accepted", "image_id"])
     candidates = cleaned[~cleaned["is_exact_duplicate"] & ~cleaned["image_id"].isin(settled)]
     boxes = store.read_table(FOLDER, "boxes", BOX_COLUMNS)

@@ -10,7 +10,17 @@ from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
 from labeling_dag.assets.scoring import FOLDER as SCORES
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.label_studio_format import review_task
-from labeling_dag.merge import GOLD_COLUMNS, QUALITY_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
+from labeling_dag.merge import (
+    ANNOTATIONS_FOLDER,
+    GOLD_COLUMNS,
+    GOLD_FOLDER,
+    MERGE_COLUMNS,
+    QUALITY_COLUMNS,
+    SPOT_CHECK_COLUMNS,
+    VERIFIED_FOLDER,
+    VERIFIED_IMAGE_COLUMNS,
+    active,
+)
 from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS
 from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBackend
 from labeling_dag.resources.storage import LabelStore
@@ -71,12 +81,12 @@ def review_batch(
     if cold_start:
         scores = cold_start_scores(cleaned)
     batches = store.read_table(FOLDER, "batches", BATCH_COLUMNS)
-    merges = store.read_table("verified_labels", "merges", {"merge_id": "str"})
-    quarantined = quarantined_batches(store.read_table("review_annotations", "quality", QUALITY_COLUMNS))
+    merges = store.read_table(VERIFIED_FOLDER, "merges", MERGE_COLUMNS)
+    quarantined = quarantined_batches(store.read_table(ANNOTATIONS_FOLDER, "quality", QUALITY_COLUMNS))
     batch_id = batch_id_for(scores, config.model_dump(), closed_batches=set(merges["merge_id"]) | quarantined)
 
-    verified = set(active(store.read_table("verified_labels", "images", VERIFIED_IMAGE_COLUMNS))["image_id"])
-    gold = sorted(set(store.read_table("gold", "labels", GOLD_COLUMNS)["image_id"]) & set(cleaned["image_id"]))
+    verified = set(active(store.read_table(VERIFIED_FOLDER, "images", VERIFIED_IMAGE_COLUMNS))["image_id"])
+    gold = sorted(set(store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)["image_id"]) & set(cleaned["image_id"]))
     candidates = eligible_images(
         scores,
         cleaned,
@@ -149,6 +159,6 @@ def review_batch(
 
 def _open_spot_checks(store: LabelStore, batches: pd.DataFrame, batch_id: str) -> list[str]:
     """Auto-accepted images drawn for a human re-check and not yet put in another batch."""
-    drawn = store.read_table("verified_labels", "spot_checks", {"image_id": "str", "merge_id": "str"})
+    drawn = store.read_table(VERIFIED_FOLDER, "spot_checks", SPOT_CHECK_COLUMNS)
     sent = set(batches.loc[batches["is_spot_check"] & (batches["batch_id"] != batch_id), "image_id"])
     return sorted(set(drawn["image_id"]) - sent)

@@ -13,10 +13,15 @@ from labeling_dag.agreement import overlap_kappa
 from labeling_dag.calibration import sample_spot_checks
 from labeling_dag.label_studio_format import parse_all_annotations, parse_export
 from labeling_dag.merge import (
+    ANNOTATIONS_FOLDER,
     EDIT_COLUMNS,
+    GOLD_FOLDER,
     GOLD_COLUMNS,
     LABEL_COLUMNS,
+    MERGE_COLUMNS,
     QUALITY_COLUMNS,
+    SPOT_CHECK_COLUMNS,
+    VERIFIED_FOLDER,
     VERIFIED_IMAGE_COLUMNS,
     active,
     auto_accepted_rows,
@@ -35,11 +40,7 @@ from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
 from labeling_dag.review_selection import BATCH_COLUMNS, pending_batches, quarantined_batches
 
-ANNOTATIONS = "review_annotations"
-FOLDER = "verified_labels"
-GOLD = "gold"
-MERGE_COLUMNS = {"merge_id": "str", "run_id": "str", "merged_at": "str"}
-SPOT_CHECK_COLUMNS = {"image_id": "str", "merge_id": "str"}
+FOLDER = VERIFIED_FOLDER
 
 
 class ReviewIntakeConfig(dg.Config):
@@ -74,11 +75,11 @@ def review_annotations(
         gold_ids=set(batch.loc[batch["is_gold"], "image_id"]),
         spot_check_ids=set(batch.loc[batch["is_spot_check"], "image_id"]),
     )
-    gold = store.read_table(GOLD, "labels", GOLD_COLUMNS)
+    gold = store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)
     quality = quality_rows(everyone, gold, batch_id=batch_id, min_gold_accuracy=config.min_gold_accuracy, run_id=context.run_id)
     for table, rows, columns in (("edits", edits, EDIT_COLUMNS), ("quality", quality, QUALITY_COLUMNS)):
-        kept = store.read_table(ANNOTATIONS, table, columns)
-        store.write_table(ANNOTATIONS, table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True))
+        kept = store.read_table(ANNOTATIONS_FOLDER, table, columns)
+        store.write_table(ANNOTATIONS_FOLDER, table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True))
 
     kappas = {f"{a} vs {b}": round(k, 4) for (a, b), k in overlap_kappa(everyone).items()}
     by_reviewer = quality.set_index("reviewer")["gold_accuracy"].round(4).to_dict()
@@ -114,7 +115,7 @@ def verified_labels(
 ) -> dg.MaterializeResult:
     """Human-verified, gold and auto-accepted labels, each with its full provenance."""
     merge_id = config.batch_id
-    edits = store.read_table(ANNOTATIONS, "edits", EDIT_COLUMNS)
+    edits = store.read_table(ANNOTATIONS_FOLDER, "edits", EDIT_COLUMNS)
     reviewed = edits[(edits["batch_id"] == merge_id) & ~edits["is_gold"]]
     batches = store.read_table(REVIEW, "batches", BATCH_COLUMNS)
     # Every task of a merged batch was annotated; an image left without boxes is a verified
@@ -126,7 +127,7 @@ def verified_labels(
     _refuse_out_of_order(merges, merge_id)
     before = active(images[images["merge_id"] != merge_id])
 
-    gold = store.read_table(GOLD, "labels", GOLD_COLUMNS)
+    gold = store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)
     new_gold = gold[~gold["image_id"].isin(before["image_id"])]
     sources = {image_id: "gold" for image_id in new_gold["image_id"]} | {image_id: "human" for image_id in reviewed_images}
 

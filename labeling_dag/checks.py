@@ -5,7 +5,7 @@ import dagster as dg
 from labeling_dag.assets.cleaning import FOLDER as CLEANED
 from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
-from labeling_dag.merge import LABEL_COLUMNS, QUALITY_COLUMNS, active
+from labeling_dag.merge import ANNOTATIONS_FOLDER, LABEL_COLUMNS, QUALITY_COLUMNS, VERIFIED_FOLDER, active
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.prelabeling import BOX_COLUMNS
 from labeling_dag.quality_gates import (
@@ -54,12 +54,12 @@ def pre_labels_gate(store: LabelStore) -> dg.AssetCheckResult:
 )
 def review_quality_gate(context: dg.AssetCheckExecutionContext, store: LabelStore) -> dg.AssetCheckResult:
     """Validate the quality rows this run wrote for its review batch."""
-    quality = store.read_table("review_annotations", "quality", QUALITY_COLUMNS)
+    quality = store.read_table(ANNOTATIONS_FOLDER, "quality", QUALITY_COLUMNS)
     return _check_result(validate_review_quality(quality[quality["run_id"] == context.run.run_id]))
 
 
 @dg.asset_check(asset="verified_labels", blocking=True, description="GX suite: unique ids, boxes inside the image, known class and source")
 def verified_labels_gate(store: LabelStore) -> dg.AssetCheckResult:
     """Validate the labels in force against the project's class list."""
-    labels = active(store.read_table("verified_labels", "labels", LABEL_COLUMNS))
+    labels = active(store.read_table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS))
     return _check_result(validate_verified_labels(labels, class_names=store.class_names()))

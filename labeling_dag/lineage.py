@@ -12,7 +12,7 @@ import pandas as pd
 
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.ingest import RAW_COLUMNS
-from labeling_dag.merge import EDIT_COLUMNS, LABEL_COLUMNS, active
+from labeling_dag.merge import ANNOTATIONS_FOLDER, EDIT_COLUMNS, LABEL_COLUMNS, MERGE_COLUMNS, VERIFIED_FOLDER, active
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Workdir:
 
 def label_snapshots(workdir: Workdir, label: pd.Series) -> list[str]:
     """The verified-labels snapshots a label appears in: from its merge until the merge that retired it."""
-    merges = workdir.table("verified_labels", "merges", {"merge_id": "str", "run_id": "str"})
+    merges = workdir.table(VERIFIED_FOLDER, "merges", MERGE_COLUMNS)
     order = list(merges["merge_id"])
     if label["merge_id"] not in order:
         return []
@@ -53,13 +53,13 @@ def label_snapshots(workdir: Workdir, label: pd.Series) -> list[str]:
     return [
         snapshot
         for run_id in merges["run_id"].iloc[start:stop]
-        for snapshot in workdir.snapshots_of_run("verified_labels", run_id)
+        for snapshot in workdir.snapshots_of_run(VERIFIED_FOLDER, run_id)
     ]
 
 
 def trace_label(workdir: Workdir, label_id: str) -> list[str]:
     """The chain of one verified label, one line per link."""
-    labels = workdir.table("verified_labels", "labels", LABEL_COLUMNS)
+    labels = workdir.table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS)
     match = labels[labels["label_id"] == label_id]
     if match.empty:
         raise KeyError(f"no verified label {label_id!r} in {workdir.root}")
@@ -78,7 +78,7 @@ def trace_label(workdir: Workdir, label_id: str) -> list[str]:
     else:
         lines.append("pre-label: none (drawn by a person)" if label["source"] != "gold" else "pre-label: none (gold answer)")
     if label["source"] == "human":
-        edits = workdir.table("review_annotations", "edits", EDIT_COLUMNS)
+        edits = workdir.table(ANNOTATIONS_FOLDER, "edits", EDIT_COLUMNS)
         edit = edits[(edits["batch_id"] == label["review_batch_id"]) & (edits["image_id"] == label["image_id"])]
         original = edit[edit["pre_label_id"] == label["pre_label_id"]] if label["pre_label_id"] else edit.iloc[0:0]
         was = f", was {original['original_class'].iloc[0]}" if len(original) and label["edit_kind"] == "relabelled" else ""
@@ -99,7 +99,7 @@ def trace_label(workdir: Workdir, label_id: str) -> list[str]:
 
 def trace_image(workdir: Workdir, image_id: str) -> list[str]:
     """The chain of one image: its origin, then every verified label it has had."""
-    labels = workdir.table("verified_labels", "labels", LABEL_COLUMNS)
+    labels = workdir.table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS)
     lines = [f"image {image_id}"] + _image_origin(workdir, image_id)
     mine = labels[labels["image_id"] == image_id]
     if mine.empty:
@@ -113,7 +113,7 @@ def trace_image(workdir: Workdir, image_id: str) -> list[str]:
 
 def sample_label_ids(workdir: Workdir, count: int, *, seed: int = 0) -> list[str]:
     """``count`` random labels in force, for a spot audit."""
-    ids = sorted(active(workdir.table("verified_labels", "labels", LABEL_COLUMNS))["label_id"])
+    ids = sorted(active(workdir.table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS))["label_id"])
     rng = np.random.default_rng(seed)
     return [ids[i] for i in sorted(rng.choice(len(ids), size=min(count, len(ids)), replace=False))]
 

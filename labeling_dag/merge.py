@@ -80,6 +80,13 @@ LABEL_COLUMNS: dict[str, str] = {
     "merge_id": "str",  # the merge (review batch) whose verified_labels run added the row
     "retired_by": "str",  # the merge that superseded it, "" while active
 }
+# Folders (under the workdir) of the tables below: review_annotations, verified_labels, gold.
+ANNOTATIONS_FOLDER = "review_annotations"
+VERIFIED_FOLDER = "verified_labels"
+GOLD_FOLDER = "gold"
+
+MERGE_COLUMNS: dict[str, str] = {"merge_id": "str", "run_id": "str", "merged_at": "str"}
+SPOT_CHECK_COLUMNS: dict[str, str] = {"image_id": "str", "merge_id": "str"}
 VERIFIED_IMAGE_COLUMNS: dict[str, str] = {
     "image_id": "str",
     "source": "str",  # human | auto_accepted | gold: who vouches for the image's complete box set

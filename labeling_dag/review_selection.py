@@ -11,6 +11,7 @@ import pandas as pd
 
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.sampling import select_for_review
+from labeling_dag.uncertainty import MEASURES
 
 BATCH_COLUMNS: dict[str, str] = {
     "batch_id": "str",
@@ -129,7 +130,7 @@ def choose(
         embeddings=embeddings,
         seed=seed,
     )
-    measure = strategy if strategy in ("least_confidence", "margin", "entropy") else uncertainty_measure
+    measure = strategy if strategy in MEASURES else uncertainty_measure
     chosen = candidates.iloc[picked].reset_index(drop=True)
     return chosen.assign(score=chosen[measure].astype("float64"))
 
