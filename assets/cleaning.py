@@ -1,4 +1,4 @@
-"""Stage 2: decode every raw image; reject what cannot be used, flag what is doubtful."""
+"""Stage 2: decode every raw image of a batch; reject what cannot be used, flag what is doubtful."""
 
 import dagster as dg
 import pandas as pd
@@ -9,26 +9,33 @@ from labeling_dag.assets.ingestion import FOLDER as RAW
 from labeling_dag.cleaning import IMAGE_COLUMNS, REJECT_COLUMNS, clean_image, mark_duplicates, reject_row
 from labeling_dag.image_quality import ImageRejected
 from labeling_dag.ingest import RAW_COLUMNS
+from labeling_dag.partitions import ingest_batches
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
 
 FOLDER = "cleaned_images"
 
 
-@dg.asset(group_name="labeling", deps=["raw_images"], kinds={"pillow"})
+@dg.asset(group_name="labeling", deps=["raw_images"], kinds={"pillow"}, partitions_def=ingest_batches)
 def cleaned_images(
     context: dg.AssetExecutionContext, store: LabelStore, snapshots: SnapshotStore
 ) -> dg.MaterializeResult:
-    """Upright RGB images with quality flags and duplicate marks, plus a rejects table."""
-    raw = store.read_table(RAW, "index", RAW_COLUMNS).drop_duplicates("image_id")
-    cleaned = store.read_table(FOLDER, "images", IMAGE_COLUMNS)
-    rejects = store.read_table(FOLDER, "rejects", REJECT_COLUMNS)
+    """Upright RGB images with quality flags and duplicate marks, plus a rejects table, per batch."""
+    batch = context.partition_key
+    raw = store.read_partition(RAW, batch, "index", RAW_COLUMNS).drop_duplicates("image_id")
+    cleaned = store.read_partition(FOLDER, batch, "images", IMAGE_COLUMNS)
+    rejects = store.read_partition(FOLDER, batch, "rejects", REJECT_COLUMNS)
     todo = raw[~raw["image_id"].isin(cleaned["image_id"]) & ~raw["image_id"].isin(rejects["image_id"])]
+    # The same bytes may arrive in several batches: the batch that claims an image first owns it.
+    owned = todo["image_id"].map(lambda image_id: store.claim_image(image_id, batch) == batch)
+    todo = todo[owned.astype(bool)] if len(todo) else todo
 
     rows, rejected = [], []
-    for item in tqdm(todo.itertuples(index=False), total=len(todo), desc="cleaning", unit="img", disable=None):
+    for item in tqdm(todo.itertuples(index=False), total=len(todo), desc=f"cleaning {batch}", unit="img", disable=None):
         try:
-            row = clean_image(store.root / item.stored_path, image_id=item.image_id, workdir=store.root, out_folder=FOLDER)
+            row = clean_image(
+                store.root / item.stored_path, image_id=item.image_id, workdir=store.root, out_folder=f"{FOLDER}/{batch}"
+            )
             rows.append(row | {"source_path": item.source_path, "run_id": context.run_id})
         except ImageRejected as error:
             rejected.append(reject_row(item.image_id, item.source_path, error, context.run_id))
@@ -37,24 +44,29 @@ def cleaned_images(
     new = pd.DataFrame(rows, columns=[c for c in IMAGE_COLUMNS if c not in _MARKS]).astype(
         {c: t for c, t in IMAGE_COLUMNS.items() if c not in _MARKS}
     )
-    cleaned = pd.concat([cleaned, mark_duplicates(new, cleaned).astype(IMAGE_COLUMNS)], ignore_index=True)
+    # Duplicates are marked against every batch cleaned so far, this one included.
+    pool = store.read_table(FOLDER, "images", IMAGE_COLUMNS)
+    cleaned = pd.concat([cleaned, mark_duplicates(new, pool).astype(IMAGE_COLUMNS)], ignore_index=True)
     rejects = pd.concat([rejects, pd.DataFrame(rejected, columns=list(REJECT_COLUMNS)).astype(REJECT_COLUMNS)], ignore_index=True)
-    store.write_table(FOLDER, "rejects", rejects)
-    store.write_table(FOLDER, "images", cleaned)
+    store.write_partition(FOLDER, batch, "rejects", rejects)
+    store.write_partition(FOLDER, batch, "images", cleaned)
     summary = _summary(cleaned, rejects)
-    atomic.write_json(store.root / "metrics" / "cleaned_images.json", summary)
+    # DVC's metrics file counts the whole pool, every batch so far.
+    pool_rejects = store.read_table(FOLDER, "rejects", REJECT_COLUMNS)
+    atomic.write_json(store.root / "metrics" / f"{FOLDER}.json", _summary(store.read_table(FOLDER, "images", IMAGE_COLUMNS), pool_rejects))
 
-    snapshot_id = snapshots.snapshot(store.root, FOLDER, run_id=context.run_id)
+    snapshot_id = snapshots.snapshot(store.root, f"{FOLDER}/{batch}", run_id=context.run_id)
     return dg.MaterializeResult(
         metadata={
             **summary,
             "new_images": len(new),
             "new_rejects": len(rejected),
+            "owned_by_other_batches": int((~owned.astype(bool)).sum()) if len(owned) else 0,
             "rejects": dg.MetadataValue.md(rejects.tail(50)[["source_path", "reason", "message"]].to_markdown(index=False))
             if len(rejects)
             else "none",
             "dvc_snapshot": snapshot_id,
-            "path": dg.MetadataValue.path(str(store.root / FOLDER)),
+            "path": dg.MetadataValue.path(str(store.root / FOLDER / batch)),
         },
         data_version=dg.DataVersion(snapshot_id),
     )

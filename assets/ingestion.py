@@ -1,25 +1,29 @@
-"""Stage 1: raw images arrive from the source folder."""
+"""Stage 1: raw images arrive from the source folder, one ingestion batch (partition) at a time."""
 
 import dagster as dg
 import pandas as pd
 
 from labeling_dag.ingest import RAW_COLUMNS, ingest
+from labeling_dag.partitions import ingest_batches
 from labeling_dag.resources.storage import ImageSource, LabelStore
 
 FOLDER = "raw_images"
 
 
-@dg.asset(group_name="labeling", kinds={"python"})
+@dg.asset(group_name="labeling", kinds={"python"}, partitions_def=ingest_batches)
 def raw_images(context: dg.AssetExecutionContext, store: LabelStore, source: ImageSource) -> dg.MaterializeResult:
-    """Every image file from the source folder, stored once under its content hash."""
-    index = store.read_table(FOLDER, "index", RAW_COLUMNS)
+    """Every image file of one ingestion batch, stored once under its content hash."""
+    batch = context.partition_key
+    index = store.read_partition(FOLDER, batch, "index", RAW_COLUMNS)
     known_ids = set(index["image_id"])
-    new_rows, skipped = ingest(source.files(), index, workdir=store.root, store_folder=FOLDER, run_id=context.run_id)
+    new_rows, skipped = ingest(
+        source.files(batch), index, workdir=store.root, store_folder=f"{FOLDER}/{batch}", run_id=context.run_id
+    )
     if skipped:
         context.log.warning(f"skipped {len(skipped)} files with unsupported extensions, e.g. {skipped[:5]}")
     if len(new_rows):
         index = pd.concat([index, new_rows], ignore_index=True)
-        store.write_table(FOLDER, "index", index)
+        store.write_partition(FOLDER, batch, "index", index)
     return dg.MaterializeResult(
         metadata={
             "new_files": len(new_rows),

@@ -1,4 +1,4 @@
-"""Stage 3: the current model proposes boxes for every cleaned image it has not seen."""
+"""Stage 3: the current model proposes boxes for every cleaned image of a batch it has not seen."""
 
 import dagster as dg
 import pandas as pd
@@ -10,6 +10,7 @@ from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.cold_start import current_or_seed_model
 from labeling_dag.merge import VERIFIED_FOLDER, VERIFIED_IMAGE_COLUMNS, active
 from labeling_dag.model_registry import ModelRegistry
+from labeling_dag.partitions import ingest_batches
 from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS, prediction_rows
 from labeling_dag.records import ImagePrediction, ModelEntry
 from labeling_dag.resources.detector import Detector
@@ -27,7 +28,7 @@ class PreLabelConfig(dg.Config):
     seed_dataset: str = ""
 
 
-@dg.asset(group_name="labeling", deps=["cleaned_images"], kinds={"pytorch"})
+@dg.asset(group_name="labeling", deps=["cleaned_images"], kinds={"pytorch"}, partitions_def=ingest_batches)
 def pre_labels(
     context: dg.AssetExecutionContext,
     config: PreLabelConfig,
@@ -35,7 +36,8 @@ def pre_labels(
     detector: Detector,
     snapshots: SnapshotStore,
 ) -> dg.MaterializeResult:
-    """Boxes, classes, confidences and class-probability vectors from the current model."""
+    """Boxes, classes, confidences and class-probability vectors from the current model, per batch."""
+    batch = context.partition_key
     registry = ModelRegistry(store.root)
     model = current_or_seed_model(registry, detector, seed_model=config.seed_model, seed_dataset=config.seed_dataset)
     if model is None:
@@ -43,14 +45,9 @@ def pre_labels(
     store.set_class_names(model.class_names)
     weights = registry.verified_path(model)
 
-    cleaned = store.read_table(CLEANED, "images", CLEANED_COLUMNS)
-    # Images a human (or the gold set) vouches for need no proposal; auto-accepted ones are
-    # predicted again so that their spot checks show the current model's boxes.
-    settled = active(store.read_table(VERIFIED_FOLDER, "images", VERIFIED_IMAGE_COLUMNS))
-    settled = set(settled.loc[settled["source"] != "auto_accepted", "image_id"])
-    candidates = cleaned[~cleaned["is_exact_duplicate"] & ~cleaned["image_id"].isin(settled)]
-    boxes = store.read_table(FOLDER, "boxes", BOX_COLUMNS)
-    images = store.read_table(FOLDER, "images", IMAGE_COLUMNS)
+    candidates = unsettled_images(store, batch)
+    boxes = store.read_partition(FOLDER, batch, "boxes", BOX_COLUMNS)
+    images = store.read_partition(FOLDER, batch, "images", IMAGE_COLUMNS)
     # Predictions of an older model are stale: they stay in earlier snapshots, not here.
     boxes = boxes[boxes["model_version"] == model.model_version]
     images = images[images["model_version"] == model.model_version]
@@ -67,18 +64,15 @@ def pre_labels(
             pending.append(pair)
             progress.update()
             if len(pending) >= _WRITE_EVERY:
-                boxes, images = _append(store, boxes, images, pending, model, context.run_id)
+                boxes, images = _append(store, batch, boxes, images, pending, model, context.run_id)
                 pending = []
-    boxes, images = _append(store, boxes, images, pending, model, context.run_id)
+    boxes, images = _append(store, batch, boxes, images, pending, model, context.run_id)
 
-    summary = {
-        "images": len(images),
-        "boxes": len(boxes),
-        "images_without_boxes": int((images["n_boxes"] == 0).sum()),
-        "mean_confidence": float(boxes["confidence"].mean()) if len(boxes) else 0.0,
-    }
-    atomic.write_json(store.root / "metrics" / "pre_labels.json", summary)
-    snapshot_id = snapshots.snapshot(store.root, FOLDER, run_id=context.run_id)
+    summary = _summary(boxes, images)
+    # DVC's metrics file counts the whole pool, every batch so far.
+    pool = _summary(store.read_table(FOLDER, "boxes", BOX_COLUMNS), store.read_table(FOLDER, "images", IMAGE_COLUMNS))
+    atomic.write_json(store.root / "metrics" / f"{FOLDER}.json", pool)
+    snapshot_id = snapshots.snapshot(store.root, f"{FOLDER}/{batch}", run_id=context.run_id)
     return dg.MaterializeResult(
         metadata={
             **summary,
@@ -86,14 +80,27 @@ def pre_labels(
             "model_source": model.source,
             "newly_predicted": len(todo),
             "dvc_snapshot": snapshot_id,
-            "path": dg.MetadataValue.path(str(store.root / FOLDER)),
+            "path": dg.MetadataValue.path(str(store.root / FOLDER / batch)),
         },
         data_version=dg.DataVersion(snapshot_id),
     )
 
 
+def unsettled_images(store: LabelStore, batch: str) -> pd.DataFrame:
+    """The cleaned images of ``batch`` that still want a model's proposal.
+
+    Images a human (or the gold set) vouches for need none; auto-accepted ones are
+    predicted again so that their spot checks show the current model's boxes.
+    """
+    cleaned = store.read_partition(CLEANED, batch, "images", CLEANED_COLUMNS)
+    settled = active(store.read_table(VERIFIED_FOLDER, "images", VERIFIED_IMAGE_COLUMNS))
+    settled = set(settled.loc[settled["source"] != "auto_accepted", "image_id"])
+    return cleaned[~cleaned["is_exact_duplicate"] & ~cleaned["image_id"].isin(settled)]
+
+
 def _append(
     store: LabelStore,
+    batch: str,
     boxes: pd.DataFrame,
     images: pd.DataFrame,
     pending: list[tuple[str, ImagePrediction]],
@@ -106,6 +113,16 @@ def _append(
     )
     boxes = pd.concat([boxes, new_boxes], ignore_index=True) if len(new_boxes) else boxes
     images = pd.concat([images, new_images], ignore_index=True) if len(new_images) else images
-    store.write_table(FOLDER, "boxes", boxes)
-    store.write_table(FOLDER, "images", images)
+    store.write_partition(FOLDER, batch, "boxes", boxes)
+    store.write_partition(FOLDER, batch, "images", images)
     return boxes, images
+
+
+def _summary(boxes: pd.DataFrame, images: pd.DataFrame) -> dict[str, int | float]:
+    """Counts for the UI and for ``dvc metrics show``."""
+    return {
+        "images": len(images),
+        "boxes": len(boxes),
+        "images_without_boxes": int((images["n_boxes"] == 0).sum()),
+        "mean_confidence": float(boxes["confidence"].mean()) if len(boxes) else 0.0,
+    }

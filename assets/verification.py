@@ -1,9 +1,15 @@
-"""Stages 6–7: a returned review batch is checked, then merged into the verified labels."""
+"""Stages 6–7: a returned review batch is checked, then merged into the verified labels.
+
+A revision of a merged batch (``<batch_id>.r<n>``: tasks edited in the labelling tool after the
+merge) goes the same way; it covers only the images it holds, and takes their gold and
+spot-check flags from its batch.
+"""
 
 import json
 from datetime import UTC, datetime
 
 import dagster as dg
+from pydantic import Field
 import pandas as pd
 
 from labeling_dag import atomic
@@ -20,6 +26,7 @@ from labeling_dag.merge import (
     LABEL_COLUMNS,
     MERGE_COLUMNS,
     QUALITY_COLUMNS,
+    RETURNED_COLUMNS,
     SPOT_CHECK_COLUMNS,
     VERIFIED_FOLDER,
     VERIFIED_IMAGE_COLUMNS,
@@ -31,6 +38,7 @@ from labeling_dag.merge import (
     human_rows,
     merge_verified,
     quality_rows,
+    returned_rows,
     verified_image_rows,
 )
 from labeling_dag.model_registry import ModelRegistry
@@ -39,6 +47,7 @@ from labeling_dag.resources.review_exchange import FileReviewExchange
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
 from labeling_dag.review_selection import BATCH_COLUMNS, pending_batches, quarantined_batches
+from labeling_dag.revisions import split_revision
 
 FOLDER = VERIFIED_FOLDER
 
@@ -52,7 +61,7 @@ class ReviewIntakeConfig(dg.Config):
     """
 
     batch_id: str
-    min_gold_accuracy: float = 0.7
+    min_gold_accuracy: float = Field(default=0.7, ge=0.0, le=1.0)
 
 
 @dg.asset(group_name="labeling", deps=["review_batch"], kinds={"labelstudio"})
@@ -66,7 +75,7 @@ def review_annotations(
     latest = parse_export(tasks, class_names=class_names, expected_batch_id=batch_id)
     everyone = parse_all_annotations(tasks, class_names=class_names, expected_batch_id=batch_id)
     batch = store.read_table(REVIEW, "batches", BATCH_COLUMNS)
-    batch = batch[batch["batch_id"] == batch_id]
+    batch = batch[batch["batch_id"] == split_revision(batch_id)[0]]
 
     edits = edit_rows(
         latest,
@@ -77,7 +86,12 @@ def review_annotations(
     )
     gold = store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)
     quality = quality_rows(everyone, gold, batch_id=batch_id, min_gold_accuracy=config.min_gold_accuracy, run_id=context.run_id)
-    for table, rows, columns in (("edits", edits, EDIT_COLUMNS), ("quality", quality, QUALITY_COLUMNS)):
+    returned = returned_rows(latest, batch_id=batch_id)
+    for table, rows, columns in (
+        ("edits", edits, EDIT_COLUMNS),
+        ("quality", quality, QUALITY_COLUMNS),
+        ("returned", returned, RETURNED_COLUMNS),
+    ):
         kept = store.read_table(ANNOTATIONS_FOLDER, table, columns)
         store.write_table(ANNOTATIONS_FOLDER, table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True))
 
@@ -114,80 +128,97 @@ def verified_labels(
     context: dg.AssetExecutionContext, config: VerifyConfig, store: LabelStore, snapshots: SnapshotStore
 ) -> dg.MaterializeResult:
     """Human-verified, gold and auto-accepted labels, each with its full provenance."""
-    merge_id = config.batch_id
-    edits = store.read_table(ANNOTATIONS_FOLDER, "edits", EDIT_COLUMNS)
-    reviewed = edits[(edits["batch_id"] == merge_id) & ~edits["is_gold"]]
-    batches = store.read_table(REVIEW, "batches", BATCH_COLUMNS)
-    # Every task of a merged batch was annotated; an image left without boxes is a verified
-    # negative, so the batch (not the edit rows) says which images were reviewed.
-    reviewed_images = batches.loc[(batches["batch_id"] == merge_id) & ~batches["is_gold"], "image_id"]
-    labels = store.read_table(FOLDER, "labels", LABEL_COLUMNS)
-    images = store.read_table(FOLDER, "images", VERIFIED_IMAGE_COLUMNS)
-    merges = store.read_table(FOLDER, "merges", MERGE_COLUMNS)
-    _refuse_out_of_order(merges, merge_id)
-    before = active(images[images["merge_id"] != merge_id])
+    # One merge at a time per workdir: merges of different batches read and rewrite the same
+    # tables, so two at once (parallel runs, Celery workers) would drop one's labels.
+    with store.locked(FOLDER):
+        merge_id = config.batch_id
+        base_batch = split_revision(merge_id)[0]
+        edits = store.read_table(ANNOTATIONS_FOLDER, "edits", EDIT_COLUMNS)
+        reviewed = edits[(edits["batch_id"] == merge_id) & ~edits["is_gold"]]
+        batches = store.read_table(REVIEW, "batches", BATCH_COLUMNS)
+        returned = store.read_table(ANNOTATIONS_FOLDER, "returned", RETURNED_COLUMNS)
+        # Every task returned was annotated; an image left without boxes is a verified negative,
+        # so the returned images (not the edit rows) say which images were reviewed: all of a
+        # batch's, only the edited ones for a revision.
+        reviewed_images = batches.loc[
+            (batches["batch_id"] == base_batch)
+            & ~batches["is_gold"]
+            & batches["image_id"].isin(returned.loc[returned["batch_id"] == merge_id, "image_id"]),
+            "image_id",
+        ]
+        labels = store.read_table(FOLDER, "labels", LABEL_COLUMNS)
+        images = store.read_table(FOLDER, "images", VERIFIED_IMAGE_COLUMNS)
+        merges = store.read_table(FOLDER, "merges", MERGE_COLUMNS)
+        _refuse_out_of_order(merges, merge_id)
+        if base_batch != merge_id and base_batch not in set(merges["merge_id"]):
+            raise dg.Failure(
+                f"verified_labels: {merge_id} revises batch {base_batch}, which was never merged (quarantined?); "
+                "its edits cannot replace labels it never brought in"
+            )
+        before = active(images[images["merge_id"] != merge_id])
 
-    gold = store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)
-    new_gold = gold[~gold["image_id"].isin(before["image_id"])]
-    sources = {image_id: "gold" for image_id in new_gold["image_id"]} | {image_id: "human" for image_id in reviewed_images}
+        gold = store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)
+        new_gold = gold[~gold["image_id"].isin(before["image_id"])]
+        sources = {image_id: "gold" for image_id in new_gold["image_id"]} | {image_id: "human" for image_id in reviewed_images}
 
-    model = ModelRegistry(store.root).current()
-    auto = store.read_table(FOLDER, "labels", LABEL_COLUMNS).iloc[0:0]
-    calibration = None
-    if model is not None:
-        calibration = calibration_from_edits(
-            edits,
-            model_version=model.model_version,
-            class_names=model.class_names,
-            target_precision=config.target_precision,
-            min_support=config.min_support,
+        model = ModelRegistry(store.root).current()
+        auto = store.read_table(FOLDER, "labels", LABEL_COLUMNS).iloc[0:0]
+        calibration = None
+        if model is not None:
+            calibration = calibration_from_edits(
+                edits,
+                model_version=model.model_version,
+                class_names=model.class_names,
+                target_precision=config.target_precision,
+                min_support=config.min_support,
+            )
+            in_review = set(batches.loc[batches["batch_id"].isin(pending_batches(batches, merged=set(merges["merge_id"]) | {merge_id})), "image_id"])
+            boxes = store.read_table(PRE_LABELS, "boxes", BOX_COLUMNS)
+            boxes = boxes[boxes["model_version"] == model.model_version]
+            candidates = set(boxes["image_id"]) - set(before["image_id"]) - set(sources) - set(gold["image_id"]) - in_review
+            auto = auto_accepted_rows(boxes, candidates, calibration, merge_id=merge_id)
+            sources |= {image_id: "auto_accepted" for image_id in auto["image_id"]}
+
+        additions = pd.concat([human_rows(reviewed, merge_id=merge_id), gold_rows(new_gold, merge_id=merge_id), auto], ignore_index=True)
+        labels, images = merge_verified(labels, images, additions, verified_image_rows(sources, merge_id=merge_id), merge_id=merge_id)
+        spot_checks = store.read_table(FOLDER, "spot_checks", SPOT_CHECK_COLUMNS)
+        drawn = sample_spot_checks(sorted(set(auto["image_id"])), rate=config.spot_check_rate, seed=config.seed)
+        spot_checks = pd.concat(
+            [spot_checks[spot_checks["merge_id"] != merge_id], pd.DataFrame({"image_id": drawn, "merge_id": merge_id})],
+            ignore_index=True,
+        ).astype(SPOT_CHECK_COLUMNS)
+        if merge_id not in set(merges["merge_id"]):
+            merges = pd.concat([merges, pd.DataFrame([{"merge_id": merge_id, "run_id": context.run_id, "merged_at": datetime.now(UTC).isoformat()}])], ignore_index=True)
+
+        store.write_table(FOLDER, "labels", labels)
+        store.write_table(FOLDER, "spot_checks", spot_checks)
+        store.write_table(FOLDER, "merges", merges)
+        store.write_table(FOLDER, "images", images)  # written last: it decides what the merge covered
+        current = active(labels)
+        summary = {
+            "verified_images": int(len(active(images))),
+            "verified_boxes": int(len(current)),
+            **{f"boxes_{source}": int((current["source"] == source).sum()) for source in ("human", "auto_accepted", "gold")},
+        }
+        atomic.write_json(store.root / "metrics" / "verified_labels.json", summary)
+        snapshot_id = snapshots.snapshot(store.root, FOLDER, run_id=context.run_id)
+        thresholds = {} if calibration is None else {k: v for k, v in calibration.thresholds.items()}
+        return dg.MaterializeResult(
+            metadata={
+                **summary,
+                "merge_id": merge_id,
+                "revision": split_revision(merge_id)[1],
+                "new_human_boxes": int((additions["source"] == "human").sum()),
+                "new_auto_accepted_images": int(auto["image_id"].nunique()),
+                "new_auto_accepted_boxes": len(auto),
+                "spot_checks_drawn": len(drawn),
+                "auto_accept_thresholds": dg.MetadataValue.json(thresholds),
+                "model_version": model.model_version if model else "",
+                "dvc_snapshot": snapshot_id,
+                "path": dg.MetadataValue.path(str(store.root / FOLDER)),
+            },
+            data_version=dg.DataVersion(snapshot_id),
         )
-        in_review = set(batches.loc[batches["batch_id"].isin(pending_batches(batches, merged=set(merges["merge_id"]) | {merge_id})), "image_id"])
-        boxes = store.read_table(PRE_LABELS, "boxes", BOX_COLUMNS)
-        boxes = boxes[boxes["model_version"] == model.model_version]
-        candidates = set(boxes["image_id"]) - set(before["image_id"]) - set(sources) - set(gold["image_id"]) - in_review
-        auto = auto_accepted_rows(boxes, candidates, calibration, merge_id=merge_id)
-        sources |= {image_id: "auto_accepted" for image_id in auto["image_id"]}
-
-    additions = pd.concat([human_rows(reviewed, merge_id=merge_id), gold_rows(new_gold, merge_id=merge_id), auto], ignore_index=True)
-    labels, images = merge_verified(labels, images, additions, verified_image_rows(sources, merge_id=merge_id), merge_id=merge_id)
-    spot_checks = store.read_table(FOLDER, "spot_checks", SPOT_CHECK_COLUMNS)
-    drawn = sample_spot_checks(sorted(set(auto["image_id"])), rate=config.spot_check_rate, seed=config.seed)
-    spot_checks = pd.concat(
-        [spot_checks[spot_checks["merge_id"] != merge_id], pd.DataFrame({"image_id": drawn, "merge_id": merge_id})],
-        ignore_index=True,
-    ).astype(SPOT_CHECK_COLUMNS)
-    if merge_id not in set(merges["merge_id"]):
-        merges = pd.concat([merges, pd.DataFrame([{"merge_id": merge_id, "run_id": context.run_id, "merged_at": datetime.now(UTC).isoformat()}])], ignore_index=True)
-
-    store.write_table(FOLDER, "labels", labels)
-    store.write_table(FOLDER, "spot_checks", spot_checks)
-    store.write_table(FOLDER, "merges", merges)
-    store.write_table(FOLDER, "images", images)  # written last: it decides what the merge covered
-    current = active(labels)
-    summary = {
-        "verified_images": int(len(active(images))),
-        "verified_boxes": int(len(current)),
-        **{f"boxes_{source}": int((current["source"] == source).sum()) for source in ("human", "auto_accepted", "gold")},
-    }
-    atomic.write_json(store.root / "metrics" / "verified_labels.json", summary)
-    snapshot_id = snapshots.snapshot(store.root, FOLDER, run_id=context.run_id)
-    thresholds = {} if calibration is None else {k: v for k, v in calibration.thresholds.items()}
-    return dg.MaterializeResult(
-        metadata={
-            **summary,
-            "merge_id": merge_id,
-            "new_human_boxes": int((additions["source"] == "human").sum()),
-            "new_auto_accepted_images": int(auto["image_id"].nunique()),
-            "new_auto_accepted_boxes": len(auto),
-            "spot_checks_drawn": len(drawn),
-            "auto_accept_thresholds": dg.MetadataValue.json(thresholds),
-            "model_version": model.model_version if model else "",
-            "dvc_snapshot": snapshot_id,
-            "path": dg.MetadataValue.path(str(store.root / FOLDER)),
-        },
-        data_version=dg.DataVersion(snapshot_id),
-    )
 
 
 def _refuse_out_of_order(merges: pd.DataFrame, merge_id: str) -> None:

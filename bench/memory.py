@@ -29,6 +29,8 @@ from pathlib import Path
 
 from offline import stay_offline
 
+from labeling_dag.ingest_batches import ROOT_BATCH
+
 FACTOR = 10
 BATCH_SIZE = 10
 MIB = 1024 * 1024
@@ -116,6 +118,7 @@ def child_round(data_yaml: Path, weights: Path, workdir: Path, *, imgsz: int) ->
 
     from labeling_dag import atomic
     from labeling_dag.definitions import build_definitions
+    from labeling_dag.partitions import ingest_batches
     from labeling_dag.resources.detector import Detector
     from labeling_dag.resources.loop_policy import LoopPolicy
     from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
@@ -141,10 +144,14 @@ def child_round(data_yaml: Path, weights: Path, workdir: Path, *, imgsz: int) ->
     instance = dg.DagsterInstance.ephemeral()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
-    selected = defs.resolve_job_def("prelabel_and_select").execute_in_process(
-        run_config=quiet
-        | {"ops": {"pre_labels": {"config": {"seed_model": str(weights)}}, "review_batch": {"config": {"size": BATCH_SIZE}}}},
+    instance.add_dynamic_partitions(ingest_batches.name, [ROOT_BATCH])
+    defs.resolve_job_def("prelabel_batch").execute_in_process(
+        run_config=quiet | {"ops": {"pre_labels": {"config": {"seed_model": str(weights)}}}},
         instance=instance,
+        partition_key=ROOT_BATCH,
+    )
+    selected = defs.resolve_job_def("select_review_batch").execute_in_process(
+        run_config=quiet | {"ops": {"review_batch": {"config": {"size": BATCH_SIZE}}}}, instance=instance
     )
     (batch_id,) = [
         e.step_materialization_data.materialization.metadata["batch_id"].value

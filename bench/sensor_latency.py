@@ -42,6 +42,8 @@ from pathlib import Path
 
 from offline import REPO, stay_offline
 
+from labeling_dag.ingest_batches import ROOT_BATCH
+
 BIN = Path(sys.executable).parent
 BATCH_SIZE = 5
 IMGSZ = 96
@@ -143,6 +145,7 @@ def _prepare(tmp_path: Path, *, images: int, batches: int) -> tuple[Path, Path, 
     from labeling_dag.assets.prelabels import pre_labels
     from labeling_dag.assets.review import review_batch
     from labeling_dag.assets.scoring import uncertainty_scores
+    from labeling_dag.partitions import ingest_batches
     from labeling_dag.resources.detector import Detector
     from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
     from labeling_dag.resources.snapshots import SnapshotStore
@@ -167,6 +170,8 @@ def _prepare(tmp_path: Path, *, images: int, batches: int) -> tuple[Path, Path, 
     assets = [raw_images, cleaned_images, pre_labels, uncertainty_scores, review_batch]
     truth = load_truth(data_yaml, "train")
     answers: dict[str, list] = {}
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(ingest_batches.name, [ROOT_BATCH])
     for seed in range(batches):
         # Another seed gives another batch id; selection skips images a pending batch holds.
         ops = {"review_batch": {"config": {"size": BATCH_SIZE, "seed": seed}}}
@@ -177,6 +182,8 @@ def _prepare(tmp_path: Path, *, images: int, batches: int) -> tuple[Path, Path, 
             resources=resources,
             selection=None if seed == 0 else [review_batch],
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}, "ops": ops},
+            instance=instance,
+            partition_key=ROOT_BATCH if seed == 0 else None,
         )
         (batch_id,) = [
             e.step_materialization_data.materialization.metadata["batch_id"].value

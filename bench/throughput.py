@@ -40,6 +40,8 @@ from pathlib import Path
 
 from offline import stay_offline
 
+from labeling_dag.ingest_batches import ROOT_BATCH
+
 BARE_BATCH = 16
 
 
@@ -71,7 +73,12 @@ def main(argv: list[str] | None = None) -> float:
         weights = Detector(imgsz=args.imgsz, epochs=args.epochs).train(data_yaml, tmp_path / "train" / "tiny")
         print(f"data and model ready in {time.perf_counter() - started:.0f} s", flush=True)
 
-        pipeline = _Pipeline(tmp_path / "work", tmp_path / "data" / "images", weights, imgsz=args.imgsz)
+        # The whole dataset (train and val) as one ingestion batch: its loose files.
+        pool = tmp_path / "pool"
+        pool.mkdir()
+        for image in sorted((tmp_path / "data" / "images").rglob("*.jpg")):
+            os.link(image, pool / f"{image.parent.name}-{image.name}")
+        pipeline = _Pipeline(tmp_path / "work", pool, weights, imgsz=args.imgsz)
         paths = pipeline.warm_up()
         for slices in (True, False):
             _bare_predict(weights, paths[: 2 * BARE_BATCH], args.imgsz, slices=slices)
@@ -119,6 +126,7 @@ class _Pipeline:
         from labeling_dag.assets.cleaning import cleaned_images
         from labeling_dag.assets.ingestion import raw_images
         from labeling_dag.assets.prelabels import pre_labels
+        from labeling_dag.partitions import ingest_batches
         from labeling_dag.resources.detector import Detector
         from labeling_dag.resources.snapshots import SnapshotStore
         from labeling_dag.resources.storage import ImageSource, LabelStore
@@ -137,6 +145,8 @@ class _Pipeline:
             "ops": {"pre_labels": {"config": {"seed_model": str(weights)}}},
         }
         self.instance = dg.DagsterInstance.ephemeral()
+        # The pool's loose files are the ingestion batch _root: one partition.
+        self.instance.add_dynamic_partitions(ingest_batches.name, [ROOT_BATCH])
 
     def warm_up(self) -> list[Path]:
         """Ingest, clean and pre-label once; return the cleaned files the asset predicts on."""
@@ -152,7 +162,7 @@ class _Pipeline:
         from labeling_dag.prelabeling import BOX_COLUMNS
 
         for table in ("boxes", "images"):
-            (self.workdir / "pre_labels" / f"{table}.parquet").unlink()
+            (self.workdir / "pre_labels" / ROOT_BATCH / f"{table}.parquet").unlink()
         result = self._materialize([self.assets[2]])
         (success,) = [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS" and e.step_key == "pre_labels"]
         boxes = self.resources["store"].read_table("pre_labels", "boxes", BOX_COLUMNS)
@@ -162,7 +172,12 @@ class _Pipeline:
         import dagster as dg
 
         return dg.materialize(
-            self.assets, resources=self.resources, run_config=self.run_config, instance=self.instance, selection=selection
+            self.assets,
+            resources=self.resources,
+            run_config=self.run_config,
+            instance=self.instance,
+            selection=selection,
+            partition_key=ROOT_BATCH,
         )
 
 

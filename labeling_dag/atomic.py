@@ -6,6 +6,7 @@ system, so the rename is atomic), flushes it to disk and renames it over the tar
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -64,3 +65,15 @@ def copy_file(source: Path, target: Path) -> None:
     """Atomically copy ``source`` to ``target``, preserving nothing but the bytes."""
     with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing), shared by every process on the host."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

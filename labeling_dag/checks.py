@@ -30,21 +30,20 @@ def _check_result(gate: GateResult) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset="cleaned_images", blocking=True, description="GX suite: ids, paths, sizes, quality measures")
-def cleaned_images_gate(store: LabelStore) -> dg.AssetCheckResult:
-    """Validate the cleaned-images table with its Great Expectations suite."""
-    return _check_result(validate_cleaned_images(store.read_table(CLEANED, "images", CLEANED_COLUMNS)))
+def cleaned_images_gate(context: dg.AssetCheckExecutionContext, store: LabelStore) -> dg.AssetCheckResult:
+    """Validate the ingestion batch's cleaned-images table with its Great Expectations suite."""
+    return _check_result(validate_cleaned_images(store.read_partition(CLEANED, context.partition_key, "images", CLEANED_COLUMNS)))
 
 
 @dg.asset_check(
     asset="pre_labels", blocking=True, description="GX suite: boxes inside the image, classes, confidences, model version"
 )
-def pre_labels_gate(store: LabelStore) -> dg.AssetCheckResult:
-    """Validate the pre-label boxes against the class list of the model that produced them."""
+def pre_labels_gate(context: dg.AssetCheckExecutionContext, store: LabelStore) -> dg.AssetCheckResult:
+    """Validate the batch's pre-label boxes against the class list of the model that produced them."""
     model = ModelRegistry(store.root).current()
     class_names = model.class_names if model else ()
-    return _check_result(
-        validate_pre_labels(store.read_table(PRE_LABELS, "boxes", BOX_COLUMNS), class_names=class_names)
-    )
+    boxes = store.read_partition(PRE_LABELS, context.partition_key, "boxes", BOX_COLUMNS)
+    return _check_result(validate_pre_labels(boxes, class_names=class_names))
 
 
 @dg.asset_check(

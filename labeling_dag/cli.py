@@ -34,11 +34,11 @@ def _restore(args: argparse.Namespace) -> int:
     from labeling_dag.resources.snapshots import SnapshotError, SnapshotStore
 
     try:
-        folder = SnapshotStore().restore(_workdir(args.workdir), args.asset, args.snapshot_id)
-    except SnapshotError as error:
+        folder = SnapshotStore().restore(_workdir(args.workdir), f"{args.asset}/{args.batch}", args.snapshot_id)
+    except (SnapshotError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"restored {args.asset} snapshot {args.snapshot_id} into {folder}")
+    print(f"restored {args.asset} (ingestion batch {args.batch}) snapshot {args.snapshot_id} into {folder}")
     return 0
 
 
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore = commands.add_parser("restore", help="bring back an asset's DVC snapshot, bit-exact")
     restore.add_argument("asset", choices=SNAPSHOTTED_ASSETS)
     restore.add_argument("snapshot_id")
+    restore.add_argument("--batch", default="_root", help="ingestion batch (partition) of the snapshot (default: _root)")
     restore.add_argument("--workdir", help="pipeline workdir (default: $LABELING_DAG_WORKDIR)")
     restore.set_defaults(run=_restore)
 

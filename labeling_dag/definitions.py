@@ -12,14 +12,20 @@ from labeling_dag.assets.scoring import uncertainty_scores
 from labeling_dag.assets.training import current_model, promotion_gate, retrained_model
 from labeling_dag.assets.verification import review_annotations, verified_labels
 from labeling_dag.checks import cleaned_images_gate, pre_labels_gate, review_quality_gate, verified_labels_gate
-from labeling_dag.jobs import merge_review, prelabel_and_select, retrain
+from labeling_dag.jobs import merge_review, prelabel_batch, retrain, select_review_batch
 from labeling_dag.resources.detector import Detector
 from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.label_studio import LabelStudioReview
 from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview, ReviewBackend
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import ImageSource, LabelStore
-from labeling_dag.sensors import loop_continues_sensor, model_promoted_sensor, retraining_sensor, review_complete_sensor
+from labeling_dag.sensors import (
+    ingest_batch_sensor,
+    loop_continues_sensor,
+    model_promoted_sensor,
+    retraining_sensor,
+    review_complete_sensor,
+)
 
 ASSETS = [
     raw_images,
@@ -33,14 +39,45 @@ ASSETS = [
     current_model,
 ]
 CHECKS = [cleaned_images_gate, pre_labels_gate, review_quality_gate, verified_labels_gate, promotion_gate]
-JOBS = [prelabel_and_select, merge_review, retrain]
-SENSORS = [review_complete_sensor, retraining_sensor, model_promoted_sensor, loop_continues_sensor]
+JOBS = [prelabel_batch, select_review_batch, merge_review, retrain]
+SENSORS = [ingest_batch_sensor, review_complete_sensor, retraining_sensor, model_promoted_sensor, loop_continues_sensor]
 
 
-def build_definitions(resources: dict[str, object]) -> dg.Definitions:
-    """The whole graph bound to ``resources`` (the simulated loop binds its own workdir and sizes)."""
-    return dg.Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=JOBS, sensors=SENSORS, resources=resources)
+def build_definitions(resources: dict[str, object], executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
+    """The whole graph bound to ``resources`` (the simulated loop binds its own workdir and sizes).
 
+    ``executor`` runs the steps of every job; ``None`` keeps Dagster's default.
+    """
+    return dg.Definitions(
+        assets=ASSETS, asset_checks=CHECKS, jobs=JOBS, sensors=SENSORS, resources=resources, executor=executor
+    )
+
+
+def run_executor(name: str) -> dg.ExecutorDefinition | None:
+    """The executor a deployment names in ``LABELING_DAG_EXECUTOR`` (default: Dagster's own).
+
+    ``celery`` sends every step to dagster-celery workers; the broker and result backend
+    URLs are read from ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` when a run
+    starts, not here, so loading the location reads no secret. ``k8s`` runs every step in a
+    Kubernetes pod of its own (deploy/helm-values.yaml; needs dagster-k8s in the image).
+    The engines are imported only when named: the default location must load without them.
+    """
+    if name in ("", "default"):
+        return None
+    if name == "in_process":
+        return dg.in_process_executor
+    if name == "celery":
+        from dagster_celery import celery_executor
+
+        return celery_executor.configured(
+            {"broker": {"env": "CELERY_BROKER_URL"}, "backend": {"env": "CELERY_RESULT_BACKEND"}},
+            name="celery",
+        )
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    raise ValueError(f"LABELING_DAG_EXECUTOR={name!r}: choose 'default', 'in_process', 'celery' or 'k8s'")
 
 
 
@@ -70,5 +107,6 @@ defs = build_definitions(
         "exchange": FileReviewExchange(),
         "review": review_backend(os.environ.get("LABELING_DAG_REVIEW_BACKEND", "folder")),
         "policy": LoopPolicy(validation_dataset=dg.EnvVar("LABELING_DAG_VALIDATION")),
-    }
+    },
+    executor=run_executor(os.environ.get("LABELING_DAG_EXECUTOR", "default")),
 )

@@ -2,11 +2,22 @@
 
 import dagster as dg
 
-# From new raw files to an exported review batch.
-prelabel_and_select = dg.define_asset_job(
-    "prelabel_and_select",
-    selection=dg.AssetSelection.assets("raw_images", "cleaned_images", "pre_labels", "uncertainty_scores", "review_batch"),
-    description="Ingest, clean, pre-label, score and export the next review batch.",
+from labeling_dag.partitions import ingest_batches
+
+# One ingestion batch (a partition) from raw files to uncertainty scores. Batches run in
+# parallel: each is its own run, and with the Celery executor each step goes to a worker.
+prelabel_batch = dg.define_asset_job(
+    "prelabel_batch",
+    selection=dg.AssetSelection.assets("raw_images", "cleaned_images", "pre_labels", "uncertainty_scores"),
+    partitions_def=ingest_batches,
+    description="Ingest, clean, pre-label and score one ingestion batch.",
+)
+
+# Selection for review is global: it ranks the whole pool, every batch together.
+select_review_batch = dg.define_asset_job(
+    "select_review_batch",
+    selection=dg.AssetSelection.assets("review_batch"),
+    description="Rank the pool and export the next review batch.",
 )
 
 # A returned review batch becomes verified labels (unless its gold accuracy gate fails).

@@ -11,6 +11,8 @@ centre boxes (:class:`NormBox`).  The conversions live here and nowhere else.
 from __future__ import annotations
 
 import math
+import numbers
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,6 +28,9 @@ _RECTANGLE_TYPE = "rectanglelabels"
 # How far (in percent of the image) a box edge may stick out of the image before it is
 # treated as invalid rather than as rounding or a drag that overshot the border by a pixel.
 _EDGE_TOLERANCE_PERCENT = 0.5
+# Characters XML 1.0 cannot carry at all, escaped or not: a class name holding one would make
+# the labelling config unparseable.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def labeling_config(class_names: Sequence[str]) -> str:
@@ -33,7 +38,8 @@ def labeling_config(class_names: Sequence[str]) -> str:
 
     ``canRotate="false"``: a rotated rectangle cannot be expressed as an axis-aligned
     :class:`NormBox`, so annotators are not offered the rotation handle at all.
-    Raises ``ValueError`` on an empty list, an empty name or a duplicate name.
+    Raises ``ValueError`` on an empty list, an empty name, a duplicate name or a name
+    with a character XML cannot hold (control characters, unpaired surrogates).
     """
     names = list(class_names)
     if not names:
@@ -41,6 +47,8 @@ def labeling_config(class_names: Sequence[str]) -> str:
     for name in names:
         if not isinstance(name, str) or not name:
             raise ValueError(f"class names must be non-empty strings, got {name!r}")
+        if _NOT_XML.search(name):
+            raise ValueError(f"class name {name!r} holds a character XML cannot represent")
     if len(set(names)) != len(names):
         raise ValueError(f"class names must be unique, got {names!r}")
     labels = "".join(f"<Label value={quoteattr(name)}/>" for name in names)
@@ -65,6 +73,13 @@ def _as_real(value: Any, what: str) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{what} must be finite, got {value!r}")
     return number
+
+
+def _finite(value: Any, what: str) -> float:
+    # Lenient about the type (numpy scalars are fine on the way out), strict about the value.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _clipped_edges(
@@ -148,12 +163,14 @@ def review_task(
     Each region's ``id`` is the pre-label's ``box_id``; Label Studio keeps it when an
     annotator accepts the prediction, which is how the export tells an accepted box from
     a changed one.  Raises ``ValueError`` if a pre-label belongs to another image or
-    another model version, if box ids repeat, or if a box is invalid.
+    another model version, if box ids repeat, if a box is invalid, or if the score or a
+    confidence is not a finite number (JSON has no NaN; Label Studio would refuse the file).
     """
     if image.width <= 0 or image.height <= 0:
         raise ValueError(
             f"image {image.image_id!r} has invalid size {image.width}x{image.height}"
         )
+    score = _finite(image.score, f"score of image {image.image_id!r}")
     regions: list[dict[str, Any]] = []
     seen_ids: set[str] = set()
     for pre_label in image.pre_labels:
@@ -173,6 +190,7 @@ def review_task(
         seen_ids.add(pre_label.box_id)
         try:
             percent = norm_to_ls_percent(pre_label.box)
+            confidence = _finite(pre_label.confidence, "confidence")
         except ValueError as exc:
             raise ValueError(
                 f"pre-label {pre_label.box_id!r} on image {image.image_id!r}: {exc}"
@@ -187,7 +205,7 @@ def review_task(
                 "original_height": image.height,
                 "image_rotation": 0,
                 "value": {**percent, "rotation": 0, "rectanglelabels": [pre_label.class_name]},
-                "score": pre_label.confidence,
+                "score": confidence,
             }
         )
     return {
@@ -199,7 +217,7 @@ def review_task(
             "batch_id": batch_id,
             "pre_label_run_id": pre_label_run_id,
         },
-        "predictions": [{"model_version": model_version, "score": image.score, "result": regions}],
+        "predictions": [{"model_version": model_version, "score": score, "result": regions}],
     }
 
 

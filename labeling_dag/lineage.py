@@ -13,6 +13,8 @@ import pandas as pd
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.ingest import RAW_COLUMNS
 from labeling_dag.merge import ANNOTATIONS_FOLDER, EDIT_COLUMNS, LABEL_COLUMNS, MERGE_COLUMNS, VERIFIED_FOLDER, active
+from labeling_dag.revisions import split_revision
+from labeling_dag.tables import read_table, snapshot_histories
 
 
 @dataclass(frozen=True)
@@ -22,14 +24,12 @@ class Workdir:
     root: Path
 
     def table(self, folder: str, name: str, columns: dict[str, str]) -> pd.DataFrame:
-        """A parquet table of the workdir, empty with ``columns`` when absent."""
-        path = self.root / folder / f"{name}.parquet"
-        return pd.read_parquet(path) if path.exists() else pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+        """A parquet table of the workdir (the whole pool for a partitioned asset), empty with ``columns`` when absent."""
+        return read_table(self.root, folder, name, columns)
 
     def history(self, folder: str) -> list[dict[str, str]]:
-        """The DVC snapshot history of an asset folder, oldest first."""
-        path = self.root / "snapshots" / folder / "history.json"
-        return json.loads(path.read_text()) if path.exists() else []
+        """The DVC snapshot history of an asset folder (every batch's, for a partitioned asset)."""
+        return [entry for path in snapshot_histories(self.root, folder) if path.exists() for entry in json.loads(path.read_text())]
 
     def snapshots_of_run(self, folder: str, run_id: str) -> list[str]:
         """Snapshot ids an asset folder got from the run ``run_id``."""
@@ -82,9 +82,10 @@ def trace_label(workdir: Workdir, label_id: str) -> list[str]:
         edit = edits[(edits["batch_id"] == label["review_batch_id"]) & (edits["image_id"] == label["image_id"])]
         original = edit[edit["pre_label_id"] == label["pre_label_id"]] if label["pre_label_id"] else edit.iloc[0:0]
         was = f", was {original['original_class'].iloc[0]}" if len(original) and label["edit_kind"] == "relabelled" else ""
-        lines.append(
-            f"review: batch {label['review_batch_id']} by {label['reviewer']} at {label['reviewed_at']}: {label['edit_kind']}{was}"
-        )
+        batch, revision = split_revision(label["review_batch_id"])
+        # A revision is the batch's tasks edited in the labelling tool after an earlier merge.
+        which = f"batch {batch} revision {revision}" if revision > 1 else f"batch {batch}"
+        lines.append(f"review: {which} by {label['reviewer']} at {label['reviewed_at']}: {label['edit_kind']}{was}")
     elif label["source"] == "auto_accepted":
         lines.append(f"review: auto-accepted at merge {label['merge_id']} (confidence above the calibrated threshold)")
     snapshots = label_snapshots(workdir, label)

@@ -4,10 +4,15 @@ Tables (pandas, one row per box):
 
 * edits: what each reviewer did to each box of a batch (``EDIT_COLUMNS``), the evidence the
   auto-accept threshold is calibrated on;
+* returned: the images each returned batch (or revision) answered (``RETURNED_COLUMNS``): the
+  images its merge covers, boxes or not;
 * quality: gold accuracy per reviewer and for the batch (``QUALITY_COLUMNS``);
 * labels: the verified labels with their provenance (``LABEL_COLUMNS``). A merge never edits
   a row: superseded rows are retired (``retired_by`` = the merge that replaced them), so every
   earlier snapshot's content stays derivable from the table.
+
+A revision of a merged batch (``<batch_id>.r<n>``, :mod:`labeling_dag.revisions`) is merged like
+a batch of the images it holds: their earlier rows are retired by it, the others stay in force.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from labeling_dag.agreement import (
 from labeling_dag.calibration import Calibration, auto_accept_images, calibrate
 from labeling_dag.label_studio_format import TaskAnnotation, ls_percent_to_norm
 from labeling_dag.records import NormBox
+from labeling_dag.revisions import split_revision
 
 EDIT_COLUMNS: dict[str, str] = {
     "batch_id": "str",
@@ -52,6 +58,7 @@ EDIT_COLUMNS: dict[str, str] = {
     "is_gold": "bool",
     "is_spot_check": "bool",
 }
+RETURNED_COLUMNS: dict[str, str] = {"batch_id": "str", "image_id": "str"}
 QUALITY_COLUMNS: dict[str, str] = {
     "batch_id": "str",
     "reviewer": "str",  # "*" = the whole batch
@@ -156,6 +163,22 @@ def edit_rows(
     return _frame(rows, EDIT_COLUMNS)
 
 
+def returned_rows(annotations: Sequence[TaskAnnotation], *, batch_id: str) -> pd.DataFrame:
+    """The images a returned batch or revision answered, one row each."""
+    return _frame([{"batch_id": batch_id, "image_id": annotation.image_id} for annotation in annotations], RETURNED_COLUMNS)
+
+
+def current_edits(edits: pd.DataFrame) -> pd.DataFrame:
+    """The edits of each image from the latest revision of its batch that holds it.
+
+    An image edited in the labelling tool after its merge was judged again; the earlier
+    judgement is history, not more evidence.
+    """
+    revision = pd.DataFrame(edits["batch_id"].map(split_revision).tolist(), columns=["base", "number"], index=edits.index)
+    latest = revision.groupby([revision["base"], edits["image_id"]])["number"].transform("max")
+    return edits[revision["number"] == latest]
+
+
 def quality_rows(
     annotations: Sequence[TaskAnnotation],
     gold: pd.DataFrame,
@@ -209,11 +232,13 @@ def quality_rows(
 def calibration_from_edits(
     edits: pd.DataFrame, *, model_version: str, class_names: Sequence[str], target_precision: float, min_support: int
 ) -> Calibration:
-    """Fit auto-accept thresholds on every human judgement of ``model_version``'s boxes.
+    """Fit auto-accept thresholds on every current human judgement of ``model_version``'s boxes.
 
     Gold tasks are excluded: reviewers may treat them differently, and they are not a sample
-    of the pool the thresholds are applied to.
+    of the pool the thresholds are applied to. A judgement revised after its merge counts
+    once, as revised (:func:`current_edits`).
     """
+    edits = current_edits(edits)
     judged = edits[
         (edits["model_version"] == model_version) & edits["prediction_correct"].notna() & ~edits["is_gold"]
     ]

@@ -2,13 +2,15 @@
 
 Ultralytics checkpoints are pickles (``torch.load(weights_only=False)``) and so can run
 code when loaded. The registry records the sha256 of every weights file it accepts and
-hands a path out only after re-hashing it: a swapped or tampered file is refused.
+hands a path out only after re-hashing it: a swapped or tampered file is refused, and so is
+an entry pointing anywhere but the registry's own copy of those bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +19,11 @@ from labeling_dag import atomic
 from labeling_dag.records import ModelEntry
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 class ModelIntegrityError(RuntimeError):
-    """A weights file is missing or no longer matches the sha256 it was registered with."""
+    """A weights file is missing, is not the registry's own copy, or no longer matches its sha256."""
 
 
 def file_sha256(path: Path) -> str:
@@ -128,8 +133,22 @@ class ModelRegistry:
         return entry
 
     def verified_path(self, entry: ModelEntry) -> Path:
-        """The weights path of ``entry`` after checking its bytes still hash to its version."""
-        path = self.workdir / entry.path
+        """The weights path of ``entry`` after checking its bytes still hash to its version.
+
+        Only the registry's own copy, ``models/<sha256>.pt``, a regular file, is ever handed
+        out: an entry naming another path (an edited ``registry.json``) or a symlink put in
+        the copy's place is refused before anything is read.
+        """
+        if not _SHA256.fullmatch(entry.model_version):
+            raise ModelIntegrityError(f"{self.index_file}: model version {entry.model_version!r} is not a sha256; refusing to load")
+        path = self.folder / f"{entry.model_version}.pt"
+        if entry.path != str(path.relative_to(self.workdir)):
+            raise ModelIntegrityError(
+                f"{self.index_file}: model {entry.model_version} is registered at {entry.path!r}, "
+                f"not at the registry's copy {path}; refusing to load"
+            )
+        if path.is_symlink():
+            raise ModelIntegrityError(f"{path}: weights of model {entry.model_version} are a symlink; refusing to load")
         if not path.exists():
             raise ModelIntegrityError(f"{path}: weights of model {entry.model_version} are missing")
         actual = file_sha256(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -88,7 +89,11 @@ def run_loop(settings: LoopSettings, *, on_round: Callable[[RoundRecord], None] 
         ),
     }
     defs = build_definitions(resources)
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    # An instance on disk, as the daemon's: partitioned run requests resolve through its ref.
+    if os.environ.get("DAGSTER_HOME"):
+        instance = dg.DagsterInstance.get()
+    else:
+        instance = dg.DagsterInstance.local_temp(tempfile.mkdtemp(prefix="labeling-dag-instance-"))
     store: LabelStore = resources["store"]
     store.set_class_names(spec.names)
     truth = load_truth(settings.dataset, "train")
@@ -96,7 +101,8 @@ def run_loop(settings: LoopSettings, *, on_round: Callable[[RoundRecord], None] 
     driver = _Driver(defs, instance, resources, settings)
 
     records = []
-    driver.run_job("prelabel_and_select", review_size=settings.seed_labels)
+    driver.tick("ingest_batch_sensor")
+    driver.select_when_scored()
     for round_number in range(settings.rounds + 1):
         started = time.perf_counter()
         batch_id = driver.latest_batch()
@@ -118,12 +124,14 @@ class _Driver:
         self.run_keys: set[str] = set()
         self.last_run = None
 
-    def run_job(self, job_name: str, *, review_size: int, run_config: dict | None = None, asset_selection=None, tags=None):
+    def run_job(self, job_name: str, *, run_config: dict | None = None, asset_selection=None, tags=None, partition_key=None):
         """Execute a job of the definitions in the instance, with the loop's settings filled in."""
         ops = {**(run_config or {}).get("ops", {})}
-        if job_name == "prelabel_and_select":
+        if job_name == "select_review_batch":
+            # The first batch is the random seed batch; later ones are the loop's rounds.
+            size = self.settings.batch_size if len(self.batches_out()) else self.settings.seed_labels
             ops["review_batch"] = {
-                "config": {"size": review_size, "strategy": self.settings.strategy, "diversity": self.settings.diversity, "seed": self.settings.seed}
+                "config": {"size": size, "strategy": self.settings.strategy, "diversity": self.settings.diversity, "seed": self.settings.seed}
             }
         if "verified_labels" in ops:
             ops["verified_labels"] = {"config": ops["verified_labels"]["config"] | {"target_precision": self.settings.target_precision, "seed": self.settings.seed}}
@@ -132,6 +140,7 @@ class _Driver:
             instance=self.instance,
             asset_selection=list(asset_selection) if asset_selection else None,
             tags=tags,
+            partition_key=partition_key,
             raise_on_error=False,
         )
         _raise_unexpected_failure(self.last_run)
@@ -141,11 +150,28 @@ class _Driver:
         import dagster as dg
 
         sensor = self.defs.resolve_sensor_def(sensor_name)
-        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursors.get(sensor_name), resources=self.resources)
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            instance_ref=self.instance.get_ref(),
+            cursor=self.cursors.get(sensor_name),
+            resources=self.resources,
+            definitions=self.defs,
+        )
         result = sensor.evaluate_tick(context)
         self.cursors[sensor_name] = result.cursor
+        for added in result.dynamic_partitions_requests or []:
+            self.instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
         for request in result.run_requests or []:
             self._launch(request, request.job_name or sensor.job_name, sensor_name)
+
+    def select_when_scored(self) -> None:
+        """Tick ``model_promoted_sensor`` until it selects a review batch: its first ticks may
+        send stale ingestion batches to be pre-labelled again by the current model."""
+        for _ in range(3):
+            before = self.last_run
+            self.tick("model_promoted_sensor")
+            if self.last_run is before or self.last_run.dagster_run.job_name == "select_review_batch":
+                return
 
     def advance(self) -> None:
         """Follow the sensors from the last run until the next review batch is out (or nothing runs).
@@ -163,12 +189,12 @@ class _Driver:
                 context = dg.build_run_status_sensor_context(
                     sensor_name=sensor.name, dagster_event=failure, dagster_instance=self.instance, dagster_run=run.dagster_run
                 ).for_run_failure()
-                self._launch(sensor(context), "prelabel_and_select", sensor.name)
+                self._launch(sensor(context), "select_review_batch", sensor.name)
             elif job_name == "merge_review":
                 self.tick("retraining_sensor")
             elif job_name == "retrain":
-                self.tick("model_promoted_sensor")
-            if self.last_run is run or job_name == "prelabel_and_select":
+                self.select_when_scored()
+            if self.last_run is run or self.last_run.dagster_run.job_name == "select_review_batch":
                 return
 
     def _launch(self, request, job_name: str, sensor_name: str) -> None:
@@ -180,15 +206,20 @@ class _Driver:
         tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor_name}
         self.run_job(
             job_name,
-            review_size=self.settings.batch_size,
             run_config=request.run_config,
             asset_selection=request.asset_selection,
             tags=tags,
+            partition_key=request.partition_key,
         )
 
+    def batches_out(self) -> pd.DataFrame:
+        """The review-batch table so far."""
+        from labeling_dag.review_selection import BATCH_COLUMNS
+
+        return self.resources["store"].read_table("review_batch", "batches", BATCH_COLUMNS)
+
     def latest_batch(self) -> str:
-        batches = pd.read_parquet(Path(self.resources["store"].root) / "review_batch" / "batches.parquet")
-        return str(batches["batch_id"].iloc[-1])
+        return str(self.batches_out()["batch_id"].iloc[-1])
 
 
 def _raise_unexpected_failure(result) -> None:

@@ -205,7 +205,10 @@ def load_data_yaml(path: str | Path) -> DatasetSpec:
         OSError: if the file cannot be read.
     """
     yaml_file = Path(path).resolve()
-    data = yaml.safe_load(yaml_file.read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ValueError(f"{yaml_file}: not valid YAML ({error})") from error
     if not isinstance(data, dict):
         raise ValueError(f"{yaml_file}: expected a YAML mapping, got {type(data).__name__}")
 

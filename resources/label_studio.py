@@ -21,7 +21,9 @@ or legacy tokens allowed for the organisation). Endpoints used:
 * ``GET  /api/tasks/?project=<id>&query=<filters>``: the data manager's task list, filtered on
   ``data.batch_id``; without ``fields=all`` it carries ``data`` and ``total_annotations`` but no
   annotation bodies, which makes the poll cheap; with ``fields=all`` it carries annotations and
-  the full prediction objects;
+  the full prediction objects. The same list filtered on ``updated_at`` (a ``Datetime`` filter,
+  value in ``%Y-%m-%dT%H:%M:%S.%fZ``, UTC, compared strictly and to the microsecond) finds the
+  tasks edited since the last check: saving an annotation updates its task's ``updated_at``;
 * ``GET/POST /api/storages/localfiles/`` when ``local_files_path`` is set (see Images).
 
 Why not ``GET /api/projects/<id>/export``: in 1.23 its JSON lists each task's predictions as
@@ -35,6 +37,12 @@ import storage whose path (a strict subfolder of the document root, e.g.
 ``<workdir>/cleaned_images``) contains the file; otherwise the browser gets 404 (or 403 with
 serving disabled). Set ``local_files_path`` to that folder and :meth:`export` connects it
 (never synced: a sync would turn every file in the folder into a task).
+
+Edits after the merge: :meth:`LabelStudioReview.edited` asks once per tick, per project, for
+the tasks updated since the last check (``exchange/label_studio/_checked_until.json``, one
+stamp per project), with their annotations. Those of settled batches go back to the sensor,
+which files the ones whose labels changed as revisions (:mod:`labeling_dag.revisions`); those
+of unsettled batches hold the stamp below them, so they are asked for again once settled.
 """
 
 from __future__ import annotations
@@ -42,7 +50,8 @@ from __future__ import annotations
 import json
 import posixpath
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -52,8 +61,9 @@ from pydantic import Field
 
 from labeling_dag import atomic
 from labeling_dag.label_studio_format import FROM_NAME, TO_NAME, is_complete, labeling_config
-from labeling_dag.resources.review_exchange import CollectedBatch, ReviewBackend
+from labeling_dag.resources.review_exchange import CollectedBatch, Edits, ReviewBackend
 from labeling_dag.review_intake import SAFE_BATCH_ID
+from labeling_dag.revisions import checked_until
 
 # Large enough that a typical poll is one request, small enough to bound one response.
 _PAGE_SIZE = 1000
@@ -74,10 +84,18 @@ _EXPORT_KEYS = (
     "project",
 )
 _ERROR_DETAIL_CHARS = 500
+# The data manager's Datetime filter value (strptime, naive, read as UTC: the server's TIME_ZONE).
+_FILTER_STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
+# Not a batch id (those start with a letter or digit), so never a batch record's name.
+_CHECKED_FILE = "_checked_until.json"
 
 
 class ReviewBackendError(RuntimeError):
     """Label Studio could not be used; the message names the cause and never the token."""
+
+
+class _Missing(ReviewBackendError):
+    """Label Studio answered 404 where the caller named what is missing."""
 
 
 def _display_url(url: str) -> str:
@@ -147,7 +165,7 @@ class _Api:
                 "project's organisation, with legacy tokens enabled on the server"
             )
         if response.status_code == 404 and missing is not None:
-            raise ReviewBackendError(missing)
+            raise _Missing(missing)
         if response.status_code >= 400:
             raise ReviewBackendError(
                 f"Label Studio at {self.shown} refused to {doing}: HTTP {response.status_code} {_detail(response)}"
@@ -276,10 +294,87 @@ class LabelStudioReview(ReviewBackend):
                         collected.append(CollectedBatch(batch_id=batch_id, tasks=tasks))
         return collected
 
+    def edited(self, workdir: Path, *, settled: Collection[str], unsettled: Collection[str]) -> Edits:
+        """Tasks of ``settled`` batches updated in Label Studio since the last check, with their annotations.
+
+        One request per project holding a recorded batch (paginated by 1000 tasks): the
+        tasks updated after the project's recorded stamp, or all of them on its first check.
+        Tasks of ``unsettled`` batches are left out and keep the new stamp below theirs, so
+        they are asked for again; tasks of other batches (still open, or never merged) are
+        not edits of a merged batch. A project deleted since has nothing left to edit.
+        Raises ReviewBackendError on any server problem.
+        """
+        projects: dict[int, None] = {}
+        for batch_id in sorted({*settled, *unsettled}):
+            record = self._read_record(workdir, batch_id)
+            if record is not None:
+                projects[record[0]] = None
+        if not projects:
+            return Edits()
+        checked = self._read_checked(workdir)
+        batches: dict[str, list[dict[str, Any]]] = {}
+        checkpoint: dict[str, str] = {}
+        with self._api() as api:
+            for project_id in projects:
+                since = checked.get(str(project_id))
+                after = [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": since}]
+                updated = {"conjunction": "and", "items": after if since else []}
+                try:
+                    tasks = self._tasks(
+                        api,
+                        project_id,
+                        updated,
+                        full=True,
+                        doing=f"list the tasks updated in project {project_id} since {since or 'its start'}",
+                        missing=f"Label Studio project {project_id} no longer exists",
+                    )
+                except _Missing:
+                    continue
+                stamps, held = [], []
+                for task in tasks:
+                    batch_id = task.get("data", {}).get("batch_id")
+                    stamp = _updated_at(task, project_id)
+                    stamps.append(stamp)
+                    if batch_id in unsettled:
+                        held.append(stamp)
+                    elif batch_id in settled:
+                        batches.setdefault(batch_id, []).append({key: task[key] for key in _EXPORT_KEYS if key in task})
+                until = checked_until(stamps, held=held, previous=_parse_stamp(since) if since else None)
+                if until is not None and until.strftime(_FILTER_STAMP) != since:
+                    checkpoint[str(project_id)] = until.strftime(_FILTER_STAMP)
+        return Edits(
+            batches=[CollectedBatch(batch_id=batch_id, tasks=tasks) for batch_id, tasks in sorted(batches.items())],
+            checkpoint=checkpoint,
+        )
+
+    def checked(self, workdir: Path, edits: Edits) -> None:
+        """Record the stamps of ``edits``: the next :meth:`edited` asks only for tasks updated after them."""
+        if edits.checkpoint:
+            atomic.write_json(self._checked_file(workdir), {**self._read_checked(workdir), **edits.checkpoint})
+
     # --- helpers -------------------------------------------------------------------------
 
     def _api(self) -> _Api:
         return _Api(self.url, self.api_token, self.timeout_seconds)
+
+    def _checked_file(self, workdir: Path) -> Path:
+        return Path(workdir) / "exchange" / "label_studio" / _CHECKED_FILE
+
+    def _read_checked(self, workdir: Path) -> dict[str, str]:
+        """Project id -> the filter stamp of its last check for edits."""
+        path = self._checked_file(workdir)
+        if not path.exists():
+            return {}
+        try:
+            checked = json.loads(path.read_text())
+            for stamp in checked.values():
+                datetime.strptime(stamp, _FILTER_STAMP)
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise ReviewBackendError(
+                f"{path} (when Label Studio was last checked for edits) is unreadable ({exc!r}): delete it "
+                "to check every task again"
+            ) from exc
+        return {str(project_id): stamp for project_id, stamp in checked.items()}
 
     def _read_record(self, workdir: Path, batch_id: str) -> tuple[int, list[int]] | None:
         path = self.record_file(workdir, batch_id)
@@ -352,21 +447,32 @@ class LabelStudioReview(ReviewBackend):
 
     def _batch_tasks(self, api: _Api, project_id: int, batch_ids: Sequence[str], *, full: bool) -> list[dict[str, Any]]:
         """The project's tasks of ``batch_ids``: light (data and counts) or ``full`` (annotations too)."""
-        query = {
-            "filters": {
-                "conjunction": "or",
-                "items": [
-                    {"filter": "filter:tasks:data.batch_id", "operator": "equal", "type": "String", "value": batch_id}
-                    for batch_id in batch_ids
-                ],
-            },
-            "ordering": ["tasks:id"],
+        filters = {
+            "conjunction": "or",
+            "items": [
+                {"filter": "filter:tasks:data.batch_id", "operator": "equal", "type": "String", "value": batch_id}
+                for batch_id in batch_ids
+            ],
         }
+        return self._tasks(
+            api,
+            project_id,
+            filters,
+            full=full,
+            doing=f"list the tasks of batches {list(batch_ids)} in project {project_id}",
+            missing=f"Label Studio project {project_id} ({self.project_url(project_id)}) no longer exists "
+            f"(deleted?); batches {list(batch_ids)} cannot come back from it: re-export them",
+        )
+
+    def _tasks(
+        self, api: _Api, project_id: int, filters: Mapping[str, Any], *, full: bool, doing: str, missing: str
+    ) -> list[dict[str, Any]]:
+        """The project's tasks matching data-manager ``filters``, by id, every page; ``missing``: the 404 message."""
         params: dict[str, Any] = {
             "project": project_id,
             "page_size": _PAGE_SIZE,
             "resolve_uri": "false",
-            "query": json.dumps(query),
+            "query": json.dumps({"filters": filters, "ordering": ["tasks:id"]}),
         }
         if full:
             params["fields"] = "all"
@@ -377,16 +483,14 @@ class LabelStudioReview(ReviewBackend):
                 "GET",
                 "/api/tasks/",
                 params={**params, "page": page},
-                doing=f"list the tasks of batches {list(batch_ids)} in project {project_id}",
+                doing=doing,
                 # Past page 1 a 404 is a page that emptied meanwhile, not a missing project.
-                missing=None
-                if page > 1
-                else f"Label Studio project {project_id} ({self.project_url(project_id)}) no longer exists "
-                f"(deleted?); batches {list(batch_ids)} cannot come back from it: re-export them",
+                missing=None if page > 1 else missing,
             )
             tasks += body.get("tasks", [])
             if not body.get("tasks") or len(tasks) >= int(body.get("total", 0)):
-                return tasks
+                # A task that starts matching between two pages shifts the next page by one.
+                return list({int(task["id"]): task for task in tasks}.values())
             page += 1
 
     def _present_tasks(self, api: _Api, project_id: int, batch_id: str, wanted: Sequence[str]) -> dict[str, int]:
@@ -438,6 +542,22 @@ class LabelStudioReview(ReviewBackend):
                 body={"model_version": version},
                 doing=f"show the predictions of model {version!r} in project {project['id']}",
             )
+
+
+def _parse_stamp(raw: str) -> datetime:
+    """A Label Studio timestamp (ISO 8601, ``Z`` or an offset) as an aware UTC datetime."""
+    stamp = datetime.fromisoformat(raw)
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _updated_at(task: Mapping[str, Any], project_id: int) -> datetime:
+    try:
+        return _parse_stamp(task["updated_at"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReviewBackendError(
+            f"Label Studio task {task.get('id')!r} of project {project_id} has no readable updated_at "
+            f"({task.get('updated_at')!r}): is this Label Studio 1.23?"
+        ) from exc
 
 
 def _image_ids(tasks: Sequence[Mapping[str, Any]], batch_id: str) -> list[str]:

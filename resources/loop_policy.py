@@ -1,6 +1,7 @@
 """When and how the loop retrains and promotes models."""
 
 import dagster as dg
+from pydantic import Field
 
 
 class LoopPolicy(dg.ConfigurableResource):
@@ -9,11 +10,17 @@ class LoopPolicy(dg.ConfigurableResource):
     Fine-tuning uses ``lr0=1e-4, mosaic=0, warmup_epochs=0``: with ultralytics' defaults
     (lr0=0.01, mosaic on, warm-up) fine-tuning on a few hundred boxes was measured to wipe
     out ~20 points of mAP50-95 that these settings keep.
+
+    Out-of-range values are refused when the resource is built (a ``ValidationError`` naming
+    the field), not discovered rounds later: a tolerance of 1.5 would promote any model, a
+    trigger of 0 boxes would retrain after every merge.
     """
 
     validation_dataset: str  # a YOLO data.yaml whose val split is held out for evaluation
-    retrain_min_new_boxes: int = 50
-    promotion_tolerance: float = 0.02  # mAP50 a new model may lose against the current one
-    cold_start_epochs: int = 30
-    fine_tune_epochs: int = 10
-    fine_tune_lr0: float = 1e-4
+    retrain_min_new_boxes: int = Field(default=50, ge=1)
+    # mAP50 a new model may lose against the current one; negative: the gain it must show.
+    # mAP50 lies in [0, 1], so anything outside [-1, 1] is a typo; the bounds also refuse NaN.
+    promotion_tolerance: float = Field(default=0.02, ge=-1.0, le=1.0)
+    cold_start_epochs: int = Field(default=30, ge=1)
+    fine_tune_epochs: int = Field(default=10, ge=1)
+    fine_tune_lr0: float = Field(default=1e-4, gt=0.0, allow_inf_nan=False)

@@ -8,14 +8,12 @@ argument list, never a shell string.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -58,11 +56,14 @@ class SnapshotStore(dg.ConfigurableResource):
             kept = self.pointer_path(workdir, folder, snapshot_id)
             if not kept.exists():
                 atomic.copy_file(pointer, kept)
-            self._dvc(workdir, "push", "-r", "storage", pointer.name)
+            relative = f"{folder}.dvc"
+            self._dvc(workdir, "push", "-r", "storage", relative)
             history = self.history(workdir, folder)
             history.append({"snapshot_id": snapshot_id, "run_id": run_id, "created_at": datetime.now(UTC).isoformat()})
             atomic.write_json(self.history_path(workdir, folder), history)
-            self._commit(workdir, f"{folder} snapshot {snapshot_id} (run {run_id})", pointer.name, "snapshots", ".gitignore")
+            # A partition folder (asset/batch) is ignored by git through its parent's .gitignore.
+            ignores = sorted({".gitignore", str(Path(folder).parent / ".gitignore")})
+            self._commit(workdir, f"{folder} snapshot {snapshot_id} (run {run_id})", relative, "snapshots", *ignores)
         return snapshot_id
 
     def tag_artifact(self, workdir: Path, name: str, *, version: int, message: str) -> str:
@@ -103,17 +104,10 @@ class SnapshotStore(dg.ConfigurableResource):
         """Where the ``.dvc`` pointer of one snapshot is kept."""
         return Path(workdir) / "snapshots" / folder / f"{snapshot_id}.dvc"
 
-    @contextmanager
-    def _locked(self, workdir: Path) -> Iterator[None]:
+    def _locked(self, workdir: Path) -> AbstractContextManager[None]:
         # DVC waits for its own lock, git does not: one snapshot at a time per workdir,
         # whatever process (step, sensor, CLI) takes it.
-        workdir.mkdir(parents=True, exist_ok=True)
-        with open(workdir / ".snapshot.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return atomic.file_lock(workdir / ".snapshot.lock")
 
     def _ensure_repo(self, workdir: Path) -> None:
         if not (workdir / ".git").is_dir():

@@ -44,19 +44,67 @@ def write_bad_images(folder: Path) -> dict[str, str]:
         "zero_byte.jpg": (b"", "zero_byte"),
         "truncated.jpg": (jpeg[: len(jpeg) // 2], "truncated"),
         "truncated.png": (png[: len(png) // 2], "truncated"),
+        "truncated.webp": (_encode(source, "WEBP")[:60], "truncated"),
+        "truncated.tif": (_encode(source, "TIFF")[:200], "truncated"),
         "html_page.jpg": (
             b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>"
             b"<body><h1>Not Found</h1></body></html>\n",
             "not_an_image",
         ),
         "random_bytes.png": (rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "not_an_image"),
+        "png_signature_only.png": (b"\x89PNG\r\n\x1a\n", "not_an_image"),
+        "document.jpg": (b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n", "not_an_image"),
+        "drawing.png": (
+            b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
+            b'<rect width="64" height="64"/></svg>',
+            "not_an_image",
+        ),
         "bomb.png": (_header_only_png(20_000, 20_000), "decompression_bomb"),
+        "bomb_header.jpg": (_jpeg_declaring(jpeg, 20_000, 20_000), "decompression_bomb"),
+        "zlib_bomb.png": (_zero_png(8_000, 8_000), "decompression_bomb"),
         "one_pixel.png": (_encode(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG"), "too_small"),
+        "thin_strip.png": (_encode(Image.new("RGB", (4000, 4), (200, 30, 30)), "PNG"), "too_small"),
         "animation.jpg": (_encode(source.resize((16, 16)), "GIF"), "unsupported_format"),
+        "icon.png": (_encode(source.resize((32, 32)), "ICO"), "unsupported_format"),
     }
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
     return {name: reason for name, (_, reason) in files.items()}
+
+
+def write_exif_orientations(folder: Path) -> tuple[Image.Image, dict[str, int]]:
+    """Write the same picture stored under every EXIF orientation; return it upright and {file name: orientation}.
+
+    ``orientation_<n>.png`` holds the upright 48 x 32 picture transformed so that applying
+    orientation ``n`` shows it upright again (lossless PNG, so the decoded pixels must equal
+    the upright picture exactly). ``orientation_invalid.png`` carries the out-of-range value
+    9, which readers ignore: it is stored, and must come back, as it is.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    upright = _textured(np.random.default_rng([_SPECIAL_SEED, 200]), (48, 32))
+    # The transform orientation n undoes (ImageOps.exif_transpose applies the inverse).
+    stored_as = {
+        1: None,
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_90,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_270,
+    }
+    written = {}
+    for orientation, transform in stored_as.items():
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        stored = upright if transform is None else upright.transpose(transform)
+        stored.save(folder / f"orientation_{orientation}.png", exif=exif)
+        written[f"orientation_{orientation}.png"] = orientation
+    exif = Image.Exif()
+    exif[0x0112] = 9
+    _textured(np.random.default_rng([_SPECIAL_SEED, 201]), (48, 32)).save(folder / "orientation_invalid.png", exif=exif)
+    written["orientation_invalid.png"] = 9
+    return upright, written
 
 
 def write_special_images(folder: Path) -> dict[str, str]:
@@ -160,5 +208,27 @@ def _header_only_png(width: int, height: int) -> bytes:
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
         + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _jpeg_declaring(jpeg: bytes, width: int, height: int) -> bytes:
+    """``jpeg`` with its frame header (SOF0) claiming ``width`` x ``height``; the data stays small."""
+    at = jpeg.index(b"\xff\xc0") + 5  # marker (2), segment length (2), precision (1)
+    return jpeg[:at] + struct.pack(">HH", height, width) + jpeg[at + 4 :]
+
+
+def _zero_png(width: int, height: int) -> bytes:
+    """A complete, valid 1-bit PNG of ``width`` x ``height`` black pixels: kilobytes that inflate to megabytes."""
+    row = b"\x00" + b"\x00" * -(-width // 8)  # filter byte, then packed pixels
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(row * height, 9))
         + chunk(b"IEND", b"")
     )

@@ -56,3 +56,26 @@ def test_label_savings_quick_runs_every_arm_and_ends_with_the_best_ratio(tmp_pat
     result = json.loads(out.read_text())
     assert set(result["strategies"]) == {"random", "hybrid"}
     assert all(len(run) == 2 for arm in result["runs"].values() for run in arm)  # seed round + 1
+
+
+@pytest.mark.slow
+def test_scale_quick_runs_both_worker_counts_and_ends_with_the_speed_up(tmp_path: Path) -> None:
+    """The scale benchmark runs the partitioned path on 1 and then 2 Celery workers (PostgreSQL
+    instance, Redis broker) and prints the speed-up last. At --quick sizes the runs' fixed costs
+    dominate, so CI checks that every image was scored in both phases, not the figure."""
+    out = tmp_path / "scale.json"
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "scale.py"), "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    last = completed.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"scale speed-up [0-9.]+", last), last
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "scale"
+    assert [(phase["workers"], phase["images"]) for phase in result["phases"]] == [(1, 240), (2, 240)]
+    assert result["sensor_evaluation_peak_rss_mib"] > 0 and result["code_server_loaded_rss_mib"] > 0

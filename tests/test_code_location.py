@@ -34,7 +34,7 @@ LINEAGE = (
     "retrained_model",
     "current_model",
 )
-PRELABEL_STAGES = LINEAGE[:5]
+PARTITIONED_STAGES = LINEAGE[:4]
 HEAVY_MODULES = ("torch", "ultralytics", "great_expectations")
 
 # Installed into a subprocess through PYTHONPATH: records, then refuses, every attempt to
@@ -200,20 +200,25 @@ def test_project_venv_has_the_antlr_dagster_needs() -> None:
 
 
 def test_materialize_with_asset_selection(dagster_env: dict[str, str], tmp_path: Path) -> None:
-    """``dagster asset materialize --select raw_images,cleaned_images`` runs in the installed env.
+    """``dagster asset materialize --select raw_images,cleaned_images --partition B`` runs in the installed env.
 
     The selection string goes through Dagster's antlr parser (broken by antlr 4.9), and
     cleaned_images snapshots its folder with the DVC of .tools/ (on PATH), so this covers
     both halves of the two-venv split. The cleaned table must hold every source image
     under its content hash, with its cleaned file written, and the blocking gate must
-    have run and passed.
+    have run and passed. The images sit in the ingestion batch (partition) ``2026-11-25``,
+    which the ingestion sensor would have added to the instance.
     """
+    import dagster as dg
+
     source, workdir = tmp_path / "src", tmp_path / "work"
-    images = write_good_images(source, 4, seed=7)
+    images = write_good_images(source / "2026-11-25", 4, seed=7)
     env = dagster_env | {"LABELING_DAG_WORKDIR": str(workdir), "LABELING_DAG_SOURCE": str(source)}
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        instance.add_dynamic_partitions("ingest_batches", ["2026-11-25"])
 
     completed = _run(
-        [BIN / "dagster", "asset", "materialize", "-m", MODULE, "--select", "raw_images,cleaned_images"],
+        [BIN / "dagster", "asset", "materialize", "-m", MODULE, "--select", "raw_images,cleaned_images", "--partition", "2026-11-25"],
         env=env,
         timeout=180,
     )
@@ -226,13 +231,13 @@ def test_materialize_with_asset_selection(dagster_env: dict[str, str], tmp_path:
 
     import pandas as pd
 
-    table = workdir / "cleaned_images" / "images.parquet"
+    table = workdir / "cleaned_images" / "2026-11-25" / "images.parquet"
     assert table.is_file()
     cleaned = pd.read_parquet(table)
     assert sorted(cleaned["image_id"]) == sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in images)
     assert sorted(cleaned["source_path"]) == sorted(str(p) for p in images)
     assert all((workdir / path).is_file() for path in cleaned["path"])
-    assert (workdir / "cleaned_images.dvc").is_file(), "cleaned_images was not snapshotted with DVC"
+    assert (workdir / "cleaned_images" / "2026-11-25.dvc").is_file(), "the batch of cleaned_images was not snapshotted with DVC"
 
 
 # --- 4. snapshot of the definitions ---------------------------------------------------
@@ -287,12 +292,23 @@ def test_definitions_snapshot() -> None:
         if not job.name.startswith("__")
     }
     assert jobs == {
-        "prelabel_and_select": set(PRELABEL_STAGES),
+        "prelabel_batch": set(PARTITIONED_STAGES),
+        "select_review_batch": {"review_batch"},
         "merge_review": {"review_annotations", "verified_labels"},
         "retrain": {"retrained_model", "current_model"},
     }
     sensors = sorted(sensor.name for sensor in defs.sensors or [])
-    assert sensors == ["loop_continues_sensor", "model_promoted_sensor", "retraining_sensor", "review_complete_sensor"]
+    assert sensors == [
+        "ingest_batch_sensor",
+        "loop_continues_sensor",
+        "model_promoted_sensor",
+        "retraining_sensor",
+        "review_complete_sensor",
+    ]
+    # One dynamic partition per ingestion batch on the pre-label path; selection stays global.
+    partitioned = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).partitions_def is not None}
+    assert partitioned == set(PARTITIONED_STAGES)
+    assert {graph.get(dg.AssetKey(name)).partitions_def.name for name in PARTITIONED_STAGES} == {"ingest_batches"}
 
     assert sorted(defs.resources or {}) == ["detector", "exchange", "policy", "review", "snapshots", "source", "store"]
     # Deployments point the location at their folders through these variables.

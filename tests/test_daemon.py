@@ -1,9 +1,11 @@
-"""The real daemon: `dagster dev` notices a returned review file and launches the merge."""
+"""The real daemon: `dagster dev` ingests a new batch folder, exports a review batch, and
+launches the merge when the review file comes back."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,14 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import make_resources
 
 from labeling_dag import atomic
-from labeling_dag.assets.cleaning import cleaned_images
-from labeling_dag.assets.ingestion import raw_images
-from labeling_dag.assets.prelabels import pre_labels
-from labeling_dag.assets.review import review_batch
-from labeling_dag.assets.scoring import uncertainty_scores
 from labeling_dag.resources.storage import LabelStore
 from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
 from labeling_dag.simulated_reviewer import load_truth, simulate_review
@@ -36,22 +32,15 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_daemon_launches_the_merge_when_a_review_file_lands(tmp_path, tiny_model, monkeypatch):
-    """Drop a completed Label Studio export in the inbox; the running daemon's sensor starts merge_review."""
+def test_daemon_runs_the_loop_from_a_new_batch_folder_to_the_merge(tmp_path, monkeypatch):
+    """With only `dagster dev` running: a batch folder appears in the source → the ingestion sensor
+    adds its partition and pre-labels it → the first (cold-start) review batch is exported → a
+    completed export dropped in the inbox → the review sensor launches merge_review."""
     data_yaml = generate_dataset(tmp_path / "data", images=20, seed=8, imgsz=96)
-    source = tmp_path / "data" / "images" / "train"
+    source = tmp_path / "source"
+    shutil.copytree(tmp_path / "data" / "images" / "train", source / "2026-11-25")
     work = tmp_path / "work"
     LabelStore(workdir=str(work)).set_class_names(CLASS_NAMES)
-    exported = dg.materialize(
-        [raw_images, cleaned_images, pre_labels, uncertainty_scores, review_batch],
-        resources=make_resources(work, source),
-        run_config={"ops": {"pre_labels": {"config": {"seed_model": str(tiny_model)}}, "review_batch": {"config": {"size": 5}}}},
-    )
-    batch_id = next(
-        e.step_materialization_data.materialization.metadata["batch_id"].value
-        for e in exported.get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey("review_batch")
-    )
 
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -71,20 +60,22 @@ def test_daemon_launches_the_merge_when_a_review_file_lands(tmp_path, tiny_model
         start_new_session=True,  # its own process group: the daemon, webserver and code server stop together
     )
     try:
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        instance = dg.DagsterInstance.get()
+        [selection] = _wait_for_runs(instance, "select_review_batch", timeout=300)
+        assert instance.get_dynamic_partitions("ingest_batches") == ["2026-11-25"]
+        [ingest] = instance.get_runs(filters=dg.RunsFilter(job_name="prelabel_batch"))
+        assert ingest.status == dg.DagsterRunStatus.SUCCESS and ingest.tags["dagster/partition"] == "2026-11-25"
+        assert _wait_until(lambda: instance.get_run_by_id(selection.run_id).is_finished, timeout=120)
+        [batch_id] = [p.stem for p in (work / "exchange" / "outbox").glob("*.json")]
+
         tasks = json.loads((work / "exchange" / "outbox" / f"{batch_id}.json").read_text())
         answered = simulate_review(tasks, load_truth(data_yaml, "train"), class_names=CLASS_NAMES, seed=1)
         atomic.write_json(work / "exchange" / "inbox" / f"{batch_id}.json", answered)
 
-        monkeypatch.setenv("DAGSTER_HOME", str(home))
-        instance = dg.DagsterInstance.get()
-        deadline = time.monotonic() + 240
-        runs = []
-        while time.monotonic() < deadline and not runs:
-            time.sleep(2)
-            runs = instance.get_runs(filters=dg.RunsFilter(job_name="merge_review"))
-        assert runs, "the daemon did not launch merge_review within 240 s"
-        assert runs[0].tags["dagster/run_key"] == batch_id
-        assert runs[0].tags["labeling/batch_id"] == batch_id
+        [merge] = _wait_for_runs(instance, "merge_review", timeout=120)
+        assert merge.tags["dagster/run_key"] == batch_id
+        assert merge.tags["labeling/batch_id"] == batch_id
         assert (work / "exchange" / "received" / f"{batch_id}.json").exists()
     finally:
         os.killpg(server.pid, signal.SIGINT)
@@ -93,3 +84,20 @@ def test_daemon_launches_the_merge_when_a_review_file_lands(tmp_path, tiny_model
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def _wait_until(condition, *, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(2)
+    return False
+
+
+def _wait_for_runs(instance: dg.DagsterInstance, job_name: str, *, timeout: float) -> list[dg.DagsterRun]:
+    runs: list[dg.DagsterRun] = []
+    assert _wait_until(lambda: runs.extend(instance.get_runs(filters=dg.RunsFilter(job_name=job_name))) or runs, timeout=timeout), (
+        f"the daemon did not launch {job_name} within {timeout} s"
+    )
+    return runs

@@ -360,3 +360,211 @@ def test_sensor_reports_a_stopped_server_and_recovers(workdir: Path) -> None:
     assert "review backend" in result.skip_message and "127.0.0.1" in result.skip_message
     assert "secret-token-xyz" not in result.skip_message
     assert exchange.open_batches(workdir) == ["b-down"]
+
+
+class Pipeline:
+    """A workdir where one batch went out to Label Studio, with the review sensor and the merge job over it."""
+
+    def __init__(self, server: LabelStudioServer, workdir: Path, batch: str, title: str, images: int) -> None:
+        import dagster as dg
+
+        from labeling_dag.resources.review_exchange import FileReviewExchange
+        from labeling_dag.resources.storage import LabelStore
+
+        self.tasks = batch_tasks(batch, images, prefix="rev")
+        self.store, self.exchange = LabelStore(workdir=str(workdir)), FileReviewExchange()
+        self.store.set_class_names(CLASSES)
+        self.review = backend(server, title)
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.cursor: str | None = None
+        # What review_batch records and writes before handing the batch over.
+        self.store.write_table("review_batch", "batches", batch_rows(batch, [t["data"]["image_id"] for t in self.tasks]))
+        self.exchange.export(workdir, batch, self.tasks)
+        self.review.export(workdir, batch, copy.deepcopy(self.tasks), CLASSES)
+        self.task_ids = recorded(workdir, batch)["task_ids"]
+
+    def tick(self) -> list[str]:
+        """One review_complete_sensor tick from the cursor the last one left; the run keys it requests."""
+        result = self.evaluate(self.cursor)
+        self.cursor = result.cursor
+        return [request.run_key for request in result.run_requests]
+
+    def evaluate(self, cursor: str | None) -> Any:
+        """A review_complete_sensor tick from ``cursor`` (a replay when it is an old one)."""
+        import dagster as dg
+
+        from labeling_dag.sensors import review_complete_sensor
+
+        resources = {"store": self.store, "exchange": self.exchange, "review": self.review}
+        return review_complete_sensor.evaluate_tick(
+            dg.build_sensor_context(instance=self.instance, cursor=cursor, resources=resources)
+        )
+
+    def annotate_all(self, api: Api) -> dict[int, list[dict[str, Any]]]:
+        """Every task annotated by accepting its predictions; task id -> the result saved."""
+        results = {task_id: api.get(f"/api/tasks/{task_id}")["predictions"][0]["result"] for task_id in self.task_ids}
+        for task_id, result in results.items():
+            api.annotate(task_id, result)
+        return results
+
+    def merge(self, merge_id: str) -> None:
+        """The merge_review job of one returned batch or revision, as the sensor's run request configures it."""
+        import dagster as dg
+
+        from labeling_dag.assets.verification import review_annotations, verified_labels
+        from labeling_dag.checks import review_quality_gate
+        from labeling_dag.resources.snapshots import SnapshotStore
+        from labeling_dag.sensors import merge_run_config
+
+        result = dg.materialize(
+            [review_annotations, verified_labels, review_quality_gate],
+            resources={"store": self.store, "exchange": self.exchange, "snapshots": SnapshotStore()},
+            run_config=merge_run_config(merge_id),
+            instance=self.instance,
+        )
+        assert result.success
+
+    def labels(self) -> Any:
+        """The verified labels table, retired rows included."""
+        from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_FOLDER
+
+        return self.store.read_table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS)
+
+
+def batch_rows(batch_id: str, image_ids: list[str]) -> Any:
+    """The review_batch table rows of a batch of ``image_ids``, no gold item, no spot check."""
+    import pandas as pd
+
+    from labeling_dag.review_selection import BATCH_COLUMNS
+
+    return pd.DataFrame(
+        {
+            "batch_id": batch_id,
+            "image_id": image_ids,
+            "position": range(len(image_ids)),
+            "score": 0.5,
+            "strategy": "random",
+            "model_version": MODEL,
+            "is_gold": False,
+            "is_spot_check": False,
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "run_id": "select-run",
+        }
+    ).astype(BATCH_COLUMNS)
+
+
+def test_an_annotation_edited_after_the_merge_comes_back_as_a_revision(
+    label_studio: LabelStudioServer, api: Api, workdir: Path
+) -> None:
+    """Export, annotate, merge; then a reviewer moves a box of one merged task and re-saves
+    another unchanged. The next tick files the moved task alone as revision <batch>.r2 and
+    requests its merge; its merge retires that image's rows (kept) and adds the new ones;
+    the other images keep theirs; trace shows both. Ticks in between and after start nothing."""
+    from labeling_dag.lineage import Workdir, trace_image
+    from labeling_dag.merge import active
+
+    batch = "b-revised"
+    pipeline = Pipeline(label_studio, workdir, batch, "revision-test", images=3)
+    results = pipeline.annotate_all(api)
+    assert pipeline.tick() == [batch]
+    pipeline.merge(batch)
+    merged = pipeline.labels()
+    assert len(merged) == sum(len(result) for result in results.values()) and (merged["retired_by"] == "").all()
+    assert pipeline.tick() == []  # nothing was edited: no revision
+
+    edited_task, resaved_task = pipeline.task_ids[1], pipeline.task_ids[2]
+    edited_image = pipeline.tasks[1]["data"]["image_id"]
+    (annotation,) = api.get(f"/api/tasks/{edited_task}")["annotations"]
+    moved = [_moved(results[edited_task][0], 5.0), *results[edited_task][1:]]
+    api.send("PATCH", f"/api/annotations/{annotation['id']}/", {"result": moved})
+    (unchanged,) = api.get(f"/api/tasks/{resaved_task}")["annotations"]
+    api.send("PATCH", f"/api/annotations/{unchanged['id']}/", {"result": results[resaved_task]})
+
+    revision = f"{batch}.r2"
+    before_tick = pipeline.cursor
+    assert pipeline.tick() == [revision]
+    # The tick replayed (its cursor lost): the same run key again, nothing filed twice.
+    filed = sorted(path.name for path in (workdir / "exchange").rglob("*.json"))
+    assert [request.run_key for request in pipeline.evaluate(before_tick).run_requests] == [revision]
+    assert sorted(path.name for path in (workdir / "exchange").rglob("*.json")) == filed
+    received = json.loads(pipeline.exchange.received_file(workdir, revision).read_text())
+    assert [(task["id"], task["data"]["batch_id"]) for task in received] == [(edited_task, revision)]
+    outbox = pipeline.exchange.exported_tasks(workdir, revision)
+    assert [task["data"]["image_id"] for task in outbox] == [edited_image]
+    assert pipeline.tick() == []  # the revision awaits its merge: nothing is filed twice
+    pipeline.merge(revision)
+    assert pipeline.tick() == []
+
+    labels = pipeline.labels()
+    current = active(labels)
+    old = labels[labels["merge_id"] == batch]
+    assert sorted(old.loc[old["retired_by"] != "", "image_id"].unique()) == [edited_image]
+    assert (old.loc[old["image_id"] != edited_image, "retired_by"] == "").all()
+    assert set(old.loc[old["image_id"] == edited_image, "retired_by"]) == {revision}
+    new = current[current["image_id"] == edited_image]
+    assert set(new["merge_id"]) == {revision} and set(new["review_batch_id"]) == {revision}
+    box = results[edited_task][0]["id"]
+    (was,) = old.loc[old["pre_label_id"] == box, "x"]
+    (now,) = new.loc[new["pre_label_id"] == box, ["x", "edit_kind"]].values.tolist()
+    assert now == [pytest.approx(was + 0.05), "moved"]
+    # Nothing lost, nothing doubled: every image's boxes in force come from one merge.
+    assert len(current) == len(merged)
+    assert current.groupby("image_id")["merge_id"].nunique().max() == 1
+
+    trace = "\n".join(trace_image(Workdir(workdir), edited_image))
+    assert f"retired by merge {revision}" in trace
+    assert f"review: batch {batch} by" in trace and f"review: batch {batch} revision 2 by" in trace
+    assert trace.count("(source human, active)") == len(new)
+
+    # Edited once more: compared with what revision 2 brought in, it becomes revision 3.
+    relabelled = copy.deepcopy(moved)
+    relabelled[0]["value"]["rectanglelabels"] = ["bicycle" if relabelled[0]["value"]["rectanglelabels"] != ["bicycle"] else "car"]
+    api.send("PATCH", f"/api/annotations/{annotation['id']}/", {"result": relabelled})
+    assert pipeline.tick() == [f"{batch}.r3"]
+    pipeline.merge(f"{batch}.r3")
+    labels = pipeline.labels()
+    assert set(labels.loc[labels["merge_id"] == revision, "retired_by"]) == {f"{batch}.r3"}
+    assert set(active(labels).loc[lambda rows: rows["image_id"] == edited_image, "merge_id"]) == {f"{batch}.r3"}
+    assert len(active(labels)) == len(merged) and len(labels) == len(merged) + 2 * len(new)
+
+
+def test_an_edit_that_cannot_be_merged_is_reported_and_taken_once_fixed(
+    label_studio: LabelStudioServer, api: Api, workdir: Path
+) -> None:
+    """A merged task relabelled to a class the pipeline does not have (the API accepts it) is
+    named in the tick's skip reason and filed as nothing; fixed in Label Studio, it comes back."""
+    batch = "b-unmergeable"
+    pipeline = Pipeline(label_studio, workdir, batch, "unmergeable-test", images=2)
+    results = pipeline.annotate_all(api)
+    assert pipeline.tick() == [batch]
+    pipeline.merge(batch)
+    task_id = pipeline.task_ids[0]
+    (annotation,) = api.get(f"/api/tasks/{task_id}")["annotations"]
+    wrong = copy.deepcopy(results[task_id])
+    wrong[0]["value"]["rectanglelabels"] = ["truck"]
+    api.send("PATCH", f"/api/annotations/{annotation['id']}/", {"result": wrong})
+
+    result = pipeline.evaluate(pipeline.cursor)
+
+    assert not result.run_requests
+    assert f"task {task_id} (image {pipeline.tasks[0]['data']['image_id']!r}) of merged batch {batch!r}" in result.skip_message
+    assert "unknown class label 'truck'" in result.skip_message and "fix it in the labelling tool" in result.skip_message
+    assert not list((workdir / "exchange" / "inbox").glob("*")) and not (workdir / "exchange" / "quarantine").exists()
+
+    fixed = copy.deepcopy(wrong)
+    fixed[0]["value"]["rectanglelabels"] = ["person" if results[task_id][0]["value"]["rectanglelabels"] != ["person"] else "car"]
+    api.send("PATCH", f"/api/annotations/{annotation['id']}/", {"result": fixed})
+    assert pipeline.tick() == [f"{batch}.r2"]
+
+
+def test_an_unreadable_edit_checkpoint_is_reported_with_its_path(workdir: Path) -> None:
+    """The record of the last check for edits, corrupted, stops the check with a message naming
+    the file and the way out, before any request (the server here does not even exist)."""
+    review = LabelStudioReview(url=f"http://127.0.0.1:{free_port()}", api_token="token", timeout_seconds=2)
+    folder = workdir / "exchange" / "label_studio"
+    folder.mkdir(parents=True)
+    (folder / "b-merged.json").write_text(json.dumps({"project_id": 3, "task_ids": [1]}))
+    (folder / "_checked_until.json").write_text(json.dumps({"3": "yesterday"}))
+
+    with pytest.raises(ReviewBackendError, match=r"_checked_until.json .* is unreadable .*delete it"):
+        review.edited(workdir, settled={"b-merged"}, unsettled=set())

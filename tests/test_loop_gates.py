@@ -12,7 +12,9 @@ from conftest import TEST_IMGSZ, make_resources
 
 from labeling_dag import atomic
 from labeling_dag.definitions import build_definitions
+from labeling_dag.ingest_batches import ROOT_BATCH
 from labeling_dag.model_registry import ModelRegistry
+from labeling_dag.partitions import ingest_batches
 from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.storage import LabelStore
 from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
@@ -36,9 +38,13 @@ def _loop(tmp_path: Path, tiny_model: Path, **policy: object):
     LabelStore(workdir=str(work)).write_table("gold", "labels", gold)
     defs = build_definitions(resources)
     instance = dg.DagsterInstance.ephemeral()
-    first = defs.resolve_job_def("prelabel_and_select").execute_in_process(
-        run_config={"ops": {"pre_labels": {"config": {"seed_model": str(tiny_model)}}, "review_batch": {"config": {"size": 10, "gold_rate": 0.4}}}},
-        instance=instance,
+    instance.add_dynamic_partitions(ingest_batches.name, [ROOT_BATCH])
+    prelabelled = defs.resolve_job_def("prelabel_batch").execute_in_process(
+        run_config={"ops": {"pre_labels": {"config": {"seed_model": str(tiny_model)}}}}, instance=instance, partition_key=ROOT_BATCH
+    )
+    assert prelabelled.success
+    first = defs.resolve_job_def("select_review_batch").execute_in_process(
+        run_config={"ops": {"review_batch": {"config": {"size": 10, "gold_rate": 0.4}}}}, instance=instance
     )
     assert first.success
     batches = pd.read_parquet(work / "review_batch" / "batches.parquet")
@@ -68,8 +74,8 @@ def test_a_batch_failing_its_gold_items_is_quarantined_and_not_merged(tmp_path, 
     assert not any(e.asset_key == dg.AssetKey("verified_labels") for e in merge.get_asset_materialization_events())
     assert not (work / "verified_labels" / "labels.parquet").exists()
 
-    again = defs.resolve_job_def("prelabel_and_select").execute_in_process(
-        run_config={"ops": {"review_batch": {"config": {"size": 10}}}}, instance=instance, asset_selection=[dg.AssetKey("review_batch")]
+    again = defs.resolve_job_def("select_review_batch").execute_in_process(
+        run_config={"ops": {"review_batch": {"config": {"size": 10}}}}, instance=instance
     )
     assert again.success
     batches = pd.read_parquet(work / "review_batch" / "batches.parquet")

@@ -14,6 +14,7 @@ from labeling_dag.calibration import Calibration, calibrate
 from labeling_dag.label_studio_format import AnnotatedBox, TaskAnnotation, review_task
 from labeling_dag.merge import (
     EDIT_COLUMNS,
+    RETURNED_COLUMNS,
     GOLD_COLUMNS,
     LABEL_COLUMNS,
     QUALITY_COLUMNS,
@@ -21,10 +22,12 @@ from labeling_dag.merge import (
     active,
     auto_accepted_rows,
     calibration_from_edits,
+    current_edits,
     edit_rows,
     human_rows,
     merge_verified,
     quality_rows,
+    returned_rows,
     verified_image_rows,
 )
 from labeling_dag.prelabeling import BOX_COLUMNS
@@ -354,6 +357,66 @@ def test_calibration_from_edits_uses_only_judged_non_gold_edits_of_the_model() -
     )
 
 
+def test_current_edits_keep_each_images_latest_revision() -> None:
+    """Pins current_edits: per batch and image, only the rows of the highest revision that
+    holds the image (revision numbers compared as numbers: r10 after r9); images a revision
+    did not touch keep their batch's rows, and another batch's rows of the same image stay."""
+    edits = _table(
+        [
+            _edit(batch_id="batch-1", image_id="img-a", pre_label_id="pl-a"),
+            _edit(batch_id="batch-1", image_id="img-b", pre_label_id="pl-b"),
+            _edit(batch_id="batch-1.r9", image_id="img-a", pre_label_id="pl-a", edit_kind="moved"),
+            _edit(batch_id="batch-1.r10", image_id="img-a", pre_label_id="pl-a", edit_kind="deleted"),
+            _edit(batch_id="batch-1.r10", image_id="img-a", pre_label_id="", edit_kind="added"),
+            _edit(batch_id="batch-2", image_id="img-a", pre_label_id="pl-a2"),
+        ],
+        EDIT_COLUMNS,
+    )
+
+    current = current_edits(edits)
+
+    assert current[["batch_id", "image_id", "edit_kind"]].values.tolist() == [
+        ["batch-1", "img-b", "accepted"],
+        ["batch-1.r10", "img-a", "deleted"],
+        ["batch-1.r10", "img-a", "added"],
+        ["batch-2", "img-a", "accepted"],
+    ]
+    assert current_edits(_table([], EDIT_COLUMNS)).empty
+
+
+def test_calibration_counts_a_revised_judgement_once_as_revised() -> None:
+    """A cat box first accepted, then deleted in the labelling tool after the merge (revision
+    r2), counts once, as a wrong prediction: the evidence is that judgement and the other
+    image's, not the superseded accept."""
+    edits = _table(
+        [
+            _edit(image_id="img-a", original_class="cat", confidence=0.9, prediction_correct=1.0),
+            _edit(image_id="img-b", original_class="cat", confidence=0.7, prediction_correct=1.0),
+            _edit(batch_id="batch-1.r2", image_id="img-a", edit_kind="deleted", original_class="cat", confidence=0.9,
+                  prediction_correct=0.0),
+        ],
+        EDIT_COLUMNS,
+    )
+
+    calibration = calibration_from_edits(edits, model_version="mv-1", class_names=["cat"], target_precision=1.0, min_support=1)
+
+    assert dict(calibration.support) == {"cat": 2}
+    assert calibration == calibrate(
+        ["cat", "cat"], [0.7, 0.9], [True, False], class_names=["cat"], target_precision=1.0, min_support=1
+    )
+
+
+def test_returned_rows_one_per_answered_image_boxes_or_not() -> None:
+    """Pins returned_rows: one row per annotation, in order, an image without boxes included."""
+    annotations = [_annotation("img-a", "alice", [("r1", "cat", CAT_BOX)]), _annotation("img-b", "alice", [])]
+
+    pd.testing.assert_frame_equal(
+        returned_rows(annotations, batch_id="batch-1.r2"),
+        _table([{"batch_id": "batch-1.r2", "image_id": "img-a"}, {"batch_id": "batch-1.r2", "image_id": "img-b"}],
+               RETURNED_COLUMNS),
+    )
+
+
 # --- auto_accepted_rows -----------------------------------------------------------------
 
 
@@ -661,3 +724,50 @@ def test_active_keeps_only_rows_not_retired() -> None:
     assert active(labels)["label_id"].tolist() == ["l2", "l3"]
     assert active(images)["merge_id"].tolist() == ["m2"]
     assert active(_table([], LABEL_COLUMNS)).empty
+
+
+def test_a_revision_retires_only_the_images_it_holds_and_keeps_the_old_rows() -> None:
+    """Pins a revision's merge: batch-1 verified img-a (two boxes) and img-b; its revision
+    batch-1.r2 holds img-a only (one box moved). img-a's rows from batch-1 are retired by
+    batch-1.r2 and kept; img-b's stay in force; every image has its boxes from exactly one
+    merge in force (nothing lost, nothing doubled); a re-run changes nothing."""
+    batch = _table(
+        [
+            _label("vl-batch-1-a0", "img-a", merge_id="batch-1", source="human"),
+            _label("vl-batch-1-a1", "img-a", merge_id="batch-1", source="human"),
+            _label("vl-batch-1-b0", "img-b", merge_id="batch-1", source="human"),
+        ],
+        LABEL_COLUMNS,
+    )
+    labels, images = merge_verified(
+        *_empty_tables(), batch, verified_image_rows({"img-a": "human", "img-b": "human"}, merge_id="batch-1"), merge_id="batch-1"
+    )
+    revised = _table(
+        [
+            _label("vl-batch-1.r2-a0", "img-a", merge_id="batch-1.r2", source="human"),
+            _label("vl-batch-1.r2-a1", "img-a", merge_id="batch-1.r2", source="human") | {"x": 0.55},
+        ],
+        LABEL_COLUMNS,
+    )
+    covered = verified_image_rows({"img-a": "human"}, merge_id="batch-1.r2")
+
+    once = merge_verified(labels, images, revised, covered, merge_id="batch-1.r2")
+    labels, images = once
+
+    assert labels[["label_id", "retired_by"]].values.tolist() == [
+        ["vl-batch-1-a0", "batch-1.r2"],
+        ["vl-batch-1-a1", "batch-1.r2"],
+        ["vl-batch-1-b0", ""],
+        ["vl-batch-1.r2-a0", ""],
+        ["vl-batch-1.r2-a1", ""],
+    ]
+    current = active(labels)
+    assert current.groupby("image_id")["merge_id"].unique().map(list).to_dict() == {
+        "img-a": ["batch-1.r2"],
+        "img-b": ["batch-1"],
+    }
+    assert current.loc[current["image_id"] == "img-a", "x"].tolist() == [0.5, 0.55]
+    assert active(images)[["image_id", "merge_id"]].values.tolist() == [["img-b", "batch-1"], ["img-a", "batch-1.r2"]]
+    twice = merge_verified(*once, revised, covered, merge_id="batch-1.r2")
+    pd.testing.assert_frame_equal(twice[0], once[0])
+    pd.testing.assert_frame_equal(twice[1], once[1])

@@ -20,20 +20,31 @@ from labeling_dag.assets.review import review_batch
 from labeling_dag.assets.scoring import uncertainty_scores
 from labeling_dag.checks import cleaned_images_gate, pre_labels_gate
 from labeling_dag.cli import main as cli
+from labeling_dag.ingest_batches import ROOT_BATCH
+from labeling_dag.partitions import ingest_batches
 
 ALL = [raw_images, cleaned_images, pre_labels, uncertainty_scores, review_batch, cleaned_images_gate, pre_labels_gate]
 
 
+PARTITIONED = (raw_images, cleaned_images, pre_labels, uncertainty_scores)
+
+
 def run(assets, workdir: Path, source: Path, *, seed_model: Path | None = None, size: int = 6, **review):
-    """Materialise ``assets`` (plus their checks) over a workdir, like the UI's launchpad would."""
+    """Materialise ``assets`` (plus their checks) over a workdir, like the UI's launchpad would.
+
+    The source folder's loose files are the ingestion batch ``_root``.
+    """
     ops: dict = {"review_batch": {"config": {"size": size, **review}}} if review_batch in assets else {}
     if pre_labels in assets and seed_model is not None:
         ops["pre_labels"] = {"config": {"seed_model": str(seed_model)}}
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(ingest_batches.name, [ROOT_BATCH])
     return dg.materialize(
         assets,
         resources=make_resources(workdir, source),
         run_config={"ops": ops},
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance,
+        partition_key=ROOT_BATCH if any(asset in assets for asset in PARTITIONED) else None,
         raise_on_error=False,
     )
 
@@ -62,11 +73,11 @@ def test_lifecycle_from_raw_images_to_a_label_studio_batch(tmp_path, pool, tiny_
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
-    cleaned = pd.read_parquet(work / "cleaned_images" / "images.parquet")
+    cleaned = pd.read_parquet(work / "cleaned_images" / ROOT_BATCH / "images.parquet")
     assert len(cleaned) == len(list(pool.glob("*.jpg"))) and cleaned["image_id"].is_unique
 
-    boxes = pd.read_parquet(work / "pre_labels" / "boxes.parquet")
-    images = pd.read_parquet(work / "pre_labels" / "images.parquet")
+    boxes = pd.read_parquet(work / "pre_labels" / ROOT_BATCH / "boxes.parquet")
+    images = pd.read_parquet(work / "pre_labels" / ROOT_BATCH / "images.parquet")
     registry = json.loads((work / "models" / "registry.json").read_text())
     version = registry["current"]
     assert set(images["image_id"]) == set(cleaned["image_id"])
@@ -77,7 +88,7 @@ def test_lifecycle_from_raw_images_to_a_label_studio_batch(tmp_path, pool, tiny_
     assert (probs.apply(max).round(4) == boxes["confidence"].round(4)).all()
     assert boxes[["x", "y", "w", "h"]].apply(lambda c: c.between(0, 1)).all().all()
 
-    scores = pd.read_parquet(work / "uncertainty_scores" / "scores.parquet")
+    scores = pd.read_parquet(work / "uncertainty_scores" / ROOT_BATCH / "scores.parquet")
     assert set(scores["image_id"]) == set(cleaned["image_id"])
     assert scores[["least_confidence", "margin", "entropy"]].apply(lambda c: c.between(0, 1)).all().all()
 
@@ -86,7 +97,7 @@ def test_lifecycle_from_raw_images_to_a_label_studio_batch(tmp_path, pool, tiny_
     assert len(tasks) == 6
     for task in tasks:
         assert task["data"]["batch_id"] == batch_id
-        assert task["data"]["image"].startswith("/data/local-files/?d=cleaned_images/files/")
+        assert task["data"]["image"].startswith(f"/data/local-files/?d=cleaned_images/{ROOT_BATCH}/files/")
         (prediction,) = task["predictions"]
         assert prediction["model_version"] == version and 0 <= prediction["score"] <= 1
         for region in prediction["result"]:
@@ -138,7 +149,7 @@ def test_bad_files_are_rejected_with_reasons_and_good_ones_kept(tmp_path):
     first = run([raw_images, cleaned_images, cleaned_images_gate], work, source)
     assert first.success
 
-    rejects = pd.read_parquet(work / "cleaned_images" / "rejects.parquet")
+    rejects = pd.read_parquet(work / "cleaned_images" / ROOT_BATCH / "rejects.parquet")
     by_name = {Path(p).name: reason for p, reason in zip(rejects["source_path"], rejects["reason"])}
     # Two bad files can share bytes (and so an id); each distinct content is judged once.
     for name, reason in expected.items():
@@ -147,13 +158,13 @@ def test_bad_files_are_rejected_with_reasons_and_good_ones_kept(tmp_path):
     assert set(by_name.values()) == set(expected.values())
     for message, path in zip(rejects["message"], rejects["source_path"]):
         assert message.startswith(f"{path}: "), message
-    assert len(pd.read_parquet(work / "cleaned_images" / "images.parquet")) == 5
+    assert len(pd.read_parquet(work / "cleaned_images" / ROOT_BATCH / "images.parquet")) == 5
     assert metadata(first, "raw_images")["skipped_files"] == [str(source / "notes.txt")]
 
     again = run([raw_images, cleaned_images, cleaned_images_gate], work, source)
     assert metadata(again, "raw_images")["new_files"] == 0
     assert metadata(again, "cleaned_images")["new_rejects"] == 0
-    assert len(pd.read_parquet(work / "cleaned_images" / "rejects.parquet")) == len(rejects)
+    assert len(pd.read_parquet(work / "cleaned_images" / ROOT_BATCH / "rejects.parquet")) == len(rejects)
 
 
 def test_duplicates_exif_and_quality_flags(tmp_path):
@@ -164,8 +175,8 @@ def test_duplicates_exif_and_quality_flags(tmp_path):
     kinds = write_special_images(source)
     work = tmp_path / "work"
     assert run([raw_images, cleaned_images, cleaned_images_gate], work, source).success
-    cleaned = pd.read_parquet(work / "cleaned_images" / "images.parquet")
-    raw = pd.read_parquet(work / "raw_images" / "index.parquet")
+    cleaned = pd.read_parquet(work / "cleaned_images" / ROOT_BATCH / "images.parquet")
+    raw = pd.read_parquet(work / "raw_images" / ROOT_BATCH / "index.parquet")
     kind_of = {row.image_id: kinds[Path(row.source_path).name] for row in raw.itertuples()}
     flags = cleaned.assign(kind=cleaned["image_id"].map(kind_of)).set_index("kind")
     # Byte-identical copies share one id at ingestion; pixel-identical re-encodings are exact duplicates.
@@ -187,11 +198,11 @@ def test_failing_gate_blocks_downstream_assets(tmp_path, pool, tiny_model):
     """A pre-label row with a box outside the image fails the GX gate, and scoring does not run."""
     work = tmp_path / "work"
     assert run(ALL, work, pool, seed_model=tiny_model).success
-    boxes = pd.read_parquet(work / "pre_labels" / "boxes.parquet")
-    images = pd.read_parquet(work / "pre_labels" / "images.parquet")
+    boxes = pd.read_parquet(work / "pre_labels" / ROOT_BATCH / "boxes.parquet")
+    images = pd.read_parquet(work / "pre_labels" / ROOT_BATCH / "images.parquet")
     broken = boxes.iloc[:1].assign(box_id="pl-broken", x=0.99, w=0.5)
     broken = broken.assign(image_id=images["image_id"].iloc[0])
-    pd.concat([boxes, broken]).to_parquet(work / "pre_labels" / "boxes.parquet", index=False)
+    pd.concat([boxes, broken]).to_parquet(work / "pre_labels" / ROOT_BATCH / "boxes.parquet", index=False)
 
     result = run([pre_labels, pre_labels_gate, uncertainty_scores], work, pool, seed_model=tiny_model)
     assert not result.success
@@ -221,3 +232,44 @@ def test_restore_brings_a_snapshot_back_bit_exact_from_the_remote(tmp_path, monk
     assert cli(["restore", "cleaned_images", first_id, "--workdir", str(work)]) == 0
     assert tree_digest(work / "cleaned_images") == first_tree
     assert first_id in capsys.readouterr().out
+
+
+def _clean_batch(workdir: str, source: str, batch: str) -> bool:
+    """One ingestion batch through raw_images and cleaned_images, in a process of its own."""
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(ingest_batches.name, [batch])
+    result = dg.materialize(
+        [raw_images, cleaned_images, cleaned_images_gate],
+        resources=make_resources(Path(workdir), Path(source)),
+        instance=instance,
+        partition_key=batch,
+    )
+    return result.success
+
+
+def test_parallel_batches_sharing_pictures_clean_each_picture_once(tmp_path):
+    """Two batches holding the same three pictures, cleaned at the same time in two processes:
+    every picture is cleaned by exactly one batch, both raw indexes keep their source files,
+    and each batch has its own table and DVC snapshot."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    source, work = tmp_path / "src", tmp_path / "work"
+    shared = write_good_images(tmp_path / "shared", 3, seed=4)
+    for batch, seed in (("b1", 5), ("b2", 6)):
+        write_good_images(source / batch, 4, seed=seed)
+        for picture in shared:
+            shutil.copy(picture, source / batch / f"{batch}-{picture.name}")
+
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(_clean_batch, [str(work)] * 2, [str(source)] * 2, ["b1", "b2"]))
+    assert outcomes == [True, True]
+
+    tables = {batch: pd.read_parquet(work / "cleaned_images" / batch / "images.parquet") for batch in ("b1", "b2")}
+    cleaned = pd.concat(tables.values())
+    assert cleaned["image_id"].is_unique and len(cleaned) == 4 + 4 + 3
+    shared_ids = {hashlib.sha256(p.read_bytes()).hexdigest() for p in shared}
+    assert shared_ids <= set(cleaned["image_id"])
+    for batch in ("b1", "b2"):
+        raw = pd.read_parquet(work / "raw_images" / batch / "index.parquet")
+        assert len(raw) == 7 and shared_ids <= set(raw["image_id"])
+        assert (work / "cleaned_images" / f"{batch}.dvc").is_file()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,17 @@ import dagster as dg
 import pytest
 
 from labeling_dag import atomic
+from labeling_dag.definitions import defs
 from labeling_dag.label_studio_format import review_task
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
-from labeling_dag.resources.storage import LabelStore
+from labeling_dag.partitions import ingest_batches
+from labeling_dag.resources.storage import ImageSource, LabelStore
 from labeling_dag.sensors import (
     PRELABEL_STEPS,
+    ingest_batch_sensor,
     merge_run_config,
     model_promoted_sensor,
     retraining_sensor,
@@ -35,6 +40,8 @@ MODEL = "model-v1"
 BATCH = "batch-x"
 ANSWERED_AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 EXCHANGE = FileReviewExchange()
+# Partitioned run requests are resolved against the code location's jobs.
+DEFINITIONS = defs
 
 
 # --- building blocks -------------------------------------------------------------------------
@@ -115,6 +122,9 @@ def _drop(store: LabelStore, name: str, content: Any) -> Path:
         atomic.write_bytes(target, content)
     else:
         atomic.write_json(target, content)
+    # A file that has stopped changing: fresh broken JSON would be left for the next tick.
+    settled = time.time() - 60
+    os.utime(target, (settled, settled))
     return target
 
 
@@ -393,9 +403,12 @@ def test_one_tick_handles_twenty_returned_batches(store: LabelStore, instance: d
 
 
 @pytest.fixture
-def fresh_instance() -> dg.DagsterInstance:
-    """An ephemeral instance of its own (the event-driven sensors read its asset events)."""
-    return dg.DagsterInstance.ephemeral()
+def fresh_instance(tmp_path: Path) -> dg.DagsterInstance:
+    """An instance of its own (the event-driven sensors read its asset events). On disk, as the
+    daemon's is: partitioned run requests are resolved through the instance's ref."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    return dg.DagsterInstance.local_temp(str(home))
 
 
 def _verified(instance: dg.DagsterInstance, snapshot: str, boxes: int) -> None:
@@ -450,15 +463,14 @@ def test_same_snapshot_is_not_considered_twice(store: LabelStore, fresh_instance
 
 def test_too_few_new_boxes_send_the_next_batch(store: LabelStore, fresh_instance: dg.DagsterInstance) -> None:
     """Model trained on 100 boxes, 120 verified, threshold 50: no retrain, the next review batch
-    is selected with the same model (prelabel_and_select restricted to review_batch)."""
+    is selected with the same model (select_review_batch)."""
     _register_model(store, training_boxes=100)
     _verified(fresh_instance, "s2", 120)
 
     result = _retrain_tick(store, fresh_instance, cursor="s1", min_new=50)
 
     [request] = result.run_requests
-    assert request.job_name == "prelabel_and_select"
-    assert request.asset_selection == [dg.AssetKey("review_batch")]
+    assert request.job_name == "select_review_batch"
     assert request.run_key == "next-batch-s2"
     assert result.cursor == "s2"
 
@@ -488,49 +500,116 @@ def test_only_the_latest_snapshot_counts(store: LabelStore, fresh_instance: dg.D
 # --- model_promoted_sensor -------------------------------------------------------------------
 
 
-def _promoted(instance: dg.DagsterInstance, version: str) -> None:
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="current_model", metadata={"model_version": version}))
+def _current_model(store: LabelStore, tmp_path: Path, name: str) -> str:
+    weights = tmp_path / f"{name}.pt"
+    weights.write_bytes(f"weights of {name}, only hashed".encode())
+    return ModelRegistry(store.root).register(weights, task="detect", class_names=CLASSES, source="retrained").model_version
 
 
-def _promoted_tick(instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorExecutionData:
-    return model_promoted_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
+def _scored(store: LabelStore, batch: str, version: str, unsettled: int) -> None:
+    atomic.write_json(store.root / "uncertainty_scores" / batch / "state.json", {"model_version": version, "unsettled": unsettled})
 
 
-def test_no_promoted_model_skips(fresh_instance: dg.DagsterInstance) -> None:
-    """No current_model materialization: skip, no cursor."""
-    result = _promoted_tick(fresh_instance)
+def _promoted_tick(store: LabelStore, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorExecutionData:
+    context = dg.build_sensor_context(
+        instance=instance, instance_ref=instance.get_ref(), cursor=cursor, resources={"store": store}, definitions=DEFINITIONS
+    )
+    return model_promoted_sensor.evaluate_tick(context)
+
+
+def test_no_ingestion_batch_skips(store: LabelStore, fresh_instance: dg.DagsterInstance) -> None:
+    """Nothing ingested yet: skip, no cursor."""
+    result = _promoted_tick(store, fresh_instance)
     assert result.run_requests == []
-    assert result.skip_message == "no model promoted yet"
+    assert result.skip_message == "no ingestion batch yet"
     assert result.cursor is None
 
 
-def test_promoted_model_prelabels_the_pool(fresh_instance: dg.DagsterInstance) -> None:
-    """A newly promoted model: one run keyed by its version re-running pre_labels,
-    uncertainty_scores and review_batch; the cursor is the version."""
-    _promoted(fresh_instance, "abc")
+def test_cold_start_waits_for_every_batch_then_selects_once(store: LabelStore, fresh_instance: dg.DagsterInstance) -> None:
+    """No model: the first (random) batch is selected once every batch is scored, and only once."""
+    fresh_instance.add_dynamic_partitions(ingest_batches.name, ["a", "b"])
+    _scored(store, "a", "", 10)
 
-    result = _promoted_tick(fresh_instance)
+    waiting = _promoted_tick(store, fresh_instance)
+    assert waiting.run_requests == [] and waiting.skip_message == "waiting for 1 batches to be scored"
+    assert waiting.cursor is None
 
+    _scored(store, "b", "", 7)
+    ready = _promoted_tick(store, fresh_instance)
+    [request] = ready.run_requests
+    assert (request.job_name, request.run_key) == ("select_review_batch", "select-cold-start")
+    assert ready.cursor == "selected:"
+    again = _promoted_tick(store, fresh_instance, cursor=ready.cursor)
+    assert again.run_requests == [] and "already selected" in again.skip_message
+
+
+def test_promoted_model_prelabels_only_stale_batches_then_selects(
+    store: LabelStore, fresh_instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """A new model re-prelabels the batches scored by the old one that still hold unverified
+    images (one run per batch, keyed by version and batch); settled batches and batches already
+    scored with it are left alone; once all are current, the next batch is selected."""
+    fresh_instance.add_dynamic_partitions(ingest_batches.name, ["a", "b", "c"])
+    old = _current_model(store, tmp_path, "old")
+    new = _current_model(store, tmp_path, "new")
+    _scored(store, "a", old, 12)  # stale
+    _scored(store, "b", old, 0)  # every image verified: nothing to predict
+    _scored(store, "c", new, 5)  # ingested after the promotion
+
+    result = _promoted_tick(store, fresh_instance, cursor=f"selected:{old}")
     [request] = result.run_requests
-    assert request.run_key == "prelabel-abc"
+    assert request.job_name == "prelabel_batch" and request.partition_key == "a"
+    assert request.run_key == f"prelabel-{new}-a"
     assert request.asset_selection == PRELABEL_STEPS
-    assert set(request.asset_selection) == {dg.AssetKey(k) for k in ("pre_labels", "uncertainty_scores", "review_batch")}
-    assert request.tags["labeling/model_version"] == "abc"
-    assert result.cursor == "abc"
+    assert set(PRELABEL_STEPS) == {dg.AssetKey("pre_labels"), dg.AssetKey("uncertainty_scores")}
+    assert result.cursor == f"selected:{old}"
+
+    _scored(store, "a", new, 12)
+    done = _promoted_tick(store, fresh_instance, cursor=result.cursor)
+    assert [(r.job_name, r.run_key) for r in done.run_requests] == [("select_review_batch", f"select-{new}")]
+    assert done.cursor == f"selected:{new}"
 
 
-def test_same_promoted_model_is_not_prelabelled_twice(fresh_instance: dg.DagsterInstance) -> None:
-    """The promoted model already in the cursor: skip, cursor unchanged; a later promotion triggers again."""
-    _promoted(fresh_instance, "abc")
-    same = _promoted_tick(fresh_instance, cursor="abc")
-    assert same.run_requests == []
-    assert "already pre-labelled" in same.skip_message
-    assert same.cursor == "abc"
+# --- ingest_batch_sensor ---------------------------------------------------------------------
 
-    _promoted(fresh_instance, "def")
-    newer = _promoted_tick(fresh_instance, cursor="abc")
-    assert [r.run_key for r in newer.run_requests] == ["prelabel-def"]
-    assert newer.cursor == "def"
+
+def _ingest_tick(source: Path, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorExecutionData:
+    resources = {"source": ImageSource(folder=str(source))}
+    context = dg.build_sensor_context(
+        instance=instance, instance_ref=instance.get_ref(), cursor=cursor, resources=resources, definitions=DEFINITIONS
+    )
+    return ingest_batch_sensor.evaluate_tick(context)
+
+
+def test_each_new_batch_folder_becomes_a_partition_and_a_run(tmp_path: Path, fresh_instance: dg.DagsterInstance) -> None:
+    """Sub-folders are batches, loose files the batch _root; each new one is added as a dynamic
+    partition and pre-labelled by one run; a badly named folder is reported, not ingested."""
+    source = tmp_path / "source"
+    (source / "2026-11-01").mkdir(parents=True)
+    (source / "2026-11-01" / "a.png").write_bytes(b"a")
+    (source / "loose.png").write_bytes(b"b")
+    (source / "bad name!").mkdir()
+    (source / ".hidden").mkdir()
+
+    first = _ingest_tick(source, fresh_instance)
+    assert ingest_batch_sensor.job_name == "prelabel_batch"
+    assert [r.partition_key for r in first.run_requests] == ["2026-11-01", "_root"]
+    [added] = first.dynamic_partitions_requests
+    assert added.partitions_def_name == ingest_batches.name and list(added.partition_keys) == ["2026-11-01", "_root"]
+    for request in first.dynamic_partitions_requests:
+        fresh_instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+
+    same = _ingest_tick(source, fresh_instance, cursor=first.cursor)
+    assert same.run_requests == [] and "bad name!" in same.skip_message
+
+    (source / "2026-11-01" / "b.png").write_bytes(b"more")
+    (source / "2026-11-02").mkdir()
+    (source / "2026-11-02" / "c.png").write_bytes(b"c")
+    later = _ingest_tick(source, fresh_instance, cursor=first.cursor)
+    assert [r.partition_key for r in later.run_requests] == ["2026-11-01", "2026-11-02"]
+    assert len({r.run_key for r in later.run_requests} | {r.run_key for r in first.run_requests}) == 4
+    [added] = later.dynamic_partitions_requests
+    assert list(added.partition_keys) == ["2026-11-02"]
 
 
 def test_snapshot_the_current_model_was_trained_on_is_skipped(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Fault, bad-input, security and concurrency suites (issue #7)."""

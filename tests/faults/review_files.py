@@ -1,0 +1,160 @@
+"""Review batches and Label Studio exports over a real workdir, for the review-path fault suites.
+
+A batch is exported the way ``review_batch`` does it (the outbox file and its rows in the
+batches table); its answer is a Label Studio JSON export written by hand (the simulated
+reviewer would pull in torchvision, seconds of import). Files reach the inbox the documented
+way (temporary name, then rename) with an mtime a minute in the past, so they count as
+finished whatever settle time the inbox applies.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from labeling_dag import atomic
+from labeling_dag.label_studio_format import review_task
+from labeling_dag.records import NormBox, PreLabel, ReviewImage
+from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
+from labeling_dag.resources.storage import LabelStore
+from labeling_dag.review_selection import BATCH_COLUMNS
+from labeling_dag.sensors import review_complete_sensor
+
+CLASSES = ("circle", "square", "triangle")
+MODEL = "model-v1"
+EXCHANGE = FileReviewExchange()
+ANSWERED_AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+# Where the sensor moves files; every other file of the workdir is "stored" state.
+EXCHANGE_IN_FLIGHT = ("exchange/inbox", "exchange/quarantine")
+
+
+def review_image(batch_id: str, index: int) -> ReviewImage:
+    """Image ``index`` of a batch: 64x64, one predicted circle, referenced the way review_batch does."""
+    image_id = f"{batch_id}-img{index}"
+    pre_label = PreLabel(
+        box_id=f"{image_id}-b0",
+        image_id=image_id,
+        class_name="circle",
+        box=NormBox(0.3 + 0.1 * index, 0.5, 0.2, 0.2),
+        confidence=0.6,
+        class_probs=(0.6, 0.3, 0.1),
+        model_version=MODEL,
+    )
+    return ReviewImage(
+        image_id=image_id,
+        image_ref=f"/data/local-files/?d=cleaned_images/files/{image_id}.png",
+        width=64,
+        height=64,
+        score=0.5,
+        pre_labels=(pre_label,),
+    )
+
+
+def export_batch(store: LabelStore, batch_id: str, images: int = 3) -> list[dict[str, Any]]:
+    """Export a batch as review_batch does (outbox file + batches rows); return its tasks."""
+    chosen = [review_image(batch_id, index) for index in range(images)]
+    tasks = [review_task(image, batch_id=batch_id, model_version=MODEL, pre_label_run_id="run-1") for image in chosen]
+    EXCHANGE.export(store.root, batch_id, tasks)
+    rows = pd.DataFrame(
+        {
+            "batch_id": batch_id,
+            "image_id": [image.image_id for image in chosen],
+            "position": range(images),
+            "score": 0.5,
+            "strategy": "random",
+            "model_version": MODEL,
+            "is_gold": False,
+            "is_spot_check": False,
+            "created_at": ANSWERED_AT.isoformat(),
+            "run_id": "run-1",
+        },
+        columns=list(BATCH_COLUMNS),
+    ).astype(BATCH_COLUMNS)
+    batches = store.read_table("review_batch", "batches", BATCH_COLUMNS)
+    store.write_table("review_batch", "batches", pd.concat([batches, rows], ignore_index=True))
+    return tasks
+
+
+def answer(
+    tasks: list[dict[str, Any]], *, reviewer: str = "reviewer-1", label: str = "square", first_id: int = 1, delay: int = 0
+) -> list[dict[str, Any]]:
+    """A complete Label Studio export of ``tasks``: ``reviewer`` relabels every predicted box as ``label``."""
+    answered = []
+    for index, task in enumerate(tasks):
+        regions = copy.deepcopy(task["predictions"][0]["result"])
+        for region in regions:
+            region.pop("score", None)
+            region["value"]["rectanglelabels"] = [label]
+        stamp = (ANSWERED_AT + timedelta(seconds=30 * index + delay)).isoformat().replace("+00:00", "Z")
+        annotation = {
+            "id": first_id + index,
+            "completed_by": {"id": first_id + index, "email": reviewer},
+            "result": regions,
+            "was_cancelled": False,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "lead_time": 30.0,
+        }
+        answered.append({**copy.deepcopy(task), "id": index + 1, "annotations": [annotation]})
+    return answered
+
+
+def inbox(store: LabelStore) -> Path:
+    """The review inbox of a workdir."""
+    return EXCHANGE.root(store.root) / "inbox"
+
+
+def drop(store: LabelStore, name: str, content: Any) -> Path:
+    """Put a finished file into the inbox: bytes as they are, anything else as JSON."""
+    target = inbox(store) / name
+    if isinstance(content, bytes):
+        atomic.write_bytes(target, content)
+    else:
+        atomic.write_json(target, content)
+    settled = time.time() - 60
+    os.utime(target, (settled, settled))
+    return target
+
+
+def tick(store: LabelStore, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorExecutionData:
+    """One evaluation of the real review sensor over ``store``."""
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"store": store, "exchange": EXCHANGE, "review": FolderReview()},
+    )
+    return review_complete_sensor.evaluate_tick(context)
+
+
+def listing(store: LabelStore, folder: str) -> list[str]:
+    """File names in an exchange folder, sorted."""
+    path = EXCHANGE.root(store.root) / folder
+    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+
+
+def quarantined(store: LabelStore) -> list[tuple[Path, dict[str, Any]]]:
+    """Each quarantined file with its parsed ``.error.json`` report."""
+    folder = EXCHANGE.root(store.root) / "quarantine"
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.iterdir() if not p.name.endswith(".error.json"))
+    return [(file, json.loads(file.with_name(file.name + ".error.json").read_text())) for file in files]
+
+
+def stored_state(root: Path, *, ignore: tuple[str, ...] = EXCHANGE_IN_FLIGHT) -> dict[str, str]:
+    """sha256 of every file under ``root`` by relative path, except under the ``ignore`` folders."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if path.is_file() and not path.is_symlink() and not any(relative.startswith(f"{folder}/") for folder in ignore):
+            state[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
