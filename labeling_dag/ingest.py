@@ -6,11 +6,13 @@ names is stored once, and re-running ingestion over the same folder adds nothing
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+from upath import UPath
 
 from labeling_dag import atomic
 from labeling_dag.model_registry import file_sha256
@@ -31,19 +33,21 @@ RAW_COLUMNS: dict[str, str] = {
 
 
 def ingest(
-    files: Iterable[Path],
+    files: Iterable[Path | UPath],
     index: pd.DataFrame,
     *,
     workdir: Path,
     store_folder: str,
     run_id: str,
-) -> tuple[pd.DataFrame, list[Path]]:
+) -> tuple[pd.DataFrame, list[Path | UPath]]:
     """Copy files not seen before into ``workdir/store_folder/files`` under their content id.
 
     ``index`` is the raw-images table so far (``RAW_COLUMNS``). Returns the rows to append
     (one per new source file; a new name for known bytes gets a row with the existing id,
     so no source file is ever silently dropped) and the files skipped for their extension.
     A file already indexed with the same path, size and mtime is not even re-hashed.
+    ``files`` may lie on an object store (``UPath``s): their bytes are fetched once, for
+    both the hash and the copy.
     """
     seen = {
         (row.source_path, row.size_bytes, row.source_mtime_ns)
@@ -52,7 +56,7 @@ def ingest(
     stored = dict(zip(index["image_id"], index["stored_path"]))
     now = datetime.now(UTC).isoformat()
     rows: list[dict[str, object]] = []
-    skipped: list[Path] = []
+    skipped: list[Path | UPath] = []
     for path in files:
         if path.suffix.lower() not in INGESTED_SUFFIXES:
             skipped.append(path)
@@ -60,10 +64,14 @@ def ingest(
         stat = path.stat()
         if (str(path), stat.st_size, stat.st_mtime_ns) in seen:
             continue
-        image_id = file_sha256(path)
+        remote = None if isinstance(path, Path) else path.read_bytes()
+        image_id = file_sha256(path) if remote is None else hashlib.sha256(remote).hexdigest()
         if image_id not in stored:
             target = workdir / store_folder / "files" / image_id[:2] / f"{image_id}{path.suffix.lower()}"
-            atomic.copy_file(path, target)
+            if remote is None:
+                atomic.copy_file(path, target)
+            else:
+                atomic.write_bytes(target, remote)
             stored[image_id] = str(target.relative_to(workdir))
         rows.append(
             {

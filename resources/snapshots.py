@@ -8,6 +8,7 @@ argument list, never a shell string.
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import shutil
@@ -38,7 +39,13 @@ class SnapshotStore(dg.ConfigurableResource):
     the way DVC's model registry (GTO) expects, so ``dvc artifacts get`` finds them.
     """
 
-    remote: str = ""  # a local folder or any DVC remote URL; "" = <workdir>/.dvc-storage
+    # A local folder or any DVC remote URL (s3://bucket/path needs the dvc-s3 plugin, which
+    # `make setup` installs); "" = $LABELING_DAG_DVC_REMOTE, else <workdir>/.dvc-storage.
+    remote: str = ""
+    # An S3-compatible service's URL (MinIO, Ceph, a local emulator); "" =
+    # $LABELING_DAG_DVC_ENDPOINT_URL, else what boto resolves (AWS itself, or $AWS_ENDPOINT_URL).
+    # Credentials only ever come from the environment, never from the committed DVC config.
+    remote_endpoint_url: str = ""
     executable: str = "dvc"
 
     def snapshot(self, workdir: Path, folder: str, *, run_id: str) -> str:
@@ -104,6 +111,10 @@ class SnapshotStore(dg.ConfigurableResource):
         """Where the ``.dvc`` pointer of one snapshot is kept."""
         return Path(workdir) / "snapshots" / folder / f"{snapshot_id}.dvc"
 
+    def remote_url(self, workdir: Path) -> str:
+        """The DVC remote every snapshot is pushed to and restored from."""
+        return self.remote or os.environ.get("LABELING_DAG_DVC_REMOTE") or str(Path(workdir) / ".dvc-storage")
+
     def _locked(self, workdir: Path) -> AbstractContextManager[None]:
         # DVC waits for its own lock, git does not: one snapshot at a time per workdir,
         # whatever process (step, sensor, CLI) takes it.
@@ -125,10 +136,14 @@ class SnapshotStore(dg.ConfigurableResource):
         template = resources.files("labeling_dag").joinpath("dvc_template.yaml").read_text()
         if not (workdir / "dvc.yaml").exists() or (workdir / "dvc.yaml").read_text() != template:
             atomic.write_bytes(workdir / "dvc.yaml", template.encode())
-        remote = self.remote or str(workdir / ".dvc-storage")
+        remote = self.remote_url(workdir)
+        endpoint = self.remote_endpoint_url or os.environ.get("LABELING_DAG_DVC_ENDPOINT_URL", "")
+        wanted = {"url": remote} | ({"endpointurl": endpoint} if endpoint else {})
         # A DVC process start costs ~0.3 s: configure the remote only when it changed.
-        if f"url = {remote}\n" not in (workdir / ".dvc" / "config").read_text():
+        if _remote_settings(workdir / ".dvc" / "config") != wanted:
             self._dvc(workdir, "remote", "add", "--force", "--default", "storage", remote)
+            if endpoint:
+                self._dvc(workdir, "remote", "modify", "storage", "endpointurl", endpoint)
         self._commit(workdir, "labeling-dag workdir", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore", "dvc.yaml")
 
     def _commit(self, workdir: Path, message: str, *paths: str) -> None:
@@ -163,6 +178,14 @@ def _run(command: list[str], workdir: Path, *, what: str) -> str:
             f"{completed.stderr.strip() or completed.stdout.strip()}"
         )
     return completed.stdout
+
+
+def _remote_settings(config: Path) -> dict[str, str]:
+    """The settings of the ``storage`` remote in a DVC config file (empty when absent)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(config)
+    section = "'remote \"storage\"'"
+    return dict(parser[section]) if parser.has_section(section) else {}
 
 
 def snapshot_id_of(pointer: Path) -> str:

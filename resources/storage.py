@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
+from upath import UPath
 
 from labeling_dag import atomic
 from labeling_dag.ingest_batches import ROOT_BATCH, batch_key_problem
@@ -116,11 +119,22 @@ def _checked(batch: str) -> str:
     return batch
 
 
+# A source file: a local path, or a path on an object store (a UPath, not a pathlib.Path).
+SourceFile = Path | UPath
+
+# Listing keys that change when an object's content does, best first (S3, GCS, generic fsspec).
+_VERSION_KEYS = ("ETag", "etag", "md5Hash", "LastModified", "mtime", "updated")
+
+
 class ImageSource(dg.ConfigurableResource):
     """The folder new raw images arrive in, one sub-folder per ingestion batch.
 
     Each sub-folder (searched recursively) is one batch, named after it; files lying
     directly in the folder form the batch ``_root``. Hidden files and folders are ignored.
+    ``folder`` is a local path or any fsspec URL: ``s3://bucket/prefix`` makes each
+    immediate sub-prefix a batch. Credentials and endpoint come from the environment
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``, ...), never
+    from this configuration, so they are neither stored in run config nor logged.
     """
 
     folder: str
@@ -128,6 +142,8 @@ class ImageSource(dg.ConfigurableResource):
     def batches(self) -> tuple[list[str], list[str]]:
         """The batch keys present now (sorted), and a problem line for each unusable sub-folder."""
         root = self._root()
+        if isinstance(root, UPath):
+            return _object_batches(root)
         keys, problems = [], []
         for entry in sorted(root.iterdir()):
             if entry.name.startswith("."):
@@ -142,9 +158,11 @@ class ImageSource(dg.ConfigurableResource):
                 keys.append(ROOT_BATCH)
         return sorted(keys), problems
 
-    def files(self, batch: str) -> list[Path]:
+    def files(self, batch: str) -> list[SourceFile]:
         """Every file of one ingestion batch, sorted."""
         root = self._root()
+        if isinstance(root, UPath):
+            return [root.joinpath(*relative.split("/")) for relative in _object_files(root, batch)]
         if batch == ROOT_BATCH:
             return sorted(path for path in root.iterdir() if path.is_file() and not path.name.startswith("."))
         folder = root / _checked(batch)
@@ -157,13 +175,82 @@ class ImageSource(dg.ConfigurableResource):
         )
 
     def signature(self, batch: str) -> str:
-        """Changes whenever a file of the batch is added, removed or rewritten (count, bytes, newest mtime)."""
+        """Changes whenever a file of the batch is added, removed or rewritten.
+
+        Local: count, bytes, newest mtime. Object store: count, bytes and a digest of every
+        key's ETag (its content hash), all from one listing, without reading an object.
+        """
+        root = self._root()
+        if isinstance(root, UPath):
+            listed = _object_files(root, batch)
+            versions = "\n".join(f"{key} {_version(info)}" for key, info in listed.items())
+            digest = hashlib.sha256(versions.encode()).hexdigest()[:16]
+            return f"{len(listed)}-{sum(int(info.get('size') or 0) for info in listed.values())}-{digest}"
         stats = [path.stat() for path in self.files(batch)]
         newest = max((stat.st_mtime_ns for stat in stats), default=0)
         return f"{len(stats)}-{sum(stat.st_size for stat in stats)}-{newest}"
 
-    def _root(self) -> Path:
-        root = Path(self.folder).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"{root}: image source folder does not exist")
-        return root
+    def _root(self) -> Path | UPath:
+        location = UPath(self.folder)
+        # Local folders stay plain pathlib paths: no fsspec layer on the common, fast path.
+        if location.protocol in ("", "file", "local"):
+            root = Path(self.folder if not location.protocol else location.path).expanduser()
+            if not root.is_dir():
+                raise FileNotFoundError(f"{root}: image source folder does not exist")
+            return root
+        # fsspec keeps one filesystem (and its listings cache) per process: a sensor polling
+        # for new objects must list afresh every time.
+        location.fs.invalidate_cache()
+        if not location.fs.isdir(_key(location)):
+            raise FileNotFoundError(f"{self.folder}: image source prefix does not exist (or holds no object)")
+        return location
+
+
+def _key(path: UPath) -> str:
+    """The fsspec path of ``path`` (``bucket/prefix``), without a trailing slash."""
+    return path.path.rstrip("/")
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith(".") for part in relative.split("/"))
+
+
+def _object_batches(root: UPath) -> tuple[list[str], list[str]]:
+    """``ImageSource.batches`` on an object store: one listing of the prefix's immediate children."""
+    keys, problems = set(), []
+    prefix = _key(root)
+    for entry in root.fs.ls(prefix, detail=True):
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        if entry["name"].rstrip("/") == prefix or name.startswith("."):
+            continue  # the prefix's own "folder" marker object, or a hidden entry
+        if entry["type"] == "directory":
+            problem = batch_key_problem(name)
+            if problem:
+                problems.append(f"{root / name}: not an ingestion batch: {problem}")
+            else:
+                keys.add(name)
+        else:
+            keys.add(ROOT_BATCH)
+    return sorted(keys), sorted(problems)
+
+
+def _object_files(root: UPath, batch: str) -> dict[str, dict[str, Any]]:
+    """The files of one batch on an object store, by path relative to ``root``, sorted, with their listing info."""
+    prefix = _key(root)
+    if batch == ROOT_BATCH:
+        listed = {entry["name"]: entry for entry in root.fs.ls(prefix, detail=True) if entry["type"] == "file"}
+    else:
+        folder = f"{prefix}/{_checked(batch)}"
+        listed = root.fs.find(folder, detail=True)
+        if not listed:
+            raise FileNotFoundError(f"{root / batch}: ingestion batch {batch!r} is not in the source folder (moved or deleted?)")
+    # Keys ending in "/" are empty "folder" markers some tools create, not files.
+    relative = {
+        name.removeprefix(f"{prefix}/"): info for name, info in listed.items() if not name.endswith("/") and name != prefix
+    }
+    return {name: relative[name] for name in sorted(relative) if not _hidden(name)}
+
+
+def _version(info: dict[str, Any]) -> str:
+    """What identifies this content of an object in a listing (its ETag on S3)."""
+    return next((str(info[key]) for key in _VERSION_KEYS if info.get(key)), "")
