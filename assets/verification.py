@@ -87,13 +87,15 @@ def review_annotations(
     gold = store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)
     quality = quality_rows(everyone, gold, batch_id=batch_id, min_gold_accuracy=config.min_gold_accuracy, run_id=context.run_id)
     returned = returned_rows(latest, batch_id=batch_id)
-    for table, rows, columns in (
-        ("edits", edits, EDIT_COLUMNS),
-        ("quality", quality, QUALITY_COLUMNS),
-        ("returned", returned, RETURNED_COLUMNS),
-    ):
-        kept = store.read_table(ANNOTATIONS_FOLDER, table, columns)
-        store.write_table(ANNOTATIONS_FOLDER, table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True))
+    # Read-modify-write of tables shared by every batch: two intakes at once would keep only one's rows.
+    with store.locked(ANNOTATIONS_FOLDER):
+        for table, rows, columns in (
+            ("edits", edits, EDIT_COLUMNS),
+            ("quality", quality, QUALITY_COLUMNS),
+            ("returned", returned, RETURNED_COLUMNS),
+        ):
+            kept = store.read_table(ANNOTATIONS_FOLDER, table, columns)
+            store.write_table(ANNOTATIONS_FOLDER, table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True))
 
     kappas = {f"{a} vs {b}": round(k, 4) for (a, b), k in overlap_kappa(everyone).items()}
     by_reviewer = quality.set_index("reviewer")["gold_accuracy"].round(4).to_dict()
@@ -187,8 +189,12 @@ def verified_labels(
             [spot_checks[spot_checks["merge_id"] != merge_id], pd.DataFrame({"image_id": drawn, "merge_id": merge_id})],
             ignore_index=True,
         ).astype(SPOT_CHECK_COLUMNS)
-        if merge_id not in set(merges["merge_id"]):
-            merges = pd.concat([merges, pd.DataFrame([{"merge_id": merge_id, "run_id": context.run_id, "merged_at": datetime.now(UTC).isoformat()}])], ignore_index=True)
+        # A re-merge (only ever of the latest merge) takes the row over: lineage finds a merge's
+        # snapshots by this run id, and a run killed before its snapshot left none behind.
+        merges = pd.concat(
+            [merges[merges["merge_id"] != merge_id], pd.DataFrame([{"merge_id": merge_id, "run_id": context.run_id, "merged_at": datetime.now(UTC).isoformat()}])],
+            ignore_index=True,
+        ).astype(MERGE_COLUMNS)
 
         store.write_table(FOLDER, "labels", labels)
         store.write_table(FOLDER, "spot_checks", spot_checks)

@@ -59,23 +59,45 @@ class RoundRecord:
     seconds: float
 
 
-def run_loop(settings: LoopSettings, *, on_round: Callable[[RoundRecord], None] = lambda record: None) -> list[RoundRecord]:
-    """Run the seed round and ``settings.rounds`` active-learning rounds; return one record per round."""
-    import dagster as dg
+@dataclass(frozen=True)
+class JobRequest:
+    """One job run the loop asks for: what ``execute_in_process`` is given, run config complete."""
 
-    from labeling_dag.definitions import build_definitions
+    job_name: str
+    run_config: dict
+    asset_selection: tuple | None = None
+    tags: dict | None = None
+    partition_key: str | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What the loop reads back from a finished run, in-process or not (the fields of
+    ``ExecuteInProcessResult`` it uses)."""
+
+    run_id: str
+    dagster_run: object
+    all_events: list
+    success: bool
+
+
+# Runs one job against the instance and returns its outcome. The default runs it in this
+# process; the fault suite (bench/faults.py) runs it in a child process it may kill.
+JobExecutor = Callable[[LoopSettings, object, JobRequest], RunOutcome]
+
+
+def loop_resources(settings: LoopSettings) -> dict[str, object]:
+    """The resources of the code location, bound to the simulated loop's workdir and sizes."""
     from labeling_dag.resources.detector import Detector
     from labeling_dag.resources.loop_policy import LoopPolicy
     from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
     from labeling_dag.resources.snapshots import SnapshotStore
     from labeling_dag.resources.storage import ImageSource, LabelStore
     from labeling_dag.sample_data import load_data_yaml
-    from labeling_dag.simulated_reviewer import load_truth
 
-    workdir = settings.workdir.resolve()
     spec = load_data_yaml(settings.dataset)
-    resources = {
-        "store": LabelStore(workdir=str(workdir)),
+    return {
+        "store": LabelStore(workdir=str(settings.workdir.resolve())),
         "source": ImageSource(folder=str(spec.train_images)),
         "detector": Detector(imgsz=settings.imgsz, seed=settings.seed),
         "snapshots": SnapshotStore(),
@@ -88,6 +110,54 @@ def run_loop(settings: LoopSettings, *, on_round: Callable[[RoundRecord], None] 
             fine_tune_epochs=settings.fine_tune_epochs,
         ),
     }
+
+
+def execute_in_this_process(settings: LoopSettings, instance, request: JobRequest, *, run_id: str | None = None) -> RunOutcome:
+    """Run ``request`` here through the production definitions bound to ``settings``."""
+    from labeling_dag.definitions import build_definitions
+
+    result = build_definitions(loop_resources(settings)).resolve_job_def(request.job_name).execute_in_process(
+        run_config=request.run_config,
+        instance=instance,
+        asset_selection=list(request.asset_selection) if request.asset_selection else None,
+        tags=request.tags,
+        partition_key=request.partition_key,
+        run_id=run_id,
+        raise_on_error=False,
+    )
+    return RunOutcome(result.run_id, result.dagster_run, list(result.all_events), result.success)
+
+
+def run_outcome(instance, run_id: str) -> RunOutcome:
+    """The outcome of a run as the instance recorded it (for a run made by another process)."""
+    import dagster as dg
+
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise KeyError(f"run {run_id} is not in the instance at {instance.root_directory}")
+    events = [record.dagster_event for record in instance.all_logs(run_id) if record.dagster_event is not None]
+    return RunOutcome(run_id, run, events, run.status == dg.DagsterRunStatus.SUCCESS)
+
+
+def run_loop(
+    settings: LoopSettings,
+    *,
+    on_round: Callable[[RoundRecord], None] = lambda record: None,
+    execute: JobExecutor | None = None,
+) -> list[RoundRecord]:
+    """Run the seed round and ``settings.rounds`` active-learning rounds; return one record per round.
+
+    ``execute`` runs each job (default: in this process, against the same instance).
+    """
+    import dagster as dg
+
+    from labeling_dag.definitions import build_definitions
+    from labeling_dag.resources.storage import LabelStore
+    from labeling_dag.sample_data import load_data_yaml
+    from labeling_dag.simulated_reviewer import load_truth
+
+    spec = load_data_yaml(settings.dataset)
+    resources = loop_resources(settings)
     defs = build_definitions(resources)
     # An instance on disk, as the daemon's: partitioned run requests resolve through its ref.
     if os.environ.get("DAGSTER_HOME"):
@@ -98,7 +168,7 @@ def run_loop(settings: LoopSettings, *, on_round: Callable[[RoundRecord], None] 
     store.set_class_names(spec.names)
     truth = load_truth(settings.dataset, "train")
     _register_gold(store, truth, count=settings.gold_images, seed=settings.seed)
-    driver = _Driver(defs, instance, resources, settings)
+    driver = _Driver(defs, instance, resources, settings, execute or execute_in_this_process)
 
     records = []
     driver.tick("ingest_batch_sensor")
@@ -118,8 +188,8 @@ def run_loop(settings: LoopSettings, *, on_round: Callable[[RoundRecord], None] 
 class _Driver:
     """Runs jobs and evaluates sensors the way the daemon would, one step at a time."""
 
-    def __init__(self, defs, instance, resources, settings: LoopSettings) -> None:
-        self.defs, self.instance, self.resources, self.settings = defs, instance, resources, settings
+    def __init__(self, defs, instance, resources, settings: LoopSettings, execute: JobExecutor) -> None:
+        self.defs, self.instance, self.resources, self.settings, self.execute = defs, instance, resources, settings, execute
         self.cursors: dict[str, str | None] = {}
         self.run_keys: set[str] = set()
         self.last_run = None
@@ -135,14 +205,14 @@ class _Driver:
             }
         if "verified_labels" in ops:
             ops["verified_labels"] = {"config": ops["verified_labels"]["config"] | {"target_precision": self.settings.target_precision, "seed": self.settings.seed}}
-        self.last_run = self.defs.resolve_job_def(job_name).execute_in_process(
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}, "ops": ops},
-            instance=self.instance,
-            asset_selection=list(asset_selection) if asset_selection else None,
-            tags=tags,
-            partition_key=partition_key,
-            raise_on_error=False,
+        request = JobRequest(
+            job_name,
+            {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, "ops": ops},
+            tuple(asset_selection) if asset_selection else None,
+            dict(tags) if tags else None,
+            partition_key,
         )
+        self.last_run = self.execute(self.settings, self.instance, request)
         _raise_unexpected_failure(self.last_run)
         return self.last_run
 

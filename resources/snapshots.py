@@ -121,21 +121,25 @@ class SnapshotStore(dg.ConfigurableResource):
         return atomic.file_lock(workdir / ".snapshot.lock")
 
     def _ensure_repo(self, workdir: Path) -> None:
+        # Every setup step is checked on its own, every time: a process killed half-way through
+        # setting up must leave nothing that a re-run would take for "done".
         if not (workdir / ".git").is_dir():
             self._git(workdir, "init", "--quiet")
-            self._git(workdir, "config", "user.name", "labeling-dag")
-            self._git(workdir, "config", "user.email", "labeling-dag@localhost")
-        if not (workdir / ".dvc").is_dir():
+        self._git(workdir, "config", "user.name", "labeling-dag")
+        self._git(workdir, "config", "user.email", "labeling-dag@localhost")
+        if not (workdir / ".dvc" / "config").is_file():
             self._dvc(workdir, "init", "--force")
+        settings = _dvc_settings(workdir / ".dvc" / "config")
+        if settings.get(("core", "analytics")) != "false":
             self._dvc(workdir, "config", "core.analytics", "false")
+        if settings.get(("cache", "type")) != _CACHE_TYPE:
             # Hardlinks cost no disk; every writer here replaces files by rename, never in place.
-            self._dvc(workdir, "config", "cache.type", "reflink,hardlink,copy")
-            atomic.write_bytes(workdir / ".gitignore", b".snapshot.lock\n.dvc-storage/\n")
-            # The kept pointers are records, not outputs: DVC must not read them as .dvc files.
-            atomic.write_bytes(workdir / ".dvcignore", b"snapshots/\n.dvc-storage/\n")
-        template = resources.files("labeling_dag").joinpath("dvc_template.yaml").read_text()
-        if not (workdir / "dvc.yaml").exists() or (workdir / "dvc.yaml").read_text() != template:
-            atomic.write_bytes(workdir / "dvc.yaml", template.encode())
+            self._dvc(workdir, "config", "cache.type", _CACHE_TYPE)
+        _write_if_changed(workdir / ".gitignore", b".snapshot.lock\n.dvc-storage/\n.claims/\n.locks/\n")
+        # The kept pointers are records, not outputs: DVC must not read them as .dvc files; an
+        # atomic write's temporary file, left by a killed process, is never part of a snapshot.
+        _write_if_changed(workdir / ".dvcignore", b"snapshots/\n.dvc-storage/\n.*.tmp\n")
+        _write_if_changed(workdir / "dvc.yaml", resources.files("labeling_dag").joinpath("dvc_template.yaml").read_bytes())
         remote = self.remote_url(workdir)
         endpoint = self.remote_endpoint_url or os.environ.get("LABELING_DAG_DVC_ENDPOINT_URL", "")
         wanted = {"url": remote} | ({"endpointurl": endpoint} if endpoint else {})
@@ -178,6 +182,21 @@ def _run(command: list[str], workdir: Path, *, what: str) -> str:
             f"{completed.stderr.strip() or completed.stdout.strip()}"
         )
     return completed.stdout
+
+
+_CACHE_TYPE = "reflink,hardlink,copy"
+
+
+def _write_if_changed(path: Path, content: bytes) -> None:
+    if not path.is_file() or path.read_bytes() != content:
+        atomic.write_bytes(path, content)
+
+
+def _dvc_settings(config: Path) -> dict[tuple[str, str], str]:
+    """Every ``(section, key) -> value`` of a DVC config file."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(config)
+    return {(section, key): value for section in parser.sections() for key, value in parser[section].items()}
 
 
 def _remote_settings(config: Path) -> dict[str, str]:

@@ -180,3 +180,91 @@ def test_a_half_written_file_that_stopped_changing_is_quarantined(store: LabelSt
     assert moved.read_bytes() == text[: len(text) // 2]
     assert report["file"] == str(file) and report["problem"].startswith("not a readable JSON file")
     assert stored_state(store.root) == before
+
+
+# --- two merge runs at once ---------------------------------------------------------------------
+
+
+def _merge_in_process(
+    workdir: str, source: str, batch_id: str, start: multiprocessing.synchronize.Barrier, results: multiprocessing.Queue
+) -> None:
+    """One ``merge_review`` run of the production definitions, started together with the other process's."""
+    try:
+        from conftest import make_resources
+        from labeling_dag.definitions import build_definitions
+        from labeling_dag.resources.loop_policy import LoopPolicy
+
+        resources = make_resources(Path(workdir), Path(source)) | {"policy": LoopPolicy(validation_dataset="unused.yaml")}
+        job = build_definitions(resources).resolve_job_def("merge_review")
+        config = {"ops": {"review_annotations": {"config": {"batch_id": batch_id}}, "verified_labels": {"config": {"batch_id": batch_id}}}}
+        start.wait(timeout=120)
+        result = job.execute_in_process(run_config=config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        errors = [e.event_specific_data.error.to_string() for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        results.put(("ok" if result.success else "failed", errors))
+    except BaseException as error:  # reported to the parent, which fails the test with it
+        results.put(("error", f"{type(error).__name__}: {error}"))
+
+
+def _merge_at_once(store: LabelStore, tmp_path: Path, batch_ids: list[str]) -> list[tuple[str, object]]:
+    context = multiprocessing.get_context("fork")
+    start, results = context.Barrier(len(batch_ids)), context.Queue()
+    source = tmp_path / "source"
+    source.mkdir(exist_ok=True)
+    workers = [context.Process(target=_merge_in_process, args=(str(store.root), str(source), b, start, results)) for b in batch_ids]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=300) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    return outcomes
+
+
+def _returned(store: LabelStore, batch_ids: list[str]) -> None:
+    """Batches exported, answered (every box relabelled ``square``) and received by the real sensor."""
+    for batch_id in batch_ids:
+        drop(store, f"{batch_id}.json", answer(export_batch(store, batch_id)))
+    result = tick(store, dg.DagsterInstance.ephemeral())
+    assert sorted(request.run_key for request in result.run_requests) == sorted(batch_ids)
+
+
+def _verified(store: LabelStore) -> tuple[object, object, object]:
+    from labeling_dag.merge import EDIT_COLUMNS, LABEL_COLUMNS, MERGE_COLUMNS
+
+    return (
+        store.read_table("verified_labels", "labels", LABEL_COLUMNS),
+        store.read_table("verified_labels", "merges", MERGE_COLUMNS),
+        store.read_table("review_annotations", "edits", EDIT_COLUMNS),
+    )
+
+
+@pytest.mark.slow
+def test_two_merges_of_different_batches_at_once_keep_both(store: LabelStore, tmp_path: Path) -> None:
+    """Two ``merge_review`` runs for two batches, started at the same moment in two processes: both
+    succeed, and each batch's three reviewed boxes are in the edits and the verified labels once."""
+    _returned(store, ["batch-m1", "batch-m2"])
+
+    outcomes = _merge_at_once(store, tmp_path, ["batch-m1", "batch-m2"])
+
+    assert outcomes == [("ok", []), ("ok", [])], outcomes
+    labels, merges, edits = _verified(store)
+    assert sorted(merges["merge_id"]) == ["batch-m1", "batch-m2"]
+    assert not labels["label_id"].duplicated().any()
+    for batch_id in ("batch-m1", "batch-m2"):
+        mine = labels[labels["merge_id"] == batch_id]
+        assert len(mine) == 3 and set(mine["class_name"]) == {"square"} and set(mine["retired_by"]) == {""}
+        assert len(edits[edits["batch_id"] == batch_id]) == 3
+
+
+@pytest.mark.slow
+def test_two_merges_of_the_same_batch_at_once_make_one_merge(store: LabelStore, tmp_path: Path) -> None:
+    """The same batch merged by two runs at once (a replayed request, a manual re-run): one merge
+    row, the batch's boxes once each, nothing retired, neither run fails."""
+    _returned(store, ["batch-m1"])
+
+    outcomes = _merge_at_once(store, tmp_path, ["batch-m1", "batch-m1"])
+
+    assert outcomes == [("ok", []), ("ok", [])], outcomes
+    labels, merges, edits = _verified(store)
+    assert list(merges["merge_id"]) == ["batch-m1"]
+    assert len(labels) == 3 and not labels["label_id"].duplicated().any() and set(labels["retired_by"]) == {""}
+    assert len(edits) == 3

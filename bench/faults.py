@@ -1,0 +1,490 @@
+"""SIGKILL fault suite: kill the run process at random points inside the assets of the loop,
+re-run, and check that nothing was lost, duplicated or altered.
+
+Two simulated loops with the same seed run through the production definitions
+(``labeling_dag.run_loop``): a reference, and one whose job runs are killed. Every job run
+is a child process (forked from a server that has already imported Dagster, torch and
+ultralytics, so a run costs no import time) executing ``execute_in_process`` against an
+on-disk Dagster instance. The parent watches the run's event log; when the chosen asset's
+STEP_START appears it waits a random part of that step's duration in the reference run and
+SIGKILLs the child's whole process group (DVC and git children included), marks the run
+failed as Dagster's run monitoring would, checks that every table and JSON file of the
+workdir still parses, and runs the same job again (which may be killed again).
+
+    .venv/bin/python bench/faults.py            # long form: every job run killed 1-3 times
+    .venv/bin/python bench/faults.py --quick    # one kill inside each of the 9 assets (CI)
+
+The last lines are ``kills survived N`` and ``rows lost N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+ASSETS = (
+    "raw_images",
+    "cleaned_images",
+    "pre_labels",
+    "uncertainty_scores",
+    "review_batch",
+    "review_annotations",
+    "verified_labels",
+    "retrained_model",
+    "current_model",
+)
+# Columns that hold run ids or wall-clock times: they differ between any two runs.
+RUN_SPECIFIC = {"run_id", "pre_label_run_id", "created_at", "merged_at", "ingested_at"}
+POLL_SECONDS = 0.01
+
+
+@dataclass
+class Kill:
+    """One SIGKILL: which job run, which step the plan aimed at and which steps were running."""
+
+    execution: int
+    job_name: str
+    aimed_at: str
+    delay: float
+    running: list[str]
+    unreadable: list[str]
+    tmp_leftovers: int
+
+
+@dataclass
+class KillPlan:
+    """Which steps to kill in. ``per_asset``: the quick form, one kill landed inside each asset;
+    otherwise every job run is killed ``1..max_kills`` times at a random asset step."""
+
+    per_asset: bool
+    max_kills: int = 3
+    seed: int = 0
+    pending: set[str] = field(default_factory=lambda: set(ASSETS))
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.budget: dict[int, int] = {}
+
+    def target(self, execution: int, steps: list[str]) -> str | None:
+        """The step to kill in on this attempt of job run ``execution`` (``None``: let it finish)."""
+        assets = [step for step in steps if step in ASSETS]
+        if self.per_asset:
+            # A kill may land after its step (a re-run skips work already done): aim again, a few times.
+            self.budget[execution] = self.budget.get(execution, 2 * len(assets)) - 1
+            return next((step for step in assets if step in self.pending), None) if self.budget[execution] >= 0 else None
+        if execution not in self.budget:
+            self.budget[execution] = self.rng.randint(1, self.max_kills)
+        if self.budget[execution] == 0 or not assets:
+            return None
+        self.budget[execution] -= 1
+        return self.rng.choice(assets)
+
+    def landed(self, running: list[str]) -> None:
+        """Strike off the assets a kill landed inside."""
+        self.pending -= set(running)
+
+
+def _child(settings, dagster_home: str, request, run_id: str) -> None:
+    """Body of a run process: its own process group (so one killpg takes DVC and git too)."""
+    os.setsid()
+    os.environ["DAGSTER_HOME"] = dagster_home
+    import dagster as dg
+
+    from labeling_dag.run_loop import execute_in_this_process
+
+    with dg.DagsterInstance.get() as instance:
+        execute_in_this_process(settings, instance, request, run_id=run_id)
+
+
+class KillingExecutor:
+    """A ``run_loop`` job executor that runs each job in a child process and kills it per ``plan``.
+
+    ``durations`` (step -> seconds per job-run index, from the reference loop) bound the
+    random delay after STEP_START; the reference loop itself runs with an empty plan and
+    fills them in.
+    """
+
+    def __init__(self, context, dagster_home: Path, plan: KillPlan | None, durations: dict[int, dict[str, float]], seed: int) -> None:
+        self.context, self.home, self.plan, self.durations = context, dagster_home, plan, durations
+        self.rng = random.Random(seed)
+        self.executions = 0
+        self.kills: list[Kill] = []
+        self.attempts = 0
+
+    def __call__(self, settings, instance, request):
+        from dagster._core.utils import make_new_run_id
+
+        from labeling_dag.run_loop import run_outcome
+
+        execution, self.executions = self.executions, self.executions + 1
+        steps = _job_steps(settings, request)
+        while True:
+            run_id = make_new_run_id()
+            target = self.plan.target(execution, steps) if self.plan else None
+            process = self.context.Process(target=_child, args=(settings, str(self.home), request, run_id))
+            self.attempts += 1
+            process.start()
+            if target is None or not self._kill_inside(process, instance, run_id, execution, request.job_name, target, settings.workdir):
+                process.join()
+                break
+        if process.exitcode != 0:
+            raise RuntimeError(f"run {run_id} of {request.job_name} exited with {process.exitcode}")
+        if self.plan is None:
+            self.durations[execution] = _step_durations(instance, run_id)
+        return run_outcome(instance, run_id)
+
+    def _kill_inside(self, process, instance, run_id: str, execution: int, job_name: str, step: str, workdir: Path) -> bool:
+        """SIGKILL ``process`` a random time after ``step`` starts; False when the run ended first."""
+        while not _started(instance, run_id, step):
+            if not process.is_alive():
+                return False
+            time.sleep(POLL_SECONDS)
+        reference = self.durations.get(execution, {}).get(step) or max(
+            (d.get(step, 0.0) for d in self.durations.values()), default=0.5
+        )
+        delay = self.rng.uniform(0.0, reference)
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            if not process.is_alive():
+                return False
+            time.sleep(POLL_SECONDS)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        process.join()
+        running = _running_steps(instance, run_id)
+        # What Dagster's run monitoring does for a run whose worker died.
+        instance.report_run_failed(instance.get_run_by_id(run_id), message="run process killed (SIGKILL) by the fault suite")
+        unreadable, leftovers = check_readable(workdir)
+        self.kills.append(Kill(execution, job_name, step, round(delay, 3), running, unreadable, leftovers))
+        self.plan.landed(running)
+        print(f"kill {len(self.kills):3d}: {job_name} aimed at {step} +{delay:.2f}s, running {running or '-'}", flush=True)
+        return True
+
+
+def _job_steps(settings, request) -> list[str]:
+    """The asset step keys a request executes, in graph order."""
+    from labeling_dag.definitions import build_definitions
+    from labeling_dag.run_loop import loop_resources
+
+    job = build_definitions(loop_resources(settings)).resolve_job_def(request.job_name)
+    if request.asset_selection:
+        job = job.get_subset(asset_selection=set(request.asset_selection))
+    order = {name: index for index, name in enumerate(ASSETS)}
+    return sorted((node.name for node in job.graph.nodes if node.name in order), key=order.get)
+
+
+def _events(instance, run_id: str):
+    return [record for record in instance.all_logs(run_id) if record.dagster_event is not None]
+
+
+def _started(instance, run_id: str, step: str) -> bool:
+    import dagster as dg
+
+    if not instance.has_run(run_id):
+        return False
+    return any(record.step_key == step for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START))
+
+
+def _running_steps(instance, run_id: str) -> list[str]:
+    """Steps of the run that started and neither succeeded nor failed."""
+    started, ended = [], set()
+    for record in _events(instance, run_id):
+        kind = record.dagster_event.event_type_value
+        if kind == "STEP_START":
+            started.append(record.step_key)
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
+            ended.add(record.step_key)
+    return [step for step in started if step not in ended]
+
+
+def _step_durations(instance, run_id: str) -> dict[str, float]:
+    begun: dict[str, float] = {}
+    durations = {}
+    for record in _events(instance, run_id):
+        kind = record.dagster_event.event_type_value
+        if kind == "STEP_START":
+            begun[record.step_key] = record.timestamp
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and record.step_key in begun:
+            durations[record.step_key] = record.timestamp - begun[record.step_key]
+    return durations
+
+
+def check_readable(workdir: Path) -> tuple[list[str], int]:
+    """Every parquet and JSON file of the workdir by the name readers use (no hidden or temporary
+    names): the ones that do not parse, and the count of ``.tmp`` leftovers lying beside them."""
+    unreadable, leftovers = [], 0
+    for path in sorted(Path(workdir).rglob("*")):
+        relative = path.relative_to(workdir)
+        if relative.parts[0] in (".git", ".dvc", ".dvc-storage") or not path.is_file():
+            continue
+        if path.name.endswith(".tmp"):
+            leftovers += 1
+            continue
+        try:
+            if path.suffix == ".parquet":
+                pd.read_parquet(path)
+            elif path.suffix == ".json":
+                json.loads(path.read_text())
+        except Exception as error:  # any failure to parse is what the suite looks for
+            unreadable.append(f"{relative}: {type(error).__name__}: {error}")
+    return unreadable, leftovers
+
+
+# --- comparing two workdirs --------------------------------------------------------------------
+
+# Training is not bit-deterministic on this CPU (two trainings on the same data differ by up to
+# 0.03 in a weight, and a checkpoint's bytes hold its date and paths), so from the first model
+# on, two loops with one seed pick different batches. The seed round (everything before the
+# first model) is compared with the reference row for row; every round is checked for what
+# must hold whatever the model: each reviewed and gold box in force exactly once.
+SEED_ROUND_TABLES = {
+    ("verified_labels", "labels"): ["label_id"],
+    ("verified_labels", "images"): ["image_id"],
+    ("verified_labels", "merges"): None,
+    ("review_batch", "batches"): ["position"],
+    ("review_annotations", "edits"): ["image_id", "region_id", "x", "y"],
+}
+
+
+def deterministic(frame: pd.DataFrame, key: list[str] | None) -> pd.DataFrame:
+    """``frame`` without run ids and times, floats rounded to 6 places, sorted by ``key``."""
+    frame = frame.drop(columns=[c for c in frame.columns if c in RUN_SPECIFIC])
+    for column in frame.columns:
+        if pd.api.types.is_float_dtype(frame[column]):
+            frame[column] = frame[column].round(6)
+    if key:
+        frame = frame.sort_values(key)
+    return frame.reset_index(drop=True)
+
+
+def _seed_rows(workdir: Path, folder: str, table: str) -> pd.DataFrame:
+    """The rows of a table that belong to the seed round (the first review batch and its merge)."""
+    frame = pd.read_parquet(workdir / folder / f"{table}.parquet")
+    seed = str(pd.read_parquet(workdir / "verified_labels" / "merges.parquet")["merge_id"].iloc[0])
+    for column in ("merge_id", "batch_id"):
+        if column in frame.columns:
+            return frame[frame[column] == seed]
+    return frame
+
+
+def expected_rows(workdir: Path) -> pd.DataFrame:
+    """Every box that must be in force or retired in verified_labels, read from the sources the
+    pipeline took them from: the reviewers' accepted exports of the merged batches (latest
+    annotation, gold tasks aside) and the gold table."""
+    from labeling_dag.label_studio_format import parse_export
+    from labeling_dag.resources.review_exchange import FileReviewExchange
+
+    exchange, names = FileReviewExchange(), tuple(json.loads((workdir / "classes.json").read_text()))
+    batches = pd.read_parquet(workdir / "review_batch" / "batches.parquet")
+    gold_images = set(batches.loc[batches["is_gold"], "image_id"])
+    rows = []
+    for merge_id in pd.read_parquet(workdir / "verified_labels" / "merges.parquet")["merge_id"]:
+        tasks = json.loads(exchange.received_file(workdir, merge_id).read_text())
+        for annotation in parse_export(tasks, class_names=names, expected_batch_id=merge_id):
+            if annotation.image_id not in gold_images:
+                rows += [(merge_id, "human", annotation.image_id, b.class_name, b.box.x, b.box.y, b.box.w, b.box.h) for b in annotation.boxes]
+    first = str(pd.read_parquet(workdir / "verified_labels" / "merges.parquet")["merge_id"].iloc[0])
+    gold = pd.read_parquet(workdir / "gold" / "labels.parquet")
+    rows += [(first, "gold", g.image_id, g.class_name, g.x, g.y, g.w, g.h) for g in gold.itertuples()]
+    return _box_keys(pd.DataFrame(rows, columns=["merge_id", "source", "image_id", "class_name", "x", "y", "w", "h"]))
+
+
+def _box_keys(frame: pd.DataFrame) -> pd.Series:
+    return frame.apply(lambda r: f"{r.merge_id}|{r.source}|{r.image_id}|{r.class_name}|{r.x:.5f},{r.y:.5f},{r.w:.5f},{r.h:.5f}", axis=1) if len(frame) else pd.Series([], dtype=str)
+
+
+def compare(reference: Path, killed: Path) -> dict:
+    """The killed loop's workdir against the reference's (seed round) and against its own sources."""
+    from labeling_dag.tables import read_table
+
+    report: dict = {"seed_round_equal": {}}
+    for (folder, table), key in SEED_ROUND_TABLES.items():
+        a, b = (deterministic(_seed_rows(w, folder, table), key) for w in (reference, killed))
+        report["seed_round_equal"][f"{folder}/{table}"] = bool(a.equals(b)) and len(a) > 0
+    labels = pd.read_parquet(killed / "verified_labels" / "labels.parquet")
+    expected = Counter(expected_rows(killed))
+    present = Counter(_box_keys(labels[labels["source"].isin(["human", "gold"])]))
+    report["expected_rows"] = sum(expected.values())
+    report["rows_lost"] = sum((expected - present).values())
+    report["rows_duplicated"] = sum((present - expected).values()) + int(labels["label_id"].duplicated().sum())
+    report["verified_rows"] = len(labels)
+    report["merges"] = len(pd.read_parquet(killed / "verified_labels" / "merges.parquet"))
+    report["reference_merges"] = len(pd.read_parquet(reference / "verified_labels" / "merges.parquet"))
+    report["promoted_models"] = len(json.loads((killed / "models" / "registry.json").read_text())["promoted"])
+    report["reference_promoted_models"] = len(json.loads((reference / "models" / "registry.json").read_text())["promoted"])
+    report["seed_snapshot_equal"] = seed_snapshot_equal(reference, killed)
+    report["lineage_unresolved"] = unresolved_lineage(killed)
+    report["history_problems"] = history_problems(killed)
+    report["unreadable"], report["tmp_leftovers"] = check_readable(killed)
+    report["pool_images"] = len(read_table(killed, "cleaned_images", "images", {"image_id": "str"}))
+    return report
+
+
+def _snapshot_table(workdir: Path, snapshot_id: str, table: str) -> pd.DataFrame:
+    """A table as one DVC snapshot of verified_labels holds it, read from the DVC cache."""
+    cache = workdir / ".dvc" / "cache" / "files" / "md5"
+    listing = json.loads((cache / snapshot_id[:2] / f"{snapshot_id[2:]}.dir").read_text())
+    md5 = next(entry["md5"] for entry in listing if entry["relpath"] == f"{table}.parquet")
+    return pd.read_parquet(cache / md5[:2] / md5[2:])
+
+
+def seed_snapshot_equal(reference: Path, killed: Path) -> bool:
+    """The verified_labels snapshot the seed merge's run took holds the same labels in both workdirs."""
+    from labeling_dag.lineage import Workdir
+
+    tables = []
+    for workdir in (reference, killed):
+        run_id = str(pd.read_parquet(workdir / "verified_labels" / "merges.parquet")["run_id"].iloc[0])
+        snapshots = Workdir(workdir).snapshots_of_run("verified_labels", run_id)
+        if not snapshots:
+            return False
+        tables.append(deterministic(_snapshot_table(workdir, snapshots[-1], "labels"), ["label_id"]))
+    return bool(tables[0].equals(tables[1]))
+
+
+def unresolved_lineage(workdir: Path) -> list[str]:
+    """Labels whose ``labeling-dag trace`` fails or finds no snapshot holding them."""
+    from labeling_dag.lineage import Workdir, trace_label
+
+    problems = []
+    labels = pd.read_parquet(workdir / "verified_labels" / "labels.parquet")
+    for label_id in labels["label_id"]:
+        try:
+            text = "\n".join(trace_label(Workdir(workdir), label_id))
+        except Exception as error:  # reported, not raised: the suite counts them
+            problems.append(f"{label_id}: {type(error).__name__}: {error}")
+            continue
+        if "verified_labels snapshots: none" in text or "raw file: " not in text:
+            problems.append(f"{label_id}: {text.splitlines()[-1]}")
+    return problems
+
+
+def history_problems(workdir: Path) -> list[str]:
+    """Snapshot histories that disagree with the DVC pointers: a history entry without its kept
+    pointer or cache object, or a folder whose current pointer is not its latest history entry."""
+    import yaml
+
+    problems = []
+    for history in sorted((workdir / "snapshots").rglob("history.json")):
+        folder = history.parent.relative_to(workdir / "snapshots").as_posix()
+        entries = json.loads(history.read_text())
+        for entry in entries:
+            sid = entry["snapshot_id"]
+            if not (history.parent / f"{sid}.dvc").exists():
+                problems.append(f"{folder}: no kept pointer for {sid}")
+            if not (workdir / ".dvc" / "cache" / "files" / "md5" / sid[:2] / f"{sid[2:]}.dir").exists():
+                problems.append(f"{folder}: {sid} not in the DVC cache")
+        pointer = workdir / f"{folder}.dvc"
+        current = str(yaml.safe_load(pointer.read_text())["outs"][0]["md5"]).removesuffix(".dir") if pointer.exists() else ""
+        if entries and current != entries[-1]["snapshot_id"]:
+            problems.append(f"{folder}: pointer {current} is not the latest history entry {entries[-1]['snapshot_id']}")
+    return problems
+
+
+# --- the two loops -----------------------------------------------------------------------------
+
+
+def _forkserver():
+    context = multiprocessing.get_context("forkserver")
+    # Imported once in the fork server: each run process starts with them loaded.
+    context.set_forkserver_preload(["labeling_dag.run_loop", "labeling_dag.definitions", "torch", "ultralytics"])
+    return context
+
+
+def run_loop_with(settings, home: Path, executor: KillingExecutor) -> list:
+    """One simulated loop on its own Dagster home, each job run through ``executor``."""
+    from labeling_dag.run_loop import run_loop
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()  # default on-disk storage, without Dagster's warning about it
+    os.environ["DAGSTER_HOME"] = str(home)
+    return run_loop(settings, execute=executor)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one kill inside each of the 9 assets, tiny data (CI)")
+    parser.add_argument("--root", type=Path, default=None, help="where the two workdirs go (default: a temp folder)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON report (default bench/faults.json, or .quick.json)")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+
+    import tempfile
+
+    # The fork server copies this environment into every run process.
+    os.environ.setdefault("LABELING_DAG_CONFIG_DIR", str(REPO / ".labeling-dag"))
+    os.environ.setdefault("YOLO_CONFIG_DIR", os.environ["LABELING_DAG_CONFIG_DIR"])
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["PATH"] = f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
+
+    from labeling_dag.run_loop import LoopSettings
+    from labeling_dag.sample_data import generate_dataset
+
+    root = (args.root or Path(tempfile.mkdtemp(prefix="labeling-dag-faults-"))).resolve()
+    out = args.out or REPO / "bench" / ("faults.quick.json" if args.quick else "faults.json")
+    rounds = args.rounds if args.rounds is not None else (0 if args.quick else 2)
+    data_yaml = generate_dataset(root / "data", images=40 if args.quick else 60, seed=21, imgsz=64)
+    settings = LoopSettings(
+        dataset=data_yaml,
+        workdir=root / "reference" / "work",
+        rounds=rounds,
+        batch_size=8,
+        seed_labels=12,
+        gold_images=2,
+        imgsz=64,
+        cold_start_epochs=2,
+        fine_tune_epochs=1,
+        target_precision=0.5,
+        seed=args.seed,
+    )
+    context = _forkserver()
+    started = time.perf_counter()
+    durations: dict[int, dict[str, float]] = {}
+    reference = KillingExecutor(context, root / "reference" / "home", None, durations, args.seed)
+    run_loop_with(settings, root / "reference" / "home", reference)
+    reference_seconds = time.perf_counter() - started
+
+    plan = KillPlan(per_asset=args.quick, seed=args.seed)
+    killing = KillingExecutor(context, root / "killed" / "home", plan, durations, args.seed)
+    killed_settings = replace(settings, workdir=root / "killed" / "work")
+    run_loop_with(killed_settings, root / "killed" / "home", killing)
+    report = compare(settings.workdir, killed_settings.workdir)
+    landed = Counter(step for kill in killing.kills for step in kill.running)
+    report |= {
+        "quick": args.quick,
+        "seed": args.seed,
+        "rounds": rounds,
+        "job_runs": killing.executions,
+        "run_attempts": killing.attempts,
+        "kills": [kill.__dict__ for kill in killing.kills],
+        "kills_inside_asset": {asset: landed.get(asset, 0) for asset in ASSETS},
+        "unreadable_after_kills": [problem for kill in killing.kills for problem in kill.unreadable],
+        "reference_seconds": round(reference_seconds, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "root": str(root),
+    }
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k not in ("kills", "lineage_unresolved")}, indent=2, default=str))
+    print(f"report: {out}")
+    print(f"kills survived {len(killing.kills)}")
+    print(f"rows lost {report['rows_lost']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
