@@ -45,15 +45,16 @@ def cleaned_images(
         {c: t for c, t in IMAGE_COLUMNS.items() if c not in _MARKS}
     )
     # Duplicates are marked against every batch cleaned so far, this one included.
-    pool = store.read_table(FOLDER, "images", IMAGE_COLUMNS)
-    cleaned = pd.concat([cleaned, mark_duplicates(new, pool).astype(IMAGE_COLUMNS)], ignore_index=True)
+    pool = store.read_table(FOLDER, "images", IMAGE_COLUMNS, only=_POOL_COLUMNS)
+    marked = mark_duplicates(new, pool).astype(IMAGE_COLUMNS)
+    cleaned = pd.concat([cleaned, marked], ignore_index=True)
     rejects = pd.concat([rejects, pd.DataFrame(rejected, columns=list(REJECT_COLUMNS)).astype(REJECT_COLUMNS)], ignore_index=True)
     store.write_partition(FOLDER, batch, "rejects", rejects)
     store.write_partition(FOLDER, batch, "images", cleaned)
     summary = _summary(cleaned, rejects)
     # DVC's metrics file counts the whole pool, every batch so far.
-    pool_rejects = store.read_table(FOLDER, "rejects", REJECT_COLUMNS)
-    atomic.write_json(store.root / "metrics" / f"{FOLDER}.json", _summary(store.read_table(FOLDER, "images", IMAGE_COLUMNS), pool_rejects))
+    pool = pd.concat([pool, marked[list(_POOL_COLUMNS)]], ignore_index=True)
+    atomic.write_json(store.root / "metrics" / f"{FOLDER}.json", _summary(pool, store.read_table(FOLDER, "rejects", REJECT_COLUMNS)))
 
     snapshot_id = snapshots.snapshot(store.root, f"{FOLDER}/{batch}", run_id=context.run_id)
     return dg.MaterializeResult(
@@ -73,6 +74,8 @@ def cleaned_images(
 
 
 _MARKS = ("duplicate_of", "near_duplicate_of", "is_exact_duplicate", "is_near_duplicate")
+# What duplicate marking and the pool's counts read of every other batch.
+_POOL_COLUMNS = ("image_id", "pixel_hash", "phash", "is_exact_duplicate", "is_near_duplicate", "is_blurry", "is_low_contrast")
 
 
 def _summary(cleaned: pd.DataFrame, rejects: pd.DataFrame) -> dict[str, int]:

@@ -70,7 +70,10 @@ def pre_labels(
 
     summary = _summary(boxes, images)
     # DVC's metrics file counts the whole pool, every batch so far.
-    pool = _summary(store.read_table(FOLDER, "boxes", BOX_COLUMNS), store.read_table(FOLDER, "images", IMAGE_COLUMNS))
+    pool = _summary(
+        store.read_table(FOLDER, "boxes", BOX_COLUMNS, only=["confidence"]),
+        store.read_table(FOLDER, "images", IMAGE_COLUMNS, only=["n_boxes"]),
+    )
     atomic.write_json(store.root / "metrics" / f"{FOLDER}.json", pool)
     snapshot_id = snapshots.snapshot(store.root, f"{FOLDER}/{batch}", run_id=context.run_id)
     return dg.MaterializeResult(

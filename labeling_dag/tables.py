@@ -5,6 +5,7 @@ Dagster-free and read-only, so the audit CLI can use it on any workdir without c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -13,19 +14,24 @@ import pandas as pd
 PARTITIONED_FOLDERS = ("raw_images", "cleaned_images", "pre_labels", "uncertainty_scores")
 
 
-def read_table(root: Path, folder: str, table: str, columns: dict[str, str]) -> pd.DataFrame:
+def read_table(
+    root: Path, folder: str, table: str, columns: dict[str, str], *, only: Sequence[str] | None = None
+) -> pd.DataFrame:
     """``root/folder/table.parquet``, or for a partitioned folder every batch's table in batch order.
 
-    An absent table reads as an empty frame with ``columns``.
+    ``only`` reads just those columns: a whole-pool view of a few columns stays cheap however
+    many embeddings the tables hold. An absent table reads as an empty frame with ``columns``.
     """
     base = Path(root) / folder
     if folder in PARTITIONED_FOLDERS:
         paths = sorted(base.glob(f"*/{table}.parquet"))
     else:
         paths = [base / f"{table}.parquet"] if (base / f"{table}.parquet").exists() else []
-    frames = [frame for frame in (pd.read_parquet(path) for path in paths) if len(frame)]
+    wanted = list(only) if only is not None else None
+    frames = [frame for frame in (pd.read_parquet(path, columns=wanted) for path in paths) if len(frame)]
     if not frames:
-        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})
+        names = wanted if wanted is not None else list(columns)
+        return pd.DataFrame({name: pd.Series(dtype=columns[name]) for name in names})
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 

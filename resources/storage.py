@@ -65,13 +65,15 @@ class LabelStore(dg.ConfigurableResource):
             atomic.write_json(self.root / "classes.json", list(names))
         return tuple(names)
 
-    def read_table(self, folder: str, table: str, columns: dict[str, str]) -> pd.DataFrame:
+    def read_table(
+        self, folder: str, table: str, columns: dict[str, str], *, only: Sequence[str] | None = None
+    ) -> pd.DataFrame:
         """Read ``workdir/folder/table.parquet``; an empty frame with ``columns`` when absent.
 
         For a folder partitioned by ingestion batch this is the whole pool: every batch's
-        table, in batch order.
+        table, in batch order. ``only`` reads just those columns.
         """
-        return read_table(self.root, folder, table, columns)
+        return read_table(self.root, folder, table, columns, only=only)
 
     def write_table(self, folder: str, table: str, frame: pd.DataFrame) -> Path:
         """Atomically replace ``workdir/folder/table.parquet`` with ``frame``."""
