@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from labeling_dag.records import ImagePrediction
@@ -80,7 +81,8 @@ def prediction_rows(
                 "width": prediction.width,
                 "height": prediction.height,
                 "n_boxes": len(prediction.class_ids),
-                "embedding": [float(v) for v in prediction.embedding],
+                # float32 as the model computed it: half the bytes of a list of Python floats.
+                "embedding": np.asarray(prediction.embedding, dtype=np.float32),
             }
         )
     return (
