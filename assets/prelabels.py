@@ -18,7 +18,7 @@ from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
 
 FOLDER = "pre_labels"
-_WRITE_EVERY = 512  # images per table flush: bounds memory on large pools
+_WRITE_EVERY = 2048  # images per table flush: bounds memory; each flush rewrites the batch's tables so far
 
 
 class PreLabelConfig(dg.Config):
