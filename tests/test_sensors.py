@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from labeling_dag.label_studio_format import review_task
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.resources.loop_policy import LoopPolicy
-from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
+from labeling_dag.resources.review_exchange import FileReviewExchange
 from labeling_dag.partitions import ingest_batches
 from labeling_dag.resources.storage import ImageSource, LabelStore
 from labeling_dag.sensors import (
@@ -32,8 +30,8 @@ from labeling_dag.sensors import (
     merge_run_config,
     model_promoted_sensor,
     retraining_sensor,
-    review_complete_sensor,
 )
+from tests.faults.review_files import drop, inbox, listing, quarantined, tick
 
 CLASSES = ("circle", "square", "triangle")
 MODEL = "model-v1"
@@ -111,52 +109,16 @@ def _answer(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return answered
 
 
-def _inbox(store: LabelStore) -> Path:
-    return EXCHANGE.root(store.root) / "inbox"
-
-
-def _drop(store: LabelStore, name: str, content: Any) -> Path:
-    """Drop a file into the inbox the documented way: write a hidden temp name, then rename."""
-    target = _inbox(store) / name
-    if isinstance(content, bytes):
-        atomic.write_bytes(target, content)
-    else:
-        atomic.write_json(target, content)
-    # A file that has stopped changing: fresh broken JSON would be left for the next tick.
-    settled = time.time() - 60
-    os.utime(target, (settled, settled))
-    return target
-
-
-def _listing(store: LabelStore, folder: str) -> list[str]:
-    path = EXCHANGE.root(store.root) / folder
-    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
-
-
-def _quarantined(store: LabelStore) -> list[tuple[Path, dict[str, Any]]]:
-    """Each quarantined file with its parsed ``.error.json`` report."""
-    folder = EXCHANGE.root(store.root) / "quarantine"
-    files = sorted(p for p in folder.iterdir() if not p.name.endswith(".error.json")) if folder.is_dir() else []
-    return [(file, json.loads(file.with_name(file.name + ".error.json").read_text())) for file in files]
-
-
-def _review_tick(store: LabelStore, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorExecutionData:
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"store": store, "exchange": EXCHANGE, "review": FolderReview()}
-    )
-    return review_complete_sensor.evaluate_tick(context)
-
-
 def _skip_and_quarantine(store: LabelStore, instance: dg.DagsterInstance, name: str) -> tuple[str, dict[str, Any]]:
     """Run a tick expected to reject inbox file ``name``; return the skip message and its report."""
-    result = _review_tick(store, instance)
+    result = tick(store, instance)
     assert result.run_requests == []
     assert result.cursor == "[]"
-    assert _listing(store, "inbox") == []
-    assert _listing(store, "received") == []
-    [(file, report)] = _quarantined(store)
+    assert listing(store, "inbox") == []
+    assert listing(store, "received") == []
+    [(file, report)] = quarantined(store)
     assert file.name.endswith(f"-{name}")
-    assert report["file"] == str(_inbox(store) / name)
+    assert report["file"] == str(inbox(store) / name)
     assert report["problem"] in result.skip_message
     assert name in result.skip_message
     return result.skip_message, report
@@ -167,13 +129,13 @@ def _skip_and_quarantine(store: LabelStore, instance: dg.DagsterInstance, name: 
 
 def test_empty_inbox_skips_with_reason_and_sets_cursor(store: LabelStore, instance: dg.DagsterInstance) -> None:
     """No file in the inbox (or no inbox at all): no run, a skip message that says so, an empty cursor."""
-    result = _review_tick(store, instance)
+    result = tick(store, instance)
     assert result.run_requests == []
     assert result.skip_message == "no completed review batch in the inbox"
     assert json.loads(result.cursor) == []
 
-    _inbox(store).mkdir(parents=True)
-    again = _review_tick(store, instance, cursor=result.cursor)
+    inbox(store).mkdir(parents=True)
+    again = tick(store, instance, cursor=result.cursor)
     assert again.run_requests == []
     assert again.skip_message == "no completed review batch in the inbox"
     assert again.cursor == result.cursor
@@ -183,10 +145,10 @@ def test_complete_batch_launches_one_merge_keyed_by_batch(store: LabelStore, ins
     """A complete export of an exported batch: one merge run keyed and tagged by the batch id,
     the file moved unchanged to received/<batch>.json, the batch remembered in the cursor."""
     answered = _answer(_export(store))
-    dropped = _drop(store, "export-from-label-studio.json", answered)
+    dropped = drop(store, "export-from-label-studio.json", answered)
     original = dropped.read_bytes()
 
-    result = _review_tick(store, instance)
+    result = tick(store, instance)
 
     [request] = result.run_requests
     assert request.run_key == BATCH
@@ -194,10 +156,10 @@ def test_complete_batch_launches_one_merge_keyed_by_batch(store: LabelStore, ins
     assert request.tags["labeling/batch_id"] == BATCH
     assert result.skip_message is None
     assert json.loads(result.cursor) == [BATCH]
-    assert _listing(store, "inbox") == []
-    assert _listing(store, "received") == [f"{BATCH}.json"]
+    assert listing(store, "inbox") == []
+    assert listing(store, "received") == [f"{BATCH}.json"]
     assert EXCHANGE.received_file(store.root, BATCH).read_bytes() == original
-    assert _quarantined(store) == []
+    assert quarantined(store) == []
 
 
 def test_merge_run_config_names_the_batch_for_both_merge_assets() -> None:
@@ -214,21 +176,21 @@ def test_batch_dropped_again_is_quarantined_not_relaunched(store: LabelStore, in
     """A second export of a batch already received: no new run, the copy quarantined with a report
     saying "already received", the first copy in received/ untouched and the cursor unchanged."""
     answered = _answer(_export(store))
-    _drop(store, "first.json", answered)
-    first = _review_tick(store, instance)
+    drop(store, "first.json", answered)
+    first = tick(store, instance)
     assert [r.run_key for r in first.run_requests] == [BATCH]
     kept = EXCHANGE.received_file(store.root, BATCH).read_bytes()
 
-    _drop(store, "second.json", answered)
-    second = _review_tick(store, instance, cursor=first.cursor)
+    drop(store, "second.json", answered)
+    second = tick(store, instance, cursor=first.cursor)
 
     assert second.run_requests == []
     assert second.cursor == first.cursor
-    [(file, report)] = _quarantined(store)
+    [(file, report)] = quarantined(store)
     assert file.name.endswith("-second.json")
     assert "already received" in report["problem"]
     assert "already received" in second.skip_message
-    assert _listing(store, "received") == [f"{BATCH}.json"]
+    assert listing(store, "received") == [f"{BATCH}.json"]
     assert EXCHANGE.received_file(store.root, BATCH).read_bytes() == kept
 
 
@@ -237,21 +199,21 @@ def test_malformed_json_is_quarantined_byte_for_byte(store: LabelStore, instance
     quarantine/ unchanged beside an ``.error.json`` report; nothing deleted anywhere."""
     _export(store)
     broken = b'[{"data": {"batch_id": "batch-x", "image_id": '
-    _drop(store, "broken.json", broken)
+    drop(store, "broken.json", broken)
 
     message, report = _skip_and_quarantine(store, instance, "broken.json")
 
     assert "not a readable JSON file" in message
-    [(file, _)] = _quarantined(store)
+    [(file, _)] = quarantined(store)
     assert file.read_bytes() == broken
     assert report["quarantined_as"] == str(file)
-    assert len(_listing(store, "quarantine")) == 2  # the file and its report
-    assert _listing(store, "outbox") == [f"{BATCH}.json"]
+    assert len(listing(store, "quarantine")) == 2  # the file and its report
+    assert listing(store, "outbox") == [f"{BATCH}.json"]
 
 
 def test_json_that_is_not_an_export_is_quarantined(store: LabelStore, instance: dg.DagsterInstance) -> None:
     """Valid JSON without a batch id in its first task is not a review export: quarantined."""
-    _drop(store, "notes.json", {"hello": "world"})
+    drop(store, "notes.json", {"hello": "world"})
     message, _ = _skip_and_quarantine(store, instance, "notes.json")
     assert "no data.batch_id" in message
 
@@ -260,7 +222,7 @@ def test_partial_batch_is_quarantined_as_incomplete(store: LabelStore, instance:
     """An export in which one task has no annotation is not merged: skip + quarantine, "incomplete"."""
     answered = _answer(_export(store))
     answered[1]["annotations"] = []
-    _drop(store, "partial.json", answered)
+    drop(store, "partial.json", answered)
 
     message, report = _skip_and_quarantine(store, instance, "partial.json")
 
@@ -272,7 +234,7 @@ def test_cancelled_annotation_does_not_complete_a_task(store: LabelStore, instan
     """A task whose only annotation was cancelled counts as unanswered: the batch is incomplete."""
     answered = _answer(_export(store))
     answered[0]["annotations"][0]["was_cancelled"] = True
-    _drop(store, "cancelled.json", answered)
+    drop(store, "cancelled.json", answered)
     message, _ = _skip_and_quarantine(store, instance, "cancelled.json")
     assert "incomplete" in message
 
@@ -280,7 +242,7 @@ def test_cancelled_annotation_does_not_complete_a_task(store: LabelStore, instan
 def test_unknown_batch_is_quarantined(store: LabelStore, instance: dg.DagsterInstance) -> None:
     """A complete export of a batch that was never exported: skip + quarantine, "unknown batch"."""
     _export(store)
-    _drop(store, "stranger.json", _answer(_tasks("batch-never-sent")))
+    drop(store, "stranger.json", _answer(_tasks("batch-never-sent")))
 
     message, report = _skip_and_quarantine(store, instance, "stranger.json")
 
@@ -291,7 +253,7 @@ def test_unknown_batch_is_quarantined(store: LabelStore, instance: dg.DagsterIns
 def test_export_with_an_extra_image_is_quarantined(store: LabelStore, instance: dg.DagsterInstance) -> None:
     """An export holding an image that was not in the exported batch is rejected, naming the image."""
     _export(store, images=3)
-    _drop(store, "extra.json", _answer(_tasks(BATCH, images=4)))
+    drop(store, "extra.json", _answer(_tasks(BATCH, images=4)))
 
     message, report = _skip_and_quarantine(store, instance, "extra.json")
 
@@ -302,7 +264,7 @@ def test_export_with_an_extra_image_is_quarantined(store: LabelStore, instance: 
 def test_export_missing_an_image_is_quarantined(store: LabelStore, instance: dg.DagsterInstance) -> None:
     """An export that lost one of the batch's images (complete as far as it goes) is rejected."""
     _export(store, images=3)
-    _drop(store, "short.json", _answer(_tasks(BATCH, images=2)))
+    drop(store, "short.json", _answer(_tasks(BATCH, images=2)))
 
     message, report = _skip_and_quarantine(store, instance, "short.json")
 
@@ -314,7 +276,7 @@ def test_export_with_an_unknown_label_is_quarantined(store: LabelStore, instance
     """A box labelled with a class outside the project's class list makes the whole export invalid."""
     answered = _answer(_export(store))
     answered[0]["annotations"][0]["result"][0]["value"]["rectanglelabels"] = ["hexagon"]
-    _drop(store, "hexagon.json", answered)
+    drop(store, "hexagon.json", answered)
     message, _ = _skip_and_quarantine(store, instance, "hexagon.json")
     assert "hexagon" in message
 
@@ -323,17 +285,17 @@ def test_export_with_an_unknown_label_is_quarantined(store: LabelStore, instance
 def test_file_still_being_written_is_left_alone(store: LabelStore, instance: dg.DagsterInstance, name: str) -> None:
     """Hidden or temporary names (a writer not yet done) are neither taken nor quarantined."""
     answered = _answer(_export(store))
-    _inbox(store).mkdir(parents=True)
-    (_inbox(store) / name).write_text(json.dumps(answered))
+    inbox(store).mkdir(parents=True)
+    (inbox(store) / name).write_text(json.dumps(answered))
 
-    result = _review_tick(store, instance)
+    result = tick(store, instance)
 
     assert result.run_requests == []
     assert result.skip_message == "no completed review batch in the inbox"
     assert result.cursor == "[]"
-    assert _listing(store, "inbox") == [name]
-    assert _listing(store, "received") == []
-    assert _listing(store, "quarantine") == []
+    assert listing(store, "inbox") == [name]
+    assert listing(store, "received") == []
+    assert listing(store, "quarantine") == []
 
 
 def test_received_batch_missing_from_cursor_is_requested(store: LabelStore, instance: dg.DagsterInstance) -> None:
@@ -343,7 +305,7 @@ def test_received_batch_missing_from_cursor_is_requested(store: LabelStore, inst
     received = EXCHANGE.received_file(store.root, BATCH)
     atomic.write_json(received, _answer(_tasks(BATCH)))
 
-    result = _review_tick(store, instance, cursor=json.dumps(["older-batch"]))
+    result = tick(store, instance, cursor=json.dumps(["older-batch"]))
 
     [request] = result.run_requests
     assert request.run_key == BATCH
@@ -355,10 +317,10 @@ def test_received_batch_missing_from_cursor_is_requested(store: LabelStore, inst
 def test_tick_replayed_with_its_old_cursor_requests_the_same_run_key(store: LabelStore, instance: dg.DagsterInstance) -> None:
     """A tick that moved a file but whose cursor was never committed, replayed with the previous
     cursor, asks again for the same run key (deduplicated by Dagster); with the new cursor it does not."""
-    _drop(store, "answer.json", _answer(_export(store)))
-    first = _review_tick(store, instance, cursor=None)
-    replay = _review_tick(store, instance, cursor=None)
-    settled = _review_tick(store, instance, cursor=first.cursor)
+    drop(store, "answer.json", _answer(_export(store)))
+    first = tick(store, instance, cursor=None)
+    replay = tick(store, instance, cursor=None)
+    settled = tick(store, instance, cursor=first.cursor)
 
     assert [r.run_key for r in first.run_requests] == [BATCH]
     assert [r.run_key for r in replay.run_requests] == [BATCH]
@@ -370,16 +332,16 @@ def test_tick_replayed_with_its_old_cursor_requests_the_same_run_key(store: Labe
 
 def test_accepted_and_rejected_files_in_one_tick(store: LabelStore, instance: dg.DagsterInstance) -> None:
     """One bad file does not hold up a good one: the good batch is requested, the bad file quarantined."""
-    _drop(store, "good.json", _answer(_export(store)))
-    _drop(store, "bad.json", b"not json")
+    drop(store, "good.json", _answer(_export(store)))
+    drop(store, "bad.json", b"not json")
 
-    result = _review_tick(store, instance)
+    result = tick(store, instance)
 
     assert [r.run_key for r in result.run_requests] == [BATCH]
     assert json.loads(result.cursor) == [BATCH]
-    [(file, _)] = _quarantined(store)
+    [(file, _)] = quarantined(store)
     assert file.name.endswith("-bad.json")
-    assert _listing(store, "inbox") == []
+    assert listing(store, "inbox") == []
 
 
 def test_one_tick_handles_twenty_returned_batches(store: LabelStore, instance: dg.DagsterInstance) -> None:
@@ -387,16 +349,16 @@ def test_one_tick_handles_twenty_returned_batches(store: LabelStore, instance: d
     batch key, every file in received/, all twenty batches in the cursor."""
     batches = [f"batch-{n:02d}" for n in range(20)]
     for batch_id in batches:
-        _drop(store, f"{batch_id}-export.json", _answer(_export(store, batch_id, images=2)))
+        drop(store, f"{batch_id}-export.json", _answer(_export(store, batch_id, images=2)))
 
-    result = _review_tick(store, instance)
+    result = tick(store, instance)
 
     assert sorted(r.run_key for r in result.run_requests) == batches
     assert all(r.run_config == merge_run_config(r.run_key) for r in result.run_requests)
     assert json.loads(result.cursor) == batches
-    assert _listing(store, "inbox") == []
-    assert _listing(store, "received") == [f"{b}.json" for b in batches]
-    assert _quarantined(store) == []
+    assert listing(store, "inbox") == []
+    assert listing(store, "received") == [f"{b}.json" for b in batches]
+    assert quarantined(store) == []
 
 
 # --- retraining_sensor -----------------------------------------------------------------------
