@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -53,6 +52,7 @@ import numpy as np
 import psutil
 import yaml
 from offline import stay_offline
+from processes import stop_process_group
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -196,7 +196,7 @@ def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers:
             seconds = time.perf_counter() - started
     finally:
         for worker in pool:
-            stop(worker)
+            stop_process_group(worker)
     if failures:
         raise RuntimeError(f"{len(failures)} runs failed with {workers} workers: see {failures[:3]}")
     import pandas as pd
@@ -269,7 +269,7 @@ def code_server_memory(env: dict[str, str]) -> dict[str, float]:
         if preview.returncode != 0 or "run" not in preview.stdout.lower():
             raise RuntimeError(f"sensor preview failed (exit {preview.returncode}): {preview.stdout[-2000:]} {preview.stderr[-2000:]}")
     finally:
-        stop(server)
+        stop_process_group(server)
     return {"code_server_loaded_rss_mib": loaded.peak / MIB, "sensor_evaluation_peak_rss_mib": evaluating.peak / MIB}
 
 
@@ -316,17 +316,6 @@ def start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the process group (Celery's warm shutdown); SIGKILL if it hangs."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def wait_until(probe: Callable[[], bool], *, what: str, timeout_s: float = STARTUP_TIMEOUT_S) -> None:

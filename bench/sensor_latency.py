@@ -41,6 +41,7 @@ from datetime import UTC
 from pathlib import Path
 
 from offline import REPO, stay_offline
+from processes import stop_process_group
 
 from labeling_dag.ingest_batches import ROOT_BATCH
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> float:
             print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
             raise
         finally:
-            _stop(server)
+            stop_process_group(server, first=signal.SIGINT)
 
     latencies = [m["latency_s"] for m in measured]
     median = statistics.median(latencies)
@@ -265,16 +266,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """SIGINT to dagster dev's process group (its own clean shutdown); SIGKILL if it hangs."""
-    os.killpg(server.pid, signal.SIGINT)
-    try:
-        server.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
 
 
 if __name__ == "__main__":

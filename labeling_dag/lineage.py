@@ -3,6 +3,7 @@ forward to every model trained on it, read from the tables and snapshot historie
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +36,38 @@ class Workdir:
         """Snapshot ids an asset folder got from the run ``run_id``."""
         return [entry["snapshot_id"] for entry in self.history(folder) if entry["run_id"] == run_id]
 
+    def first_snapshot_with_row(self, folder: str, table: str, column: str, value: str) -> str | None:
+        """The oldest snapshot of ``folder`` (any batch) whose ``table``, read from the local DVC
+        cache, has a row with ``column == value``; None when none has.
+
+        Used when the run named in a row took no snapshot: it was killed after writing the row,
+        and the re-run found the work done and took the snapshot under its own run id.
+        """
+        for history in snapshot_histories(self.root, folder):
+            for entry in json.loads(history.read_text()) if history.exists() else []:
+                if value in _snapshot_column(self.root, entry["snapshot_id"], f"{table}.parquet", column):
+                    return entry["snapshot_id"]
+        return None
+
     def model_cards(self) -> list[dict]:
         """Every model card, oldest first."""
         folder = self.root / "models" / "cards"
         cards = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.is_dir() else []
         return sorted(cards, key=lambda card: card["created_at"])
+
+
+@functools.lru_cache(maxsize=256)
+def _snapshot_column(root: Path, snapshot_id: str, file_name: str, column: str) -> frozenset:
+    """The values of one column of a table in a snapshot, read from the DVC cache (empty when
+    the snapshot or the table is not in the local cache). Snapshots never change: cached."""
+    cache = root / ".dvc" / "cache" / "files" / "md5"
+    listing = cache / snapshot_id[:2] / f"{snapshot_id[2:]}.dir"
+    if not listing.exists():
+        return frozenset()
+    md5 = next((item["md5"] for item in json.loads(listing.read_text()) if item["relpath"] == file_name), None)
+    if md5 is None or not (cache / md5[:2] / md5[2:]).exists():
+        return frozenset()
+    return frozenset(pd.read_parquet(cache / md5[:2] / md5[2:], columns=[column])[column].astype(str))
 
 
 def label_snapshots(workdir: Workdir, label: pd.Series) -> list[str]:
@@ -70,7 +98,9 @@ def trace_label(workdir: Workdir, label_id: str) -> list[str]:
     ]
     lines += _image_origin(workdir, label["image_id"])
     if label["pre_label_id"]:
-        pre_snapshots = workdir.snapshots_of_run("pre_labels", label["pre_label_run_id"])
+        pre_snapshots = workdir.snapshots_of_run("pre_labels", label["pre_label_run_id"]) or [
+            s for s in [workdir.first_snapshot_with_row("pre_labels", "boxes", "box_id", label["pre_label_id"])] if s
+        ]
         lines.append(
             f"pre-label {label['pre_label_id']}: model {label['model_version']}, run {label['pre_label_run_id']}, "
             f"confidence {label['confidence']:.3f}, pre_labels snapshot {', '.join(pre_snapshots) or '?'}"
@@ -130,5 +160,6 @@ def _image_origin(workdir: Workdir, image_id: str) -> list[str]:
     row = cleaned[cleaned["image_id"] == image_id]
     if len(row):
         snapshots = workdir.snapshots_of_run("cleaned_images", row["run_id"].iloc[0])
+        snapshots = snapshots or [s for s in [workdir.first_snapshot_with_row("cleaned_images", "images", "image_id", image_id)] if s]
         lines.append(f"cleaned: {row['path'].iloc[0]} in cleaned_images snapshot {', '.join(snapshots) or '?'}")
     return lines

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 import numpy as np
 
+from labeling_dag.checkpoints import write_reproducible
 from labeling_dag.records import ImagePrediction
 from labeling_dag.ultralytics_env import configure_offline
 
@@ -66,7 +67,8 @@ class Detector(dg.ConfigurableResource):
         base_weights: Path | None = None,
         **overrides: Any,
     ) -> Path:
-        """Train on a YOLO dataset and return the path of the best checkpoint.
+        """Train on a YOLO dataset and return the best checkpoint, written reproducibly
+        (``weights/model.pt``: the same weights give the same bytes, hence the same version).
 
         Without ``base_weights`` the model is built from ``architecture`` (cold start).
         ``overrides`` are passed to ultralytics' trainer (e.g. ``lr0``, ``mosaic`` for fine-tuning).
@@ -98,7 +100,7 @@ class Detector(dg.ConfigurableResource):
         best = out_dir / "weights" / "best.pt"
         if not best.exists():
             raise RuntimeError(f"{best}: training finished without writing a checkpoint")
-        return best
+        return write_reproducible(best, best.with_name("model.pt"))
 
 
     def evaluate(self, weights: Path, data_yaml: Path, out_dir: Path) -> dict[str, float]:

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.processes import stop_process_group
+
 REPO = Path(__file__).resolve().parent.parent
 LABEL_STUDIO_VERSION = "1.23.2"
 VENV = REPO / ".tools" / "label-studio"
@@ -107,16 +109,7 @@ class LabelStudioServer:
 
     def stop(self) -> None:
         """Stop the server's whole process group: SIGINT first, SIGKILL if it lingers."""
-        if self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGINT)
-            self.process.wait(timeout=STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        except ProcessLookupError:
-            self.process.wait()
+        stop_process_group(self.process, first=signal.SIGINT, grace_s=STOP_GRACE_SECONDS)
 
 
 def start_server(base_dir: Path, *, document_root: Path | None = None) -> LabelStudioServer:

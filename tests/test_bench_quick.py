@@ -16,10 +16,8 @@ HEADLINE = re.compile(r"^[a-z ]+ [0-9.]+$")
 TIMEOUT_S = 600
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["throughput", "memory", "sensor_latency"])
-def test_quick_benchmark_ends_with_its_headline(name: str, tmp_path: Path) -> None:
-    out = tmp_path / f"{name}.json"
+def _run_quick(name: str, out: Path) -> tuple[str, dict]:
+    """Run ``bench/<name>.py --quick``; its last stdout line and its JSON result."""
     completed = subprocess.run(
         [sys.executable, str(REPO / "bench" / f"{name}.py"), "--quick", "--out", str(out)],
         cwd=REPO,
@@ -29,9 +27,15 @@ def test_quick_benchmark_ends_with_its_headline(name: str, tmp_path: Path) -> No
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
-    last = completed.stdout.strip().splitlines()[-1]
+    return completed.stdout.strip().splitlines()[-1], json.loads(out.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["throughput", "memory", "sensor_latency"])
+def test_quick_benchmark_ends_with_its_headline(name: str, tmp_path: Path) -> None:
+    last, result = _run_quick(name, tmp_path / f"{name}.json")
     assert HEADLINE.match(last), f"last stdout line {last!r} is not '<words> <number>'"
-    assert json.loads(out.read_text())["benchmark"] == name
+    assert result["benchmark"] == name
 
 
 @pytest.mark.slow
@@ -41,19 +45,8 @@ def test_label_savings_quick_runs_every_arm_and_ends_with_the_best_ratio(tmp_pat
     At --quick sizes no model learns anything, so the ratio is undefined and printed as nan;
     CI checks that the benchmark runs, not the figure.
     """
-    out = tmp_path / "label_savings.json"
-    completed = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "label_savings.py"), "--quick", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    last = completed.stdout.strip().splitlines()[-1]
+    last, result = _run_quick("label_savings", tmp_path / "label_savings.json")
     assert re.fullmatch(r"best ratio to random ([0-9.]+|nan)", last), last
-    result = json.loads(out.read_text())
     assert set(result["strategies"]) == {"random", "hybrid"}
     assert all(len(run) == 2 for arm in result["runs"].values() for run in arm)  # seed round + 1
 
@@ -63,19 +56,8 @@ def test_scale_quick_runs_both_worker_counts_and_ends_with_the_speed_up(tmp_path
     """The scale benchmark runs the partitioned path on 1 and then 2 Celery workers (PostgreSQL
     instance, Redis broker) and prints the speed-up last. At --quick sizes the runs' fixed costs
     dominate, so CI checks that every image was scored in both phases, not the figure."""
-    out = tmp_path / "scale.json"
-    completed = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "scale.py"), "--quick", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    last = completed.stdout.strip().splitlines()[-1]
+    last, result = _run_quick("scale", tmp_path / "scale.json")
     assert re.fullmatch(r"scale speed-up [0-9.]+", last), last
-    result = json.loads(out.read_text())
     assert result["benchmark"] == "scale"
     assert [(phase["workers"], phase["images"]) for phase in result["phases"]] == [(1, 240), (2, 240)]
     assert result["sensor_evaluation_peak_rss_mib"] > 0 and result["code_server_loaded_rss_mib"] > 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 from conftest import TEST_IMGSZ
 from services import Postgres, postgres, postgres_home, redis_url  # noqa: F401  (fixtures)
 
+from bench.processes import stop_process_group
 from tests.bad_images import write_good_images
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,17 +50,6 @@ def _start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen
         return subprocess.Popen(
             [str(part) for part in command], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-
-
-def _stop(worker: subprocess.Popen) -> None:
-    """Warm shutdown (the current step finishes), then kill if it hangs."""
-    if worker.poll() is None:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
 
 
 @pytest.mark.slow
@@ -117,7 +106,7 @@ def test_backfill_runs_every_step_on_two_celery_workers(
         outputs = {batch: run.communicate(timeout=RUN_TIMEOUT_S)[0] for batch, run in runs.items()}
     finally:
         for worker in workers:
-            _stop(worker)
+            stop_process_group(worker)
     for batch, run in runs.items():
         assert run.returncode == 0, f"run of {batch} failed:\n{outputs[batch][-6000:]}"
 

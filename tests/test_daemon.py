@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from bench.processes import stop_process_group
 from labeling_dag import atomic
 from labeling_dag.resources.storage import LabelStore
 from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
@@ -78,12 +79,7 @@ def test_daemon_runs_the_loop_from_a_new_batch_folder_to_the_merge(tmp_path, mon
         assert merge.tags["labeling/batch_id"] == batch_id
         assert (work / "exchange" / "received" / f"{batch_id}.json").exists()
     finally:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server, first=signal.SIGINT)
 
 
 def _wait_until(condition, *, timeout: float) -> bool:

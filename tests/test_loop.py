@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,30 @@ def test_verified_labels_are_traceable(loop_run):
     )
     assert sample.returncode == 0, sample.stderr
     assert sample.stdout.count("\nraw file: ") >= 3
+
+
+@pytest.mark.slow
+def test_trace_finds_the_snapshot_when_the_writing_run_took_none(loop_run, tmp_path: Path):
+    """A run killed after writing its rows, before its snapshot, leaves rows naming a run with no
+    snapshot (the re-run snapshots them under its own id): trace still names the snapshot that
+    holds them, the same one as before."""
+    root, _, _ = loop_run
+    work = tmp_path / "work"
+    shutil.copytree(root / "work", work, symlinks=True)
+    labels = pd.read_parquet(work / "verified_labels" / "labels.parquet").astype(LABEL_COLUMNS)
+    label = labels[(labels["source"] == "human") & (labels["pre_label_id"] != "")].iloc[0]
+
+    def trace() -> str:
+        out = subprocess.run([str(BIN / "labeling-dag"), "trace", label["label_id"], "--workdir", str(work)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    before = trace()
+    for table in [*work.glob("cleaned_images/*/images.parquet"), *work.glob("pre_labels/*/boxes.parquet")]:
+        frame = pd.read_parquet(table)
+        frame.assign(run_id="killed-run").to_parquet(table)
+    labels.assign(pre_label_run_id="killed-run").to_parquet(work / "verified_labels" / "labels.parquet")
+    after = trace()
+    assert "snapshot ?" not in after
+    snapshot_lines = [line.split(" snapshot ")[-1] for line in before.splitlines() if line.startswith(("cleaned:", "pre-label "))]
+    assert len(snapshot_lines) == 2 and all(snapshot in after for snapshot in snapshot_lines)
