@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> float:
             phases.append(phase)
             print(
                 f"{workers} worker(s): {phase['images']} images in {phase['seconds']:.1f} s = "
-                f"{phase['images_per_s']:.1f} images/s (worker peak RSS {phase['worker_peak_rss_mib']:.0f} MiB)",
+                f"{phase['images_per_s']:.1f} images/s (worker peak RSS {phase['worker_peak_rss_mib']:.0f} MiB, "
+                f"{phase['busy_cores']:.2f} of {os.cpu_count()} cores busy)",
                 flush=True,
             )
         memory = code_server_memory(base_env | {"LABELING_DAG_WORKDIR": str(tmp_path / "work-sensor")})
@@ -191,9 +192,9 @@ def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers:
     try:
         wait_until(lambda: all(f"w{n}@" in (logs / f"worker-{n}.log").read_text() and "ready" in (logs / f"worker-{n}.log").read_text() for n in range(1, workers + 1)), what="workers ready")
         with sampler:
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), psutil.cpu_times()
             failures = launch_runs(env, batches, config=config, in_flight=workers + 1, logs=logs)
-            seconds = time.perf_counter() - started
+            seconds, cpu_after = time.perf_counter() - started, psutil.cpu_times()
     finally:
         for worker in pool:
             stop_process_group(worker)
@@ -208,7 +209,16 @@ def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers:
         "seconds": seconds,
         "images_per_s": scored / seconds,
         "worker_peak_rss_mib": sampler.peak / MIB,
+        # Whole-machine CPU use (workers, run processes, DVC, PostgreSQL, Redis): on a 2-core
+        # machine, 2 / this figure of the 1-worker phase bounds the speed-up 2 workers can give.
+        "busy_cores": busy_seconds(cpu_before, cpu_after) / seconds,
     }
+
+
+def busy_seconds(before, after) -> float:
+    """CPU seconds the whole machine spent not idle between two ``psutil.cpu_times()``."""
+    idle = (after.idle - before.idle) + (getattr(after, "iowait", 0.0) - getattr(before, "iowait", 0.0))
+    return (sum(after) - sum(before)) - idle
 
 
 def launch_runs(env: dict[str, str], batches: list[str], *, config: Path, in_flight: int, logs: Path) -> list[Path]:
