@@ -45,18 +45,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from labeling_dag.definitions import ASSETS as ASSET_DEFINITIONS
+
 REPO = Path(__file__).resolve().parent.parent
-ASSETS = (
-    "raw_images",
-    "cleaned_images",
-    "pre_labels",
-    "uncertainty_scores",
-    "review_batch",
-    "review_annotations",
-    "verified_labels",
-    "retrained_model",
-    "current_model",
-)
+# Every asset of the production graph, in graph order.
+ASSETS = tuple(asset.key.to_user_string() for asset in ASSET_DEFINITIONS)
 # Columns that hold run ids or wall-clock times: they differ between any two runs.
 RUN_SPECIFIC = {"run_id", "pre_label_run_id", "created_at", "merged_at", "ingested_at"}
 POLL_SECONDS = 0.01

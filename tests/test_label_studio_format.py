@@ -27,6 +27,7 @@ from labeling_dag.label_studio_format import (
     review_task,
 )
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
+from tests.faults.review_files import json_paths
 
 CLASSES = ("car", "person", "bicycle")
 MODEL = "yolo-v3"
@@ -500,18 +501,7 @@ _json = st.recursive(
 )
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for key, child in node.items():
-            found += _paths(child, prefix + (key,))
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            found += _paths(child, prefix + (index,))
-    return found
-
-
-_ALL_PATHS = _paths(_export())
+_ALL_PATHS = json_paths(_export())
 
 
 @st.composite

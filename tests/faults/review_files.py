@@ -108,6 +108,18 @@ def answer(
     return answered
 
 
+def json_paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path (a tuple of keys and list indices) to a value inside a JSON document."""
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, child in node.items():
+            found += json_paths(child, prefix + (key,))
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            found += json_paths(child, prefix + (index,))
+    return found
+
+
 def inbox(store: LabelStore) -> Path:
     """The review inbox of a workdir."""
     return EXCHANGE.root(store.root) / "inbox"

@@ -17,11 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from labeling_dag.definitions import ASSETS as ASSET_DEFINITIONS
+
 REPO = Path(__file__).resolve().parents[2]
-ASSETS = {
-    "raw_images", "cleaned_images", "pre_labels", "uncertainty_scores", "review_batch",
-    "review_annotations", "verified_labels", "retrained_model", "current_model",
-}  # fmt: skip
+ASSETS = {asset.key.to_user_string() for asset in ASSET_DEFINITIONS}
 RUN_SPECIFIC = ["run_id", "pre_label_run_id", "created_at", "merged_at"]
 
 

@@ -38,6 +38,7 @@ from tests.faults.review_files import (
     answer,
     drop,
     export_batch,
+    json_paths,
     listing,
     quarantined,
     stored_state,
@@ -196,22 +197,11 @@ def test_accepting_every_prediction_imports_exactly_the_predicted_boxes(images: 
 # --- the importer as the sensor runs it --------------------------------------------------------
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for key, child in node.items():
-            found += _paths(child, prefix + (key,))
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            found += _paths(child, prefix + (index,))
-    return found
-
-
 @st.composite
 def _answers(draw: st.DrawFn, tasks: list[dict[str, Any]]) -> Any:
     """A correct answer to ``tasks`` with up to three fields replaced by arbitrary JSON or deleted."""
     export = answer(tasks)
-    paths = _paths(export)
+    paths = json_paths(export)
     for _ in range(draw(st.integers(0, 3))):
         path = draw(st.sampled_from(paths))
         target: Any = export
