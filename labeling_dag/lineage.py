@@ -36,9 +36,9 @@ class Workdir:
         """Snapshot ids an asset folder got from the run ``run_id``."""
         return [entry["snapshot_id"] for entry in self.history(folder) if entry["run_id"] == run_id]
 
-    def first_snapshot_with_row(self, folder: str, table: str, column: str, value: str) -> str | None:
+    def first_snapshot_with_row(self, folder: str, table: str, column: str, value: str) -> list[str]:
         """The oldest snapshot of ``folder`` (any batch) whose ``table``, read from the local DVC
-        cache, has a row with ``column == value``; None when none has.
+        cache, has a row with ``column == value``: a list of one, or empty when none has.
 
         Used when the run named in a row took no snapshot: it was killed after writing the row,
         and the re-run found the work done and took the snapshot under its own run id.
@@ -46,8 +46,8 @@ class Workdir:
         for history in snapshot_histories(self.root, folder):
             for entry in json.loads(history.read_text()) if history.exists() else []:
                 if value in _snapshot_column(self.root, entry["snapshot_id"], f"{table}.parquet", column):
-                    return entry["snapshot_id"]
-        return None
+                    return [entry["snapshot_id"]]
+        return []
 
     def model_cards(self) -> list[dict]:
         """Every model card, oldest first."""
@@ -98,9 +98,9 @@ def trace_label(workdir: Workdir, label_id: str) -> list[str]:
     ]
     lines += _image_origin(workdir, label["image_id"])
     if label["pre_label_id"]:
-        pre_snapshots = workdir.snapshots_of_run("pre_labels", label["pre_label_run_id"]) or [
-            s for s in [workdir.first_snapshot_with_row("pre_labels", "boxes", "box_id", label["pre_label_id"])] if s
-        ]
+        pre_snapshots = workdir.snapshots_of_run("pre_labels", label["pre_label_run_id"]) or workdir.first_snapshot_with_row(
+            "pre_labels", "boxes", "box_id", label["pre_label_id"]
+        )
         lines.append(
             f"pre-label {label['pre_label_id']}: model {label['model_version']}, run {label['pre_label_run_id']}, "
             f"confidence {label['confidence']:.3f}, pre_labels snapshot {', '.join(pre_snapshots) or '?'}"
@@ -159,7 +159,8 @@ def _image_origin(workdir: Workdir, image_id: str) -> list[str]:
     ] or [f"raw file: unknown image {image_id}"]
     row = cleaned[cleaned["image_id"] == image_id]
     if len(row):
-        snapshots = workdir.snapshots_of_run("cleaned_images", row["run_id"].iloc[0])
-        snapshots = snapshots or [s for s in [workdir.first_snapshot_with_row("cleaned_images", "images", "image_id", image_id)] if s]
+        snapshots = workdir.snapshots_of_run("cleaned_images", row["run_id"].iloc[0]) or workdir.first_snapshot_with_row(
+            "cleaned_images", "images", "image_id", image_id
+        )
         lines.append(f"cleaned: {row['path'].iloc[0]} in cleaned_images snapshot {', '.join(snapshots) or '?'}")
     return lines
