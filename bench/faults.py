@@ -419,14 +419,15 @@ def compare(reference: Path, killed: Path) -> dict:
     against its own sources (every reviewed and gold box in force exactly once)."""
     from labeling_dag.tables import read_table
 
+    killed_files = workdir_files(killed)
     report: dict = {
-        "files_differing": differences(workdir_files(reference), workdir_files(killed)),
+        "files_differing": differences(workdir_files(reference), killed_files),
         "snapshots_differing": differences(snapshot_sequences(reference), snapshot_sequences(killed)),
         "lineage_differing": differences(lineage_texts(reference), lineage_texts(killed)),
     }
     registries = [json.loads((w / "models" / "registry.json").read_text()) for w in (reference, killed)]
     report["models_equal"] = registries[0]["promoted"] == registries[1]["promoted"] and registries[0]["models"].keys() == registries[1]["models"].keys()
-    report["compared_files"] = len(workdir_files(killed))
+    report["compared_files"] = len(killed_files)
     labels = pd.read_parquet(killed / "verified_labels" / "labels.parquet")
     expected = Counter(expected_rows(killed))
     present = Counter(_box_keys(labels[labels["source"].isin(["human", "gold"])]))
@@ -475,7 +476,7 @@ def history_problems(workdir: Path) -> list[str]:
             sid = entry["snapshot_id"]
             if not (history.parent / f"{sid}.dvc").exists():
                 problems.append(f"{folder}: no kept pointer for {sid}")
-            if not (workdir / ".dvc" / "cache" / "files" / "md5" / sid[:2] / f"{sid[2:]}.dir").exists():
+            if not _snapshot_listing(workdir, sid).exists():
                 problems.append(f"{folder}: {sid} not in the DVC cache")
         pointer = workdir / f"{folder}.dvc"
         current = str(yaml.safe_load(pointer.read_text())["outs"][0]["md5"]).removesuffix(".dir") if pointer.exists() else ""
