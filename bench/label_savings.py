@@ -8,6 +8,11 @@ mAP50. Budgets are counted in boxes, not images, because boxes are what annotato
 
     .venv/bin/python bench/label_savings.py [--dataset PATH/data.yaml] [--quick]
 
+The loops run side by side (``--jobs`` processes, one core each: on a 2-core machine
+ultralytics trains with one torch thread, so one loop at a time leaves a core idle). Training is deterministic, so every
+arm of one seed trains the same seed-round model; a shared training cache
+(:mod:`labeling_dag.training_cache`) trains it once per seed.
+
 The last line is the best ratio to random (lower is better; 0.5 = half the boxes).
 """
 
@@ -15,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
@@ -61,6 +68,22 @@ def full_label_ceiling(dataset: Path, workdir: Path, *, imgsz: int, epochs: int)
     return detector.evaluate(weights, dataset, workdir / "full-labels-eval")["map50"]
 
 
+def _one_thread_per_process() -> None:
+    # Runs in each worker before torch is imported: N processes share N cores, one torch
+    # thread each for inference, instead of every process spawning a thread per core.
+    # (Ultralytics trains with its own count, os.cpu_count() - 1 at most 8.)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_arm(settings) -> list[dict]:
+    from labeling_dag.run_loop import run_loop
+
+    return [asdict(r) for r in run_loop(settings)]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every strategy and seed, print the table, write JSON and PNG, end with the best ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -74,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-start-epochs", type=int, default=40)
     parser.add_argument("--fine-tune-epochs", type=int, default=10)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="loops run side by side, one torch thread each")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("label_savings.json"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, two strategies, one seed (CI)")
     args = parser.parse_args(argv)
@@ -84,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out = args.out.with_name("label_savings.quick.json")
 
     os.environ.pop("DAGSTER_HOME", None)  # every run gets its own ephemeral instance
-    from labeling_dag.run_loop import LoopSettings, run_loop
+    from labeling_dag.run_loop import LoopSettings
     from labeling_dag.sample_data import generate_dataset, read_yolo_labels, label_path_for, load_data_yaml
 
     scratch = Path(tempfile.mkdtemp(prefix="label-savings-"))
@@ -93,12 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     pool_boxes = sum(len(read_yolo_labels(label_path_for(p))) for p in sorted(spec.train_images.glob("*.jpg")))
 
     started = time.perf_counter()
-    ceiling = full_label_ceiling(dataset, scratch, imgsz=args.imgsz, epochs=args.cold_start_epochs)
-    target = 0.95 * ceiling
-    runs: dict[str, list[list[dict]]] = {}
-    for name in args.strategies.split(","):
-        strategy, diversity = STRATEGIES[name]
-        for seed in range(args.seeds):
+    arms = [(name, seed) for name in args.strategies.split(",") for seed in range(args.seeds)]
+    runs: dict[str, list[list[dict]]] = {name: [[] for _ in range(args.seeds)] for name in args.strategies.split(",")}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=_one_thread_per_process) as pool:
+        # The ceiling is the longest single training: started first, it overlaps the loops.
+        ceiling_future = pool.submit(full_label_ceiling, dataset, scratch, imgsz=args.imgsz, epochs=args.cold_start_epochs)
+        futures = {}
+        for name, seed in arms:
+            strategy, diversity = STRATEGIES[name]
             settings = LoopSettings(
                 dataset=dataset,
                 workdir=scratch / f"{name}-{seed}",
@@ -111,10 +138,17 @@ def main(argv: list[str] | None = None) -> int:
                 imgsz=args.imgsz,
                 cold_start_epochs=args.cold_start_epochs,
                 fine_tune_epochs=args.fine_tune_epochs,
+                # Every arm of one seed trains the same seed-round model: done once, then reused.
+                training_cache=scratch / "training-cache",
             )
-            records = [asdict(r) for r in run_loop(settings)]
-            runs.setdefault(name, []).append(records)
+            futures[pool.submit(_run_arm, settings)] = (name, seed)
+        for future in as_completed(futures):
+            name, seed = futures[future]
+            records = runs[name][seed] = future.result()
             print(f"{name} seed {seed}: " + ", ".join(f"{r['human_boxes_total']} boxes → mAP50 {r['map50']:.3f}" for r in records), flush=True)
+        ceiling = ceiling_future.result()
+    # A ceiling of 0 (nothing learnt, as at --quick sizes) gives no target: every budget is NaN.
+    target = 0.95 * ceiling if ceiling > 0 else float("nan")
 
     # Curves are compared only where every run has data: from the largest seed-round budget
     # to the smallest final budget (np.interp would extend each curve flat beyond its ends).
@@ -146,7 +180,17 @@ def main(argv: list[str] | None = None) -> int:
         precision = "-" if row["mean_auto_accept_precision"] is None else f"{row['mean_auto_accept_precision']:.3f}"
         print(f"{name:<18} {budget:>15} {ratio:>10} {share:>13} {precision:>22}")
 
-    result = {"settings": {k: str(v) for k, v in vars(args).items()}, "ceiling_map50": ceiling, "target_map50": target, "pool_boxes": pool_boxes, "strategies": summary, "runs": runs, "seconds": time.perf_counter() - started}
+    result = {
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "ceiling_map50": ceiling,
+        "target_map50": target,
+        "pool_boxes": pool_boxes,
+        "strategies": summary,
+        "runs": runs,
+        # Fewer than the loops' trainings: each seed's seed round was trained once for all arms.
+        "distinct_trainings": len(list((scratch / "training-cache").glob("*.pt"))),
+        "seconds": time.perf_counter() - started,
+    }
     args.out.write_text(json.dumps(result, indent=2))
     _plot(runs, summary, target, args.out.with_suffix(".png"))
     print(f"results: {args.out} and {args.out.with_suffix('.png')}")

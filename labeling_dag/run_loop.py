@@ -39,6 +39,8 @@ class LoopSettings:
     cold_start_epochs: int = 30
     fine_tune_epochs: int = 10
     retrain_min_new_boxes: int = 1
+    # Shared by runs that replay the same trainings (see labeling_dag.training_cache); None = off.
+    training_cache: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def loop_resources(settings: LoopSettings) -> dict[str, object]:
     return {
         "store": LabelStore(workdir=str(settings.workdir.resolve())),
         "source": ImageSource(folder=str(spec.train_images)),
-        "detector": Detector(imgsz=settings.imgsz, seed=settings.seed),
+        "detector": Detector(imgsz=settings.imgsz, seed=settings.seed, training_cache=str(settings.training_cache or "")),
         "snapshots": SnapshotStore(),
         "exchange": FileReviewExchange(),
         "review": FolderReview(),

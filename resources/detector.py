@@ -7,6 +7,7 @@ into ``ImagePrediction`` records here and nowhere else.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,10 @@ from typing import Any
 import dagster as dg
 import numpy as np
 
+from labeling_dag import atomic
 from labeling_dag.checkpoints import write_reproducible
 from labeling_dag.records import ImagePrediction
+from labeling_dag.training_cache import cached_weights, store_weights, training_key
 from labeling_dag.ultralytics_env import configure_offline
 
 
@@ -34,6 +37,9 @@ class Detector(dg.ConfigurableResource):
     device: str = "cpu"
     epochs: int = 15
     seed: int = 0
+    # A folder of weights keyed by what each training read (labeling_dag.training_cache):
+    # an identical request takes the stored result. "" = off, every request trains.
+    training_cache: str = ""
 
     def predict(self, weights: Path, images: Sequence[Path]) -> Iterator[ImagePrediction]:
         """Stream predictions for ``images`` in batches of ``batch``, one record per image, in order."""
@@ -67,7 +73,7 @@ class Detector(dg.ConfigurableResource):
         base_weights: Path | None = None,
         **overrides: Any,
     ) -> Path:
-        """Train on a YOLO dataset and return the best checkpoint, written reproducibly
+        """Train on a YOLO dataset and return the final checkpoint, written reproducibly
         (``weights/model.pt``: the same weights give the same bytes, hence the same version).
 
         Without ``base_weights`` the model is built from ``architecture`` (cold start).
@@ -78,7 +84,6 @@ class Detector(dg.ConfigurableResource):
 
         # A relative project folder would be put under ultralytics' own runs dir.
         out_dir = Path(out_dir).resolve()
-        model = YOLO(str(base_weights) if base_weights else self.architecture)
         args: dict[str, Any] = {
             "data": str(data_yaml),
             "epochs": self.epochs,
@@ -91,17 +96,40 @@ class Detector(dg.ConfigurableResource):
             "deterministic": True,
             "plots": False,
             "amp": False,
+            # No validation after every epoch: the checkpoint is the last epoch's. Picking the
+            # "best" epoch on the held-out split would select on the very data the promotion
+            # gate then judges the model by, and on CPU those passes cost a third of training.
+            "val": False,
             "verbose": False,
             "project": str(out_dir.parent),
             "name": out_dir.name,
             "exist_ok": True,
         }
-        model.train(**(args | overrides))
+        args |= overrides
+        target = out_dir / "weights" / "model.pt"
+        key = self._training_key(data_yaml, base_weights, args) if self.training_cache else None
+        if key and (stored := cached_weights(Path(self.training_cache), key)):
+            atomic.copy_file(stored, target)
+            return target
+        model = YOLO(str(base_weights) if base_weights else self.architecture)
+        model.train(**args)
         best = out_dir / "weights" / "best.pt"
         if not best.exists():
             raise RuntimeError(f"{best}: training finished without writing a checkpoint")
-        return write_reproducible(best, best.with_name("model.pt"))
+        write_reproducible(best, target)
+        if key:
+            store_weights(Path(self.training_cache), key, target)
+        return target
 
+    def _training_key(self, data_yaml: Path, base_weights: Path | None, args: dict[str, Any]) -> str:
+        import torch
+        import ultralytics
+        from ultralytics.utils import NUM_THREADS
+
+        base = hashlib.sha256(Path(base_weights).read_bytes()).hexdigest() if base_weights else self.architecture
+        # On CPU ultralytics trains with NUM_THREADS torch threads, whatever was set before.
+        environment = {"ultralytics": ultralytics.__version__, "torch": torch.__version__, "device": self.device, "threads": NUM_THREADS}
+        return training_key(Path(data_yaml), base, args, environment=environment)
 
     def evaluate(self, weights: Path, data_yaml: Path, out_dir: Path) -> dict[str, float]:
         """mAP50 and mAP50-95 of ``weights`` on the dataset's val split, by ultralytics' own validator.

@@ -43,12 +43,15 @@ def test_label_savings_quick_runs_every_arm_and_ends_with_the_best_ratio(tmp_pat
     """The savings benchmark runs its arms through run-loop and prints the best ratio last.
 
     At --quick sizes no model learns anything, so the ratio is undefined and printed as nan;
-    CI checks that the benchmark runs, not the figure.
+    CI checks that the benchmark runs, not the figure. Both arms share seed 0's seed round:
+    4 loop trainings, 3 distinct ones.
     """
     last, result = _run_quick("label_savings", tmp_path / "label_savings.json")
     assert re.fullmatch(r"best ratio to random ([0-9.]+|nan)", last), last
     assert set(result["strategies"]) == {"random", "hybrid"}
     assert all(len(run) == 2 for arm in result["runs"].values() for run in arm)  # seed round + 1
+    seed_models = {arm[0][0]["model_version"] for arm in result["runs"].values()}
+    assert len(seed_models) == 1 and result["distinct_trainings"] == 3
 
 
 @pytest.mark.slow
