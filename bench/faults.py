@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from labeling_dag.definitions import ASSETS as ASSET_DEFINITIONS
+from labeling_dag.tables import snapshot_files
 
 REPO = Path(__file__).resolve().parent.parent
 # Every asset of the production graph, in graph order.
@@ -310,7 +311,7 @@ def _without_run_specific(payload, workdir: Path):
         return {k: _without_run_specific(v, workdir) for k, v in payload.items() if k not in RUN_SPECIFIC}
     if isinstance(payload, list):
         return [_without_run_specific(item, workdir) for item in payload]
-    if isinstance(payload, str) and _SNAPSHOT_ID.fullmatch(payload) and _snapshot_listing(workdir, payload).exists():
+    if isinstance(payload, str) and _SNAPSHOT_ID.fullmatch(payload) and snapshot_files(workdir, payload) is not None:
         return f"snapshot:{snapshot_digest(workdir, payload)}"
     return payload
 
@@ -337,18 +338,13 @@ def workdir_files(workdir: Path) -> dict[str, str]:
     return found
 
 
-def _snapshot_listing(workdir: Path, snapshot_id: str) -> Path:
-    return workdir / ".dvc" / "cache" / "files" / "md5" / snapshot_id[:2] / f"{snapshot_id[2:]}.dir"
-
-
 @functools.cache
 def snapshot_digest(workdir: Path, snapshot_id: str) -> str:
     """One DVC snapshot of a folder, read from the cache, as a canonical digest of its files."""
-    cache = workdir / ".dvc" / "cache" / "files" / "md5"
-    lines = []
-    for entry in sorted(json.loads(_snapshot_listing(workdir, snapshot_id).read_text()), key=lambda e: e["relpath"]):
-        data = (cache / entry["md5"][:2] / entry["md5"][2:]).read_bytes()
-        lines.append(f"{entry['relpath']} {canonical_file(entry['relpath'], data, workdir)}")
+    files = snapshot_files(workdir, snapshot_id)
+    if files is None:
+        raise FileNotFoundError(f"{workdir}: snapshot {snapshot_id} is not in the local DVC cache")
+    lines = [f"{relpath} {canonical_file(relpath, files[relpath].read_bytes(), workdir)}" for relpath in sorted(files)]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -373,7 +369,7 @@ def lineage_texts(workdir: Path) -> dict[str, str]:
 
     def digest(match: re.Match) -> str:
         sid = match.group(0)
-        return f"snapshot:{snapshot_digest(workdir, sid)[:16]}" if _snapshot_listing(workdir, sid).exists() else sid
+        return f"snapshot:{snapshot_digest(workdir, sid)[:16]}" if snapshot_files(workdir, sid) is not None else sid
 
     texts = {}
     for label_id in pd.read_parquet(workdir / "verified_labels" / "labels.parquet")["label_id"]:
@@ -476,7 +472,7 @@ def history_problems(workdir: Path) -> list[str]:
             sid = entry["snapshot_id"]
             if not (history.parent / f"{sid}.dvc").exists():
                 problems.append(f"{folder}: no kept pointer for {sid}")
-            if not _snapshot_listing(workdir, sid).exists():
+            if snapshot_files(workdir, sid) is None:
                 problems.append(f"{folder}: {sid} not in the DVC cache")
         pointer = workdir / f"{folder}.dvc"
         current = str(yaml.safe_load(pointer.read_text())["outs"][0]["md5"]).removesuffix(".dir") if pointer.exists() else ""

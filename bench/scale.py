@@ -10,9 +10,8 @@ pre-label → score, with the GX gates) exactly as in production:
 * ``dagster-celery worker start`` workers (deploy/celery.yaml, one step at a time,
   ``OMP_NUM_THREADS=1``: one torch thread per worker) take the steps from Redis;
 * one ``dagster job execute ... --tags {"dagster/partition": B}`` per batch with
-  ``LABELING_DAG_EXECUTOR=celery`` launches the runs, ``2 × workers`` at a time: a run
-  submits its next step only once dagster-celery's executor sees the last one done (it
-  polls once a second), so each worker needs a second run's step queued to never idle.
+  ``LABELING_DAG_EXECUTOR=celery`` launches the runs, ``workers + 1`` at a time, so that
+  a worker never waits for the next run to start.
 
 The rate of a phase is the images scored (rows of every ``uncertainty_scores`` table) over
 the wall time from the first launch to the last run's end; worker start-up (imports of
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> float:
             CELERY_BROKER_URL=broker,
             CELERY_RESULT_BACKEND=broker,
             OMP_NUM_THREADS="1",
-            DAGSTER_MAX_CONCURRENT_RUNS=str(2 * max(args.workers)),
+            DAGSTER_MAX_CONCURRENT_RUNS=str(max(args.workers) + 1),
         )
         os.environ.update(pg_env)
         import dagster as dg
@@ -194,7 +193,7 @@ def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers:
         wait_until(lambda: all(f"w{n}@" in (logs / f"worker-{n}.log").read_text() and "ready" in (logs / f"worker-{n}.log").read_text() for n in range(1, workers + 1)), what="workers ready")
         with sampler:
             started, cpu_before = time.perf_counter(), psutil.cpu_times()
-            failures = launch_runs(env, batches, config=config, in_flight=2 * workers, logs=logs)
+            failures = launch_runs(env, batches, config=config, in_flight=workers + 1, logs=logs)
             seconds, cpu_after = time.perf_counter() - started, psutil.cpu_times()
     finally:
         for worker in pool:

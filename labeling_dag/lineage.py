@@ -15,7 +15,7 @@ from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.ingest import RAW_COLUMNS
 from labeling_dag.merge import ANNOTATIONS_FOLDER, EDIT_COLUMNS, LABEL_COLUMNS, MERGE_COLUMNS, VERIFIED_FOLDER, active
 from labeling_dag.revisions import split_revision
-from labeling_dag.tables import read_table, snapshot_histories
+from labeling_dag.tables import read_table, snapshot_files, snapshot_histories
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,10 @@ class Workdir:
 def _snapshot_column(root: Path, snapshot_id: str, file_name: str, column: str) -> frozenset:
     """The values of one column of a table in a snapshot, read from the DVC cache (empty when
     the snapshot or the table is not in the local cache). Snapshots never change: cached."""
-    cache = root / ".dvc" / "cache" / "files" / "md5"
-    listing = cache / snapshot_id[:2] / f"{snapshot_id[2:]}.dir"
-    if not listing.exists():
+    path = (snapshot_files(root, snapshot_id) or {}).get(file_name)
+    if path is None or not path.exists():
         return frozenset()
-    md5 = next((item["md5"] for item in json.loads(listing.read_text()) if item["relpath"] == file_name), None)
-    if md5 is None or not (cache / md5[:2] / md5[2:]).exists():
-        return frozenset()
-    return frozenset(pd.read_parquet(cache / md5[:2] / md5[2:], columns=[column])[column].astype(str))
+    return frozenset(pd.read_parquet(path, columns=[column])[column].astype(str))
 
 
 def label_snapshots(workdir: Workdir, label: pd.Series) -> list[str]:

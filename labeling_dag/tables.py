@@ -5,6 +5,7 @@ Dagster-free and read-only, so the audit CLI can use it on any workdir without c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,3 +40,13 @@ def snapshot_histories(root: Path, folder: str) -> list[Path]:
     """The snapshot-history files of an asset folder: one per batch for a partitioned folder."""
     base = Path(root) / "snapshots" / folder
     return sorted(base.glob("*/history.json")) if folder in PARTITIONED_FOLDERS else [base / "history.json"]
+
+
+def snapshot_files(root: Path, snapshot_id: str) -> dict[str, Path] | None:
+    """The files of one folder snapshot in the workdir's local DVC cache, ``{relpath: cache file}``;
+    None when the snapshot's listing is not in the local cache (e.g. only on the remote)."""
+    cache = Path(root) / ".dvc" / "cache" / "files" / "md5"
+    listing = cache / snapshot_id[:2] / f"{snapshot_id[2:]}.dir"
+    if not listing.exists():
+        return None
+    return {item["relpath"]: cache / item["md5"][:2] / item["md5"][2:] for item in json.loads(listing.read_text())}
