@@ -9,9 +9,9 @@ mAP50. Budgets are counted in boxes, not images, because boxes are what annotato
     .venv/bin/python bench/label_savings.py [--dataset PATH/data.yaml] [--quick]
 
 The loops run side by side (``--jobs`` processes, one core each: on a 2-core machine
-ultralytics trains with one torch thread, so one loop at a time leaves a core idle). Training is deterministic, so every
-arm of one seed trains the same seed-round model; a shared training cache
-(:mod:`labeling_dag.training_cache`) trains it once per seed.
+ultralytics trains with one torch thread, so one loop at a time leaves a core idle).
+Training is deterministic, so every arm of one seed trains the same seed-round model; a
+shared training cache (:mod:`labeling_dag.training_cache`) trains it once per seed.
 
 The last line is the best ratio to random (lower is better; 0.5 = half the boxes).
 """
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-start-epochs", type=int, default=40)
     parser.add_argument("--fine-tune-epochs", type=int, default=10)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="loops run side by side, one torch thread each")
+    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="loops run side by side, in this many processes")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("label_savings.json"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, two strategies, one seed (CI)")
     args = parser.parse_args(argv)

@@ -7,7 +7,6 @@ into ``ImagePrediction`` records here and nowhere else.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 
 from labeling_dag import atomic
 from labeling_dag.checkpoints import write_reproducible
+from labeling_dag.model_registry import file_sha256
 from labeling_dag.records import ImagePrediction
 from labeling_dag.training_cache import cached_weights, store_weights, training_key
 from labeling_dag.ultralytics_env import configure_offline
@@ -126,7 +126,7 @@ class Detector(dg.ConfigurableResource):
         import ultralytics
         from ultralytics.utils import NUM_THREADS
 
-        base = hashlib.sha256(Path(base_weights).read_bytes()).hexdigest() if base_weights else self.architecture
+        base = file_sha256(Path(base_weights)) if base_weights else self.architecture
         # On CPU ultralytics trains with NUM_THREADS torch threads, whatever was set before.
         environment = {"ultralytics": ultralytics.__version__, "torch": torch.__version__, "device": self.device, "threads": NUM_THREADS}
         return training_key(Path(data_yaml), base, args, environment=environment)
