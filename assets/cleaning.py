@@ -27,8 +27,9 @@ def cleaned_images(
     rejects = store.read_partition(FOLDER, batch, "rejects", REJECT_COLUMNS)
     todo = raw[~raw["image_id"].isin(cleaned["image_id"]) & ~raw["image_id"].isin(rejects["image_id"])]
     # The same bytes may arrive in several batches: the batch that claims an image first owns it.
-    owned = todo["image_id"].map(lambda image_id: store.claim_image(image_id, batch) == batch)
-    todo = todo[owned.astype(bool)] if len(todo) else todo
+    owners = store.claim_images(todo["image_id"].tolist(), batch)
+    owned = todo["image_id"].map(owners).eq(batch)
+    todo = todo[owned]
 
     rows, rejected = [], []
     for item in tqdm(todo.itertuples(index=False), total=len(todo), desc=f"cleaning {batch}", unit="img", disable=None):
@@ -62,7 +63,7 @@ def cleaned_images(
             **summary,
             "new_images": len(new),
             "new_rejects": len(rejected),
-            "owned_by_other_batches": int((~owned.astype(bool)).sum()) if len(owned) else 0,
+            "owned_by_other_batches": int((~owned).sum()),
             "rejects": dg.MetadataValue.md(rejects.tail(50)[["source_path", "reason", "message"]].to_markdown(index=False))
             if len(rejects)
             else "none",

@@ -6,6 +6,7 @@ system, so the rename is atomic), flushes it to disk and renames it over the tar
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -20,10 +21,12 @@ import pandas as pd
 
 
 @contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
+def atomic_path(target: Path, *, sync: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it over ``target`` on success.
 
     On an exception the temporary file is removed and ``target`` is left untouched.
+    ``sync=False`` skips the flush to disk, for a writer of many files that makes them
+    durable together with :func:`sync_all` before anything names them.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -32,21 +35,22 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if sync:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _write_with(target: Path, mode: str, write: Callable[[IO[Any]], None]) -> None:
-    with atomic_path(target) as tmp, open(tmp, mode) as handle:
+def _write_with(target: Path, mode: str, write: Callable[[IO[Any]], None], *, sync: bool = True) -> None:
+    with atomic_path(target, sync=sync) as tmp, open(tmp, mode) as handle:
         write(handle)
 
 
-def write_bytes(target: Path, data: bytes) -> None:
-    """Atomically write ``data`` to ``target``."""
-    _write_with(target, "wb", lambda handle: handle.write(data))
+def write_bytes(target: Path, data: bytes, *, sync: bool = True) -> None:
+    """Atomically write ``data`` to ``target`` (``sync``: see :func:`atomic_path`)."""
+    _write_with(target, "wb", lambda handle: handle.write(data), sync=sync)
 
 
 def write_json(target: Path, payload: Any) -> None:
@@ -61,10 +65,45 @@ def write_parquet(target: Path, frame: pd.DataFrame) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-def copy_file(source: Path, target: Path) -> None:
-    """Atomically copy ``source`` to ``target``, preserving nothing but the bytes."""
-    with atomic_path(target) as tmp:
+def copy_file(source: Path, target: Path, *, sync: bool = True) -> None:
+    """Atomically copy ``source`` to ``target``, preserving nothing but the bytes
+    (``sync``: see :func:`atomic_path`)."""
+    with atomic_path(target, sync=sync) as tmp:
         shutil.copyfile(source, tmp)
+
+
+def sync_all() -> None:
+    """Flush every file written so far to disk: one call in place of an fsync per file.
+
+    Thousands of small files each flushed on its own cost a journal commit apiece, and
+    workers running side by side queue on those commits.
+    """
+    os.sync()
+
+
+def link_file(source: Path, target: Path) -> None:
+    """Atomically make ``target`` another name of ``source``'s bytes: a hard link, which
+    writes no data, or a copy where the two paths lie on different file systems.
+
+    Only for sources that are never changed in place: every writer here replaces a file by
+    rename, so the two names can never come to differ.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # The same hidden ``.*.tmp`` form as atomic_path's, which snapshots ignore when a killed
+    # process leaves one behind.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        os.link(source, tmp)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        copy_file(source, target)
+        return
+    try:
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextmanager

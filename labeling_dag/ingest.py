@@ -57,6 +57,7 @@ def ingest(
     now = datetime.now(UTC).isoformat()
     rows: list[dict[str, object]] = []
     skipped: list[Path | UPath] = []
+    copied = False
     for path in files:
         if path.suffix.lower() not in INGESTED_SUFFIXES:
             skipped.append(path)
@@ -68,11 +69,14 @@ def ingest(
         image_id = file_sha256(path) if remote is None else hashlib.sha256(remote).hexdigest()
         if image_id not in stored:
             target = workdir / store_folder / "files" / image_id[:2] / f"{image_id}{path.suffix.lower()}"
+            # Not flushed one by one: all are flushed below, before the index that names
+            # them is written. Until then the index, not a file's presence, says what is stored.
             if remote is None:
-                atomic.copy_file(path, target)
+                atomic.copy_file(path, target, sync=False)
             else:
-                atomic.write_bytes(target, remote)
+                atomic.write_bytes(target, remote, sync=False)
             stored[image_id] = str(target.relative_to(workdir))
+            copied = True
         rows.append(
             {
                 "image_id": image_id,
@@ -84,4 +88,6 @@ def ingest(
                 "run_id": run_id,
             }
         )
+    if copied:
+        atomic.sync_all()
     return pd.DataFrame(rows, columns=list(RAW_COLUMNS)).astype(RAW_COLUMNS), skipped

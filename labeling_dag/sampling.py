@@ -25,7 +25,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.cluster import KMeans
 
 from labeling_dag.uncertainty import MEASURES
 
@@ -84,6 +83,10 @@ def _diverse_top(
     # more than content.
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    # Imported here: scikit-learn (with SciPy) takes over a second to import, a cost that the
+    # code location, every run and every worker would otherwise pay on load.
+    from sklearn.cluster import KMeans
+
     labels = KMeans(n_clusters=k, random_state=seed, n_init="auto").fit_predict(x)
     # candidates are in priority order, so a cluster's first member is its most uncertain.
     _, first = np.unique(labels, return_index=True)

@@ -134,7 +134,7 @@ class SnapshotStore(dg.ConfigurableResource):
         if settings.get(("cache", "type")) != _CACHE_TYPE:
             # Hardlinks cost no disk; every writer here replaces files by rename, never in place.
             self._dvc(workdir, "config", "cache.type", _CACHE_TYPE)
-        _write_if_changed(workdir / ".gitignore", b".snapshot.lock\n.dvc-storage/\n.claims/\n.locks/\n")
+        _write_if_changed(workdir / ".gitignore", b".snapshot.lock\n.dvc-storage/\n.claims.sqlite*\n.locks/\n")
         # The kept pointers are records, not outputs: DVC must not read them as .dvc files; an
         # atomic write's temporary file, left by a killed process, is never part of a snapshot.
         _write_if_changed(workdir / ".dvcignore", b"snapshots/\n.dvc-storage/\n.*.tmp\n")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, closing
 from pathlib import Path
 from typing import Any
 
@@ -93,25 +94,26 @@ class LabelStore(dg.ConfigurableResource):
         """Hold the workdir's lock ``name`` (an exclusive file lock, shared by every process on the host)."""
         return atomic.file_lock(self.root / ".locks" / name)
 
-    def claim_image(self, image_id: str, batch: str) -> str:
-        """The ingestion batch that owns ``image_id``: ``batch`` unless another batch claimed it first.
+    def claim_images(self, image_ids: Sequence[str], batch: str) -> dict[str, str]:
+        """The ingestion batch that owns each of ``image_ids``: ``batch`` unless another batch
+        claimed the image first.
 
-        The same picture can arrive in two batches processed at the same time; an exclusive
-        create decides which batch cleans and pre-labels it, so no image is counted twice.
+        The same picture can arrive in two batches processed at the same time; a unique key
+        decides which batch cleans and pre-labels it, so no image is counted twice. One SQLite
+        transaction claims a whole batch: a file per image cost an inode and several file
+        system calls each, which serialise between workers on the file system's journal.
         """
-        claim = self.root / ".claims" / image_id[:2] / image_id
-        claim.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole under a private name, then linked in: the link fails if another batch
-        # got there first, and a claim is never seen empty.
-        private = claim.with_name(f".{image_id}.{_checked(batch)}.{os.getpid()}")
-        private.write_text(batch)
-        try:
-            os.link(private, claim)
-        except FileExistsError:
-            pass
-        finally:
-            private.unlink()
-        return claim.read_text()
+        _checked(batch)
+        with closing(sqlite3.connect(self.root / ".claims.sqlite", timeout=_CLAIMS_TIMEOUT_S)) as claims, claims:
+            claims.execute("CREATE TABLE IF NOT EXISTS claims (image_id TEXT PRIMARY KEY, batch TEXT NOT NULL)")
+            claims.executemany("INSERT OR IGNORE INTO claims VALUES (?, ?)", [(image_id, batch) for image_id in image_ids])
+            claims.execute("CREATE TEMP TABLE wanted (image_id TEXT PRIMARY KEY)")
+            claims.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(image_id,) for image_id in image_ids])
+            return dict(claims.execute("SELECT claims.image_id, claims.batch FROM claims JOIN wanted USING (image_id)"))
+
+
+# A claim transaction of any batch takes milliseconds; a writer waits this long for another.
+_CLAIMS_TIMEOUT_S = 600.0
 
 
 def _checked(batch: str) -> str:
