@@ -137,7 +137,11 @@ class SnapshotStore(dg.ConfigurableResource):
         _write_if_changed(workdir / ".gitignore", b".snapshot.lock\n.dvc-storage/\n.claims.sqlite*\n.locks/\n")
         # The kept pointers are records, not outputs: DVC must not read them as .dvc files; an
         # atomic write's temporary file, left by a killed process, is never part of a snapshot.
-        _write_if_changed(workdir / ".dvcignore", b"snapshots/\n.dvc-storage/\n.*.tmp\n")
+        # Every `dvc add` walks each folder DVC does not ignore, looking for .dvc files: the raw
+        # store (a folder per hash prefix, per batch) and the training runs are never DVC
+        # outputs, and walking them made each snapshot slower as the pool grew (4.4 of 5.4 s
+        # per 5000-image batch at 100 000 images).
+        _write_if_changed(workdir / ".dvcignore", b"snapshots/\n.dvc-storage/\n.*.tmp\n/raw_images/\n/training/\n")
         _write_if_changed(workdir / "dvc.yaml", resources.files("labeling_dag").joinpath("dvc_template.yaml").read_bytes())
         remote = self.remote_url(workdir)
         endpoint = self.remote_endpoint_url or os.environ.get("LABELING_DAG_DVC_ENDPOINT_URL", "")
