@@ -10,8 +10,9 @@ pre-label → score, with the GX gates) exactly as in production:
 * ``dagster-celery worker start`` workers (deploy/celery.yaml, one step at a time,
   ``OMP_NUM_THREADS=1``: one torch thread per worker) take the steps from Redis;
 * one ``dagster job execute ... --tags {"dagster/partition": B}`` per batch with
-  ``LABELING_DAG_EXECUTOR=celery`` launches the runs, ``workers + 1`` at a time, so that
-  a worker never waits for the next run to start.
+  ``LABELING_DAG_EXECUTOR=celery`` launches the runs, ``workers + RUNS_AHEAD`` at a time
+  (the queue depth deploy/README.md gives a 2-worker deployment), so that a worker finds
+  a ready step while other runs wait for their executor's next tick or are starting.
 
 The rate of a phase is the images scored (rows of every ``uncertainty_scores`` table) over
 the wall time from the first launch to the last run's end; worker start-up (imports of
@@ -65,6 +66,12 @@ STARTUP_TIMEOUT_S = 120
 # 2-worker phase then lacked: the observer slowed what it measured. A worker's RSS moves
 # over seconds (a model load, a batch's tables), so 0.25 s still finds its peak.
 SAMPLE_EVERY_S = 0.25
+# Runs in flight beyond one per worker. dagster-celery's executor hands a run's next step over
+# on a one-second tick and a new run spends ~2 s loading the location, so a run is often not
+# ready. With one run ahead (100 000 images), each worker of the 2-worker phase sat idle
+# between steps 11-14 % of its time, the one worker 10 %: a step is ready for one worker when
+# either of 2 runs is, for both of 2 workers only when 2 of 3 runs are.
+RUNS_AHEAD = 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> float:
             CELERY_BROKER_URL=broker,
             CELERY_RESULT_BACKEND=broker,
             OMP_NUM_THREADS="1",
-            DAGSTER_MAX_CONCURRENT_RUNS=str(max(args.workers) + 1),
+            DAGSTER_MAX_CONCURRENT_RUNS=str(max(args.workers) + RUNS_AHEAD),
         )
         os.environ.update(pg_env)
         import dagster as dg
@@ -191,13 +198,17 @@ def write_pool(folder: Path, *, images: int, batch_size: int, imgsz: int) -> lis
 def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers: int, logs: Path) -> dict:
     """Every batch through ``prelabel_batch`` on ``workers`` Celery workers; rate and memory."""
     logs.mkdir()
+    # Each phase starts with nothing left to write back: the 100 000 generated images (before
+    # the first phase) or the first phase's workdir (before the second) would otherwise be
+    # flushed to disk while the timed phase runs.
+    os.sync()
     pool = [start_worker(f"w{number}", env, logs / f"worker-{number}.log") for number in range(1, workers + 1)]
     sampler = RssSampler([worker.pid for worker in pool])
     try:
         wait_until(lambda: all(f"w{n}@" in (logs / f"worker-{n}.log").read_text() and "ready" in (logs / f"worker-{n}.log").read_text() for n in range(1, workers + 1)), what="workers ready")
         with sampler:
             started, cpu_before = time.perf_counter(), psutil.cpu_times()
-            failures = launch_runs(env, batches, config=config, in_flight=workers + 1, logs=logs)
+            failures = launch_runs(env, batches, config=config, in_flight=workers + RUNS_AHEAD, logs=logs)
             seconds, cpu_after = time.perf_counter() - started, psutil.cpu_times()
     finally:
         for worker in pool:
