@@ -117,8 +117,9 @@ class SnapshotStore(dg.ConfigurableResource):
         return self.remote or os.environ.get("LABELING_DAG_DVC_REMOTE") or str(Path(workdir) / ".dvc-storage")
 
     def _locked(self, workdir: Path) -> AbstractContextManager[None]:
-        # DVC waits for its own lock, git does not: one snapshot at a time per workdir,
-        # whatever process (step, sensor, CLI) takes it.
+        # DVC waits for its own lock, git does not: one add, restore, history write or commit at
+        # a time per workdir, whatever process (step, sensor, CLI) takes it. The DVC process of
+        # a snapshot takes the same lock itself, around its add (see _ADD_AND_PUSH).
         return atomic.file_lock(workdir / _LOCK_FILE)
 
     def _ensure_repo(self, workdir: Path) -> None:
@@ -198,8 +199,9 @@ class SnapshotStore(dg.ConfigurableResource):
         return executable
 
 
-# Run by DVC's own interpreter (its venv), the folder and lock file passed as arguments, never in
-# the code. relink=False: the files are already in the cache (hard links) after the add;
+# Run by DVC's own interpreter (its venv, which cannot import labeling_dag: hence its own flock
+# on the same lock file as atomic.file_lock), the folder and lock file passed as arguments,
+# never in the code. relink=False: the files are already in the cache (hard links) after the add;
 # re-linking every workspace file again costs about 2 s per 3000 files.
 # The push goes through DataCloud.push with the folder's objects, not Repo.push: Repo.push
 # takes DVC's repo lock (so it could not run beside another snapshot's add) and first
@@ -226,7 +228,9 @@ with Repo(".") as repo:
     if result.failed:
         sys.exit(f"dvc push of {folder} failed for {len(result.failed)} objects")
 pointer_out.write(pointer)
+pointer_out.close()
 """
+
 
 def _interpreter_of(executable: str) -> str | None:
     """The Python interpreter of a pip-installed console script (its shebang), or None."""
