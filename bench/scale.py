@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import yaml
+from labeling_dag.atomic import sync_all
 from offline import stay_offline
 from processes import stop_process_group
 from PIL import Image
@@ -201,7 +202,7 @@ def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers:
     # Each phase starts with nothing left to write back: the 100 000 generated images (before
     # the first phase) or the first phase's workdir (before the second) would otherwise be
     # flushed to disk while the timed phase runs.
-    os.sync()
+    sync_all()
     pool = [start_worker(f"w{number}", env, logs / f"worker-{number}.log") for number in range(1, workers + 1)]
     sampler = RssSampler([worker.pid for worker in pool])
     try:
