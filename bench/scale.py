@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> float:
             print(
                 f"{workers} worker(s): {phase['images']} images in {phase['seconds']:.1f} s = "
                 f"{phase['images_per_s']:.1f} images/s (worker peak RSS {phase['worker_peak_rss_mib']:.0f} MiB, "
-                f"{phase['busy_cores']:.2f} of {os.cpu_count()} cores busy)",
+                f"{phase['busy_cores']:.2f} of {os.cpu_count()} cores busy, run processes {phase['run_processes_cpu_s']:.1f} CPU s)",
                 flush=True,
             )
         memory = code_server_memory(base_env | {"LABELING_DAG_WORKDIR": str(tmp_path / "work-sensor")})
@@ -208,9 +209,9 @@ def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers:
     try:
         wait_until(lambda: all(f"w{n}@" in (logs / f"worker-{n}.log").read_text() and "ready" in (logs / f"worker-{n}.log").read_text() for n in range(1, workers + 1)), what="workers ready")
         with sampler:
-            started, cpu_before = time.perf_counter(), psutil.cpu_times()
+            started, cpu_before, runs_before = time.perf_counter(), psutil.cpu_times(), reaped_cpu_seconds()
             failures = launch_runs(env, batches, config=config, in_flight=workers + RUNS_AHEAD, logs=logs)
-            seconds, cpu_after = time.perf_counter() - started, psutil.cpu_times()
+            seconds, cpu_after, runs_after = time.perf_counter() - started, psutil.cpu_times(), reaped_cpu_seconds()
     finally:
         for worker in pool:
             stop_process_group(worker)
@@ -228,7 +229,16 @@ def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers:
         # Whole-machine CPU use (workers, run processes, DVC, PostgreSQL, Redis): on a 2-core
         # machine, 2 / this figure of the 1-worker phase bounds the speed-up 2 workers can give.
         "busy_cores": busy_seconds(cpu_before, cpu_after) / seconds,
+        # The run processes (`dagster job execute`, the executor's loop) are the only children
+        # this process waits for during the phase: CPU the workers compete with for a core.
+        "run_processes_cpu_s": runs_after - runs_before,
     }
+
+
+def reaped_cpu_seconds() -> float:
+    """User + system CPU seconds of every child process this one has waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def busy_seconds(before, after) -> float:

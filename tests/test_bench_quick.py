@@ -64,3 +64,5 @@ def test_scale_quick_runs_both_worker_counts_and_ends_with_the_speed_up(tmp_path
     assert result["benchmark"] == "scale"
     assert [(phase["workers"], phase["images"]) for phase in result["phases"]] == [(1, 240), (2, 240)]
     assert result["sensor_evaluation_peak_rss_mib"] > 0 and result["code_server_loaded_rss_mib"] > 0
+    # One `dagster job execute` per batch loads Dagster and the location: seconds of CPU each.
+    assert all(phase["run_processes_cpu_s"] > 0.5 * result["batches"] for phase in result["phases"])
