@@ -49,6 +49,8 @@ class ReviewBatchConfig(dg.Config):
     representative part of the pool and biases what it learns. Gold items (known answers,
     ``gold_rate`` of ``size``) and pending spot checks of auto-accepted images (at most a
     quarter of ``size``) come on top, shuffled in, indistinguishable to the annotator.
+    ``cost_aware`` ranks the uncertainty part by uncertainty per expected box (pre-label
+    count) instead of per image, for budgets counted in the boxes annotators draw.
     """
 
     size: int = 20
@@ -56,6 +58,7 @@ class ReviewBatchConfig(dg.Config):
     uncertainty_measure: str = "entropy"
     random_fraction: float = 0.2
     diversity: bool = False
+    cost_aware: bool = False
     seed: int = 0
     gold_rate: float = 0.1
     skip_near_duplicates: bool = True
@@ -103,6 +106,7 @@ def review_batch(
         uncertainty_measure=config.uncertainty_measure,
         random_fraction=config.random_fraction,
         diversity=config.diversity and not cold_start,
+        cost_aware=config.cost_aware and not cold_start,
         seed=config.seed,
     )
     spot_checks = _open_spot_checks(store, batches, batch_id)

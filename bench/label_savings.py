@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-start-epochs", type=int, default=40)
     parser.add_argument("--fine-tune-epochs", type=int, default=10)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--cost-aware", action="store_true", help="the uncertainty arms rank by uncertainty per expected box (random is unchanged)")
     parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="loops run side by side, in this many processes")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("label_savings.json"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, two strategies, one seed (CI)")
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_size=args.batch_size,
                 strategy=strategy,
                 diversity=diversity,
+                cost_aware=args.cost_aware and strategy != "random",
                 seed_labels=args.seed_labels,
                 seed=seed,
                 imgsz=args.imgsz,

@@ -24,7 +24,7 @@ over the whole source folder (``dagster sensor preview --grpc-port``), which is 
 daemon's sensor ticks run. The workers' peak RSS (main process and forked children) is
 reported too.
 
-    .venv/bin/python bench/scale.py                          # 100 000 images at 32 px, batches of 5000
+    .venv/bin/python bench/scale.py                          # 100 000 images at 32 px, batches of 10 000
     .venv/bin/python bench/scale.py --images 8000 --batch-size 1000
     .venv/bin/python bench/scale.py --quick                  # 240 images, batches of 60 (CI)
 
@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -74,14 +75,20 @@ SAMPLE_EVERY_S = 0.25
 # between steps 11-14 % of its time, the one worker 10 %: a step is ready for one worker when
 # either of 2 runs is, for both of 2 workers only when 2 of 3 runs are.
 RUNS_AHEAD = 2
+# Images per ingestion batch (partition). Each run process costs 2-3 s of CPU whatever its
+# batch's size (imports, the instance, the executor's loop), taken from the workers' cores
+# when two workers fill both: 10 000-image batches gave 401-424 (1 worker) and 671-690
+# images/s (2 workers) where 5000-image batches gave 340-346 and 533-536 (bench/RESULTS.md).
+BATCH_SIZE = 10_000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000, help="generated images, all pre-labelled in each phase")
-    parser.add_argument("--batch-size", type=int, default=5000, help="images per ingestion batch (partition)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per ingestion batch (partition)")
     parser.add_argument("--imgsz", type=int, default=32, help="image and inference size in pixels (a multiple of 32)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts, one phase each, in order")
+    parser.add_argument("--runs-ahead", type=int, default=RUNS_AHEAD, help="runs in flight beyond one per worker")
     parser.add_argument("--quick", action="store_true", help="240 images in batches of 60 (CI, under 2 minutes)")
     parser.add_argument("--out", type=Path, help="JSON result (default: bench/scale[.quick].json)")
     args = parser.parse_args(argv)
@@ -89,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.images, args.batch_size = 240, 60
     if args.images < 1 or args.batch_size < 1:
         parser.error("--images and --batch-size must be at least 1")
+    if args.runs_ahead < 0:
+        parser.error("--runs-ahead must be at least 0")
     if args.imgsz < 32 or args.imgsz % 32:
         parser.error("--imgsz must be a multiple of 32 (YOLO's largest stride)")
     args.out = args.out or Path(__file__).with_name("scale.quick.json" if args.quick else "scale.json")
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> float:
             CELERY_BROKER_URL=broker,
             CELERY_RESULT_BACKEND=broker,
             OMP_NUM_THREADS="1",
-            DAGSTER_MAX_CONCURRENT_RUNS=str(max(args.workers) + RUNS_AHEAD),
+            DAGSTER_MAX_CONCURRENT_RUNS=str(max(args.workers) + args.runs_ahead),
         )
         os.environ.update(pg_env)
         import dagster as dg
@@ -143,12 +152,15 @@ def main(argv: list[str] | None = None) -> float:
         phases = []
         for workers in args.workers:
             env = base_env | {"LABELING_DAG_WORKDIR": str(tmp_path / f"work-{workers}")}
-            phase = run_phase(env, batches, config=config, workers=workers, logs=tmp_path / f"logs-{workers}")
+            phase = run_phase(env, batches, config=config, workers=workers, runs_ahead=args.runs_ahead, logs=tmp_path / f"logs-{workers}")
             phases.append(phase)
             print(
                 f"{workers} worker(s): {phase['images']} images in {phase['seconds']:.1f} s = "
                 f"{phase['images_per_s']:.1f} images/s (worker peak RSS {phase['worker_peak_rss_mib']:.0f} MiB, "
-                f"{phase['busy_cores']:.2f} of {os.cpu_count()} cores busy, run processes {phase['run_processes_cpu_s']:.1f} CPU s)",
+                f"{phase['busy_cores']:.2f} of {os.cpu_count()} cores busy, run processes {phase['run_processes_cpu_s']:.1f} CPU s, "
+                f"workers in steps {phase['workers_in_steps_share']:.0%}: "
+                + ", ".join(f"{step} {total:.0f} s" for step, total in phase["step_seconds"].items())
+                + ")",
                 flush=True,
             )
         memory = code_server_memory(base_env | {"LABELING_DAG_WORKDIR": str(tmp_path / "work-sensor")})
@@ -165,6 +177,7 @@ def main(argv: list[str] | None = None) -> float:
         "benchmark": "scale",
         "images": args.images,
         "batch_size": args.batch_size,
+        "runs_ahead": args.runs_ahead,
         "batches": len(batches),
         "imgsz": args.imgsz,
         "generation_s": generated,
@@ -197,7 +210,7 @@ def write_pool(folder: Path, *, images: int, batch_size: int, imgsz: int) -> lis
     return keys
 
 
-def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers: int, logs: Path) -> dict:
+def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers: int, runs_ahead: int, logs: Path) -> dict:
     """Every batch through ``prelabel_batch`` on ``workers`` Celery workers; rate and memory."""
     logs.mkdir()
     # Each phase starts with nothing left to write back: the 100 000 generated images (before
@@ -210,7 +223,8 @@ def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers:
         wait_until(lambda: all(f"w{n}@" in (logs / f"worker-{n}.log").read_text() and "ready" in (logs / f"worker-{n}.log").read_text() for n in range(1, workers + 1)), what="workers ready")
         with sampler:
             started, cpu_before, runs_before = time.perf_counter(), psutil.cpu_times(), reaped_cpu_seconds()
-            failures = launch_runs(env, batches, config=config, in_flight=workers + RUNS_AHEAD, logs=logs)
+            since = time.time()
+            failures = launch_runs(env, batches, config=config, in_flight=workers + runs_ahead, logs=logs)
             seconds, cpu_after, runs_after = time.perf_counter() - started, psutil.cpu_times(), reaped_cpu_seconds()
     finally:
         for worker in pool:
@@ -220,6 +234,7 @@ def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers:
     import pandas as pd
 
     scored = sum(len(pd.read_parquet(path)) for path in Path(env["LABELING_DAG_WORKDIR"]).glob("uncertainty_scores/*/scores.parquet"))
+    steps = step_seconds(env, since=since)
     return {
         "workers": workers,
         "images": scored,
@@ -232,7 +247,29 @@ def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers:
         # The run processes (`dagster job execute`, the executor's loop) are the only children
         # this process waits for during the phase: CPU the workers compete with for a core.
         "run_processes_cpu_s": runs_after - runs_before,
+        # From each step's start to its end in the event log, summed per step: the time the
+        # workers spent inside steps. workers x wall time minus their sum is what the workers
+        # waited for a ready step (runs starting, the executor's one-second poll).
+        "step_seconds": steps,
+        "workers_in_steps_share": sum(steps.values()) / (workers * seconds),
     }
+
+
+def step_seconds(env: dict[str, str], *, since: float) -> dict[str, float]:
+    """Seconds spent in each step (summed over the runs created after ``since``), from the
+    STEP_START and STEP_SUCCESS events the workers wrote to the instance."""
+    import dagster as dg
+
+    totals: dict[str, float] = {}
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        for record in instance.get_run_records(filters=dg.RunsFilter(created_after=datetime.fromtimestamp(since, UTC))):
+            started: dict[str, float] = {}
+            for entry in instance.all_logs(record.dagster_run.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}):
+                if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+                    started[entry.step_key] = entry.timestamp
+                else:
+                    totals[entry.step_key] = totals.get(entry.step_key, 0.0) + entry.timestamp - started[entry.step_key]
+    return totals
 
 
 def reaped_cpu_seconds() -> float:

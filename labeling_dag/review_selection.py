@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
-from labeling_dag.sampling import select_for_review
+from labeling_dag.sampling import expected_boxes, select_for_review
 from labeling_dag.uncertainty import MEASURES
 
 BATCH_COLUMNS: dict[str, str] = {
@@ -115,8 +115,11 @@ def choose(
     random_fraction: float,
     diversity: bool,
     seed: int,
+    cost_aware: bool,
 ) -> pd.DataFrame:
-    """The selected rows of ``candidates`` in priority order, with their selection ``score``."""
+    """The selected rows of ``candidates`` in priority order, with their selection ``score``
+    (the image's uncertainty). ``cost_aware`` ranks by uncertainty per expected box
+    (:func:`~labeling_dag.sampling.expected_boxes` of the ``n_boxes`` column)."""
     if candidates.empty:
         return candidates.assign(score=pd.Series(dtype="float64"))
     embeddings = np.array(candidates["embedding"].tolist(), dtype=np.float64) if diversity else None
@@ -128,6 +131,7 @@ def choose(
         random_fraction=random_fraction,
         diversity=diversity,
         embeddings=embeddings,
+        costs=expected_boxes(candidates["n_boxes"].to_numpy()) if cost_aware else None,
         seed=seed,
     )
     measure = strategy if strategy in MEASURES else uncertainty_measure

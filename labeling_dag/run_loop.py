@@ -30,6 +30,7 @@ class LoopSettings:
     batch_size: int = 20
     strategy: str = "hybrid"
     diversity: bool = False
+    cost_aware: bool = False
     seed_labels: int = 40
     target_precision: float = 0.95
     reviewer_error_rate: float = 0.0
@@ -203,7 +204,7 @@ class _Driver:
             # The first batch is the random seed batch; later ones are the loop's rounds.
             size = self.settings.batch_size if len(self.batches_out()) else self.settings.seed_labels
             ops["review_batch"] = {
-                "config": {"size": size, "strategy": self.settings.strategy, "diversity": self.settings.diversity, "seed": self.settings.seed}
+                "config": {"size": size, "strategy": self.settings.strategy, "diversity": self.settings.diversity, "cost_aware": self.settings.cost_aware, "seed": self.settings.seed}
             }
         if "verified_labels" in ops:
             ops["verified_labels"] = {"config": ops["verified_labels"]["config"] | {"target_precision": self.settings.target_precision, "seed": self.settings.seed}}

@@ -11,6 +11,14 @@ this module only decides. Every strategy is deterministic for a given ``seed``.
   drifts away from the distribution it will be used on; the random share keeps the easy,
   representative region in the training data.
 
+With ``costs`` (the boxes an annotator is expected to draw per image, from
+:func:`expected_boxes`) the uncertainty part ranks by uncertainty per box rather than per
+image: the "return on investment" rule of cost-sensitive active learning (Settles, Craven
+and Friedland 2008, "Active Learning with Real Annotation Costs"). The budget that matters
+is counted in boxes, and with max-aggregated image scores an image full of objects is
+usually the most uncertain one, so ranking per image spends the budget on the most
+expensive images.
+
 With ``diversity=True`` the uncertainty part is spread over the embedding space as in
 pre-filtered K-means batch selection (Zhdanov 2019, "Diverse mini-batch Active
 Learning"): cluster the top ``candidate_pool_factor * k_u`` candidates into ``k_u``
@@ -65,6 +73,42 @@ def _as_embeddings(embeddings: npt.ArrayLike | None, n: int) -> np.ndarray:
     return x
 
 
+def expected_boxes(n_boxes: npt.ArrayLike) -> np.ndarray:
+    """Boxes a human is expected to draw on each image: its pre-label count, or, where the
+    model found nothing, the mean count of the images where it found something (1 if it
+    found nothing anywhere). A model misses objects far more often than it invents whole
+    images of them, so an empty prediction is priced like an average image, not as free.
+
+    Args:
+        n_boxes: shape (n,), non-negative pre-label counts per image.
+
+    Returns:
+        shape (n,), every entry >= 1.
+
+    Raises:
+        ValueError: on a mis-shaped input, or negative or non-finite counts.
+    """
+    counts = np.asarray(n_boxes, dtype=np.float64)
+    if counts.ndim != 1:
+        raise ValueError(f"n_boxes must have shape (n,); got {counts.shape}")
+    if not np.isfinite(counts).all() or (counts < 0).any():
+        raise ValueError("n_boxes must hold finite, non-negative counts")
+    found = counts > 0
+    prior = max(1.0, float(counts[found].mean())) if found.any() else 1.0
+    return np.where(found, np.maximum(counts, 1.0), prior)
+
+
+def _as_costs(costs: npt.ArrayLike | None, n: int) -> np.ndarray | None:
+    if costs is None:
+        return None
+    c = np.asarray(costs, dtype=np.float64)
+    if c.shape != (n,):
+        raise ValueError(f"costs must have shape (n_images,) = ({n},); got {c.shape}")
+    if not np.isfinite(c).all() or (c <= 0).any():
+        raise ValueError("costs must be finite and positive")
+    return c
+
+
 def _top(u: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest entries of ``u`` (n,), largest first, ties by lower index."""
     return np.argsort(-u, kind="stable")[:k]
@@ -109,6 +153,7 @@ def select_for_review(
     diversity: bool = False,
     embeddings: npt.ArrayLike | None = None,
     candidate_pool_factor: int = 5,
+    costs: npt.ArrayLike | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Pick up to ``k`` images for human review, in priority order.
@@ -132,6 +177,9 @@ def select_for_review(
         embeddings: shape (n, dim), one row per image; required when ``diversity``.
         candidate_pool_factor: with ``diversity``, cluster the top
             ``candidate_pool_factor * k_u`` images by uncertainty; >= 1.
+        costs: shape (n,), positive annotation cost of each image (e.g.
+            :func:`expected_boxes`); the uncertainty part then ranks by uncertainty / cost.
+            None (the default) ranks by uncertainty alone.
         seed: seeds the random draw and KMeans.
 
     Returns:
@@ -142,7 +190,8 @@ def select_for_review(
     Raises:
         ValueError: on an unknown strategy or measure, ``k <= 0``, ``random_fraction``
             outside [0, 1], ``candidate_pool_factor < 1``, missing or mis-shaped
-            embeddings with ``diversity``, or scores of mismatched length or with NaN.
+            embeddings with ``diversity``, scores of mismatched length or with NaN, or
+            mis-shaped or non-positive costs.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}")
@@ -165,6 +214,7 @@ def select_for_review(
 
     n = _pool_size(scores)
     x = _as_embeddings(embeddings, n) if diversity else None
+    cost = _as_costs(costs, n)
     batch = min(int(k), n)
 
     if strategy == "random":
@@ -179,6 +229,8 @@ def select_for_review(
     else:
         measure = uncertainty_measure if strategy == "hybrid" else strategy
         u = _ranking_scores(scores, measure)
+        if cost is not None:
+            u = u / cost
         if x is None:
             uncertain = _top(u, n_uncertain)
         else:

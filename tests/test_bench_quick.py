@@ -66,3 +66,7 @@ def test_scale_quick_runs_both_worker_counts_and_ends_with_the_speed_up(tmp_path
     assert result["sensor_evaluation_peak_rss_mib"] > 0 and result["code_server_loaded_rss_mib"] > 0
     # One `dagster job execute` per batch loads Dagster and the location: seconds of CPU each.
     assert all(phase["run_processes_cpu_s"] > 0.5 * result["batches"] for phase in result["phases"])
+    # Every step of prelabel_batch ran on a worker, with its start and end in the event log.
+    for phase in result["phases"]:
+        assert {"raw_images", "cleaned_images", "pre_labels", "uncertainty_scores"} <= set(phase["step_seconds"])
+        assert 0 < phase["workers_in_steps_share"] <= 1

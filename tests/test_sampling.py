@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labeling_dag.sampling import STRATEGIES, select_for_review
+from labeling_dag.sampling import STRATEGIES, expected_boxes, select_for_review
 
 # Five images; each measure ranks them differently.
 SCORES = {
@@ -266,3 +266,41 @@ def test_selection_is_unique_in_range_and_sized(
     assert picked.shape == (min(k, n),)
     assert len(set(picked.tolist())) == picked.size
     assert np.all((picked >= 0) & (picked < n))
+
+
+def test_expected_boxes_prices_an_empty_prediction_like_an_average_image() -> None:
+    # Found boxes on images 0, 1, 3 (mean 2); image 2's empty prediction costs that mean.
+    assert expected_boxes([1, 3, 0, 2]).tolist() == [1.0, 3.0, 2.0, 2.0]
+    # Nothing found anywhere: every image costs one box, never zero.
+    assert expected_boxes([0, 0]).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("bad", [[-1, 2], [np.nan, 1], [[1, 2]]])
+def test_expected_boxes_rejects_negative_nan_or_misshaped_counts(bad) -> None:
+    with pytest.raises(ValueError, match="n_boxes"):
+        expected_boxes(bad)
+
+
+def test_costs_rank_by_uncertainty_per_box() -> None:
+    # entropy 0.1, 0.9, 0.5, 0.9, 0.3 over costs 1, 4, 1, 2, 1 -> per box 0.1, 0.225, 0.5, 0.45, 0.3
+    costs = [1, 4, 1, 2, 1]
+    picked = select_for_review(SCORES, k=3, strategy="entropy", costs=costs)
+    assert picked.tolist() == [2, 3, 4]
+    # Without costs the two most uncertain images are the two most expensive ones.
+    assert select_for_review(SCORES, k=2, strategy="entropy").tolist() == [1, 3]
+
+
+def test_costs_leave_the_random_part_unchanged() -> None:
+    u = _descending(20)
+    plain = select_for_review(u, k=10, strategy="hybrid", random_fraction=0.5, seed=3)
+    costed = select_for_review(u, k=10, strategy="hybrid", random_fraction=0.5, seed=3, costs=np.ones(20))
+    assert plain.tolist() == costed.tolist()  # unit costs: the same ranking, the same draw
+    assert select_for_review(u, k=5, strategy="random", seed=1, costs=np.arange(1, 21)).tolist() == (
+        select_for_review(u, k=5, strategy="random", seed=1).tolist()
+    )
+
+
+@pytest.mark.parametrize("bad", [[1, 1, 1], [1, 0, 1, 1, 1], [1, np.inf, 1, 1, 1]])
+def test_costs_must_match_the_pool_and_be_positive(bad) -> None:
+    with pytest.raises(ValueError, match="costs"):
+        select_for_review(SCORES, k=2, strategy="entropy", costs=bad)
