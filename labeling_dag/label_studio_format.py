@@ -262,6 +262,11 @@ class TaskAnnotation:
 
     :func:`parse_export` yields the latest annotation of each task;
     :func:`parse_all_annotations` yields every one (for agreement between reviewers).
+
+    ``prediction_region_ids`` are the region ids of the prediction objects in the file; a
+    task whose predictions the file lists by id only (Label Studio's own export) has none.
+    ``lead_time`` is the time in seconds Label Studio measured the annotator spending on the
+    annotation (its ``lead_time``), ``None`` when the file does not say.
     """
 
     task_id: int | None
@@ -271,6 +276,7 @@ class TaskAnnotation:
     annotated_at: str  # ISO 8601, UTC
     boxes: tuple[AnnotatedBox, ...]
     prediction_region_ids: tuple[str, ...]  # region ids of the predictions exported with the task
+    lead_time: float | None = None  # seconds spent on the annotation, as Label Studio measured it
 
 
 class ReviewExportError(ValueError):
@@ -400,12 +406,17 @@ def _annotated_boxes(result: Any, class_names: frozenset[str]) -> tuple[Annotate
 
 
 def _prediction_region_ids(predictions: Any) -> tuple[str, ...]:
+    """Region ids of a task's prediction objects; predictions given by id contribute none."""
     if not isinstance(predictions, list):
         raise ValueError(f"predictions must be a list, got {predictions!r}")
     ids: list[str] = []
     for prediction in predictions:
+        # Label Studio's own JSON export lists a task's predictions by their database id only.
+        if isinstance(prediction, int) and not isinstance(prediction, bool) and prediction > 0:
+            continue
         if not isinstance(prediction, Mapping) or not isinstance(prediction.get("result"), list):
-            raise ValueError("each prediction must be an object with a result list")
+            what = "an object without a result list" if isinstance(prediction, Mapping) else repr(prediction)
+            raise ValueError(f"each prediction must be a prediction id or an object with a result list, got {what}")
         for item in prediction["result"]:
             if not isinstance(item, Mapping):
                 raise ValueError(f"prediction result item must be an object, got {item!r}")
@@ -414,6 +425,17 @@ def _prediction_region_ids(predictions: Any) -> tuple[str, ...]:
                 if region_id not in ids:
                     ids.append(region_id)
     return tuple(ids)
+
+
+def _lead_time(annotation: Mapping[str, Any]) -> float | None:
+    """The annotation's ``lead_time`` in seconds: ``None`` when absent or null, else a finite number >= 0."""
+    raw = annotation.get("lead_time")
+    if raw is None:
+        return None
+    seconds = _as_real(raw, "lead_time")
+    if seconds < 0:
+        raise ValueError(f"lead_time must not be negative, got {raw!r}")
+    return seconds
 
 
 def _parse_task(
@@ -452,6 +474,7 @@ def _parse_task(
             annotated_at=_annotation_order(annotation)[0].isoformat(),
             boxes=_annotated_boxes(annotation.get("result"), class_names),
             prediction_region_ids=region_ids,
+            lead_time=_lead_time(annotation),
         )
         for annotation in chosen
     ]
@@ -496,9 +519,18 @@ def parse_export(
 
     Per task the latest non-cancelled annotation wins (by ``updated_at``, falling back to
     ``created_at``, then by annotation id).  ``reviewer`` is ``completed_by`` as a string
-    (the user id, or the email when the export expands the user).  Result items that are
-    not ``rectanglelabels`` are ignored.  Region ids are kept so that a caller can compare
-    them with ``prediction_region_ids``: same id and same box means an accepted prediction.
+    (the user id, or the email when the export expands the user).  ``lead_time`` is the
+    annotation's ``lead_time`` (seconds; ``None`` when absent or null; anything but a finite
+    number >= 0 is refused).  Result items that are not ``rectanglelabels`` are ignored.
+    Region ids are kept so that a caller can compare them with ``prediction_region_ids``:
+    same id and same box means an accepted prediction.
+
+    Each task's ``predictions`` may hold prediction objects (with a ``result`` list: the
+    importable tasks, Label Studio's task API) or positive integer prediction ids (Label
+    Studio's own JSON export); ids give no region ids, so a caller that needs the predicted
+    regions takes them from the tasks it exported.  Anything else there is refused.  Other
+    fields of a task or an annotation (``drafts``, ``meta``, ``inner_id``, ``unique_id``,
+    ``ground_truth`` ...) are ignored.
     """
     return _parse_tasks(tasks, class_names, expected_batch_id, latest_only=True)
 

@@ -27,8 +27,10 @@ or legacy tokens allowed for the organisation). Endpoints used:
 * ``GET/POST /api/storages/localfiles/`` when ``local_files_path`` is set (see Images).
 
 Why not ``GET /api/projects/<id>/export``: in 1.23 its JSON lists each task's predictions as
-bare ids, while ``parse_export`` (and the file exchange) read prediction objects; the task
-list with ``fields=all`` has them, so a complete batch costs one request and needs no join.
+bare ids. ``parse_export`` reads that form too (it is what a user gets from Export -> JSON and
+drops into the inbox), but ids carry no predicted regions, so the received file would no longer
+show what the annotators were offered; the task list with ``fields=all`` has the full prediction
+objects, so a complete batch costs one request and needs no join.
 
 Images: tasks reference ``/data/local-files/?d=<path relative to the workdir>``. Label Studio
 serves such a URL only when (1) it runs with ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true``

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -47,8 +48,10 @@ class Api:
     def user_id(self) -> int:
         return int(self.get("/api/current-user/whoami")["id"])
 
-    def annotate(self, task_id: int, result: list[dict[str, Any]]) -> None:
-        self.send("POST", f"/api/tasks/{task_id}/annotations/", {"result": result, "completed_by": self.user_id()})
+    def annotate(self, task_id: int, result: list[dict[str, Any]], **fields: Any) -> None:
+        """Save an annotation of ``result``; ``fields`` are further annotation fields, e.g. ``lead_time``."""
+        body = {"result": result, "completed_by": self.user_id(), **fields}
+        self.send("POST", f"/api/tasks/{task_id}/annotations/", body)
 
     def task_count(self, project_id: int) -> int:
         return int(self.get("/api/tasks/", project=project_id, page_size=1)["total"])
@@ -336,6 +339,78 @@ def test_sensor_merges_a_batch_completed_in_label_studio(label_studio: LabelStud
     received = json.loads(exchange.received_file(workdir, batch).read_text())
     assert len(parse_export(received, class_names=CLASSES, expected_batch_id=batch)) == 3
     assert not tick(done.cursor).run_requests  # nothing is collected or requested twice
+
+
+# Set to a folder to save the export this test downloads, and the outbox it answers, there:
+# how tests/data/label_studio_1.23.2_export.json and ..._outbox.json were captured (this test
+# alone, on a fresh server, so that the project and task ids are 1, 2, 3...).
+CAPTURE_ENV = "LABELING_DAG_CAPTURE_LABEL_STUDIO_EXPORT"
+
+
+def test_label_studios_own_json_export_is_accepted_by_the_inbox(
+    label_studio: LabelStudioServer, api: Api, workdir: Path
+) -> None:
+    """The file a user gets from Export -> JSON (predictions as bare ids, Label Studio's own
+    task and annotation fields) passes the inbox as downloaded, and keeps the annotators' lead_time."""
+    from labeling_dag import atomic
+    from labeling_dag.resources.review_exchange import FileReviewExchange
+    from labeling_dag.review_intake import judge_review_file
+
+    batch = "b-own-export"
+    tasks = batch_tasks(batch, 3, prefix="own")
+    exchange = FileReviewExchange()
+    exchange.export(workdir, batch, tasks)  # what review_batch writes before handing over
+    backend(label_studio, "own-export-test").export(workdir, batch, copy.deepcopy(tasks), CLASSES)
+    project_id, task_ids = recorded(workdir, batch)["project_id"], recorded(workdir, batch)["task_ids"]
+    predicted = [api.get(f"/api/tasks/{task_id}")["predictions"][0]["result"] for task_id in task_ids]
+    results = [predicted[0], [_moved(predicted[1][0], 3.0), *predicted[1][1:]], predicted[2]]
+    for task_id, result in zip(task_ids, results):
+        api.annotate(task_id, result, lead_time=12.5)
+
+    # GET /api/projects/<id>/export?exportType=JSON: the synchronous export behind the SDK's
+    # projects.exports.download_sync; it holds the annotated tasks, here all of them.
+    response = api.session.get(
+        f"{label_studio.url}/api/projects/{project_id}/export", params={"exportType": "JSON"}, timeout=60
+    )
+    response.raise_for_status()
+    exported = json.loads(response.content)
+    assert [task["id"] for task in exported] == task_ids
+    # The shape that used to be refused: predictions listed by id, not as objects.
+    assert all(
+        len(task["predictions"]) == 1 and isinstance(task["predictions"][0], int) for task in exported
+    ), [task["predictions"] for task in exported]
+    inbox_file = workdir / "exchange" / "inbox" / f"{batch}.json"
+    atomic.write_bytes(inbox_file, response.content)
+    if capture := os.environ.get(CAPTURE_ENV):
+        atomic.write_bytes(Path(capture) / "label_studio_1.23.2_export.json", response.content)
+        atomic.copy_file(exchange.outbox_file(workdir, batch), Path(capture) / "label_studio_1.23.2_outbox.json")
+
+    verdict = judge_review_file(
+        inbox_file,
+        exported_tasks=lambda batch_id: exchange.exported_tasks(workdir, batch_id) if batch_id == batch else None,
+        already_received=lambda batch_id: False,
+        class_names=CLASSES,
+        data_root=workdir,
+        settle_seconds=0,
+    )
+    assert verdict.accepted, verdict.problem
+    assert verdict.batch_id == batch
+
+    annotations = parse_export(exported, class_names=CLASSES, expected_batch_id=batch)
+    stored = [api.get(f"/api/tasks/{task_id}")["annotations"][0]["lead_time"] for task_id in task_ids]
+    assert stored == [12.5] * 3  # what the server recorded
+    assert [a.lead_time for a in annotations] == stored
+    assert [a.prediction_region_ids for a in annotations] == [()] * 3  # ids name no regions
+    assert {a.reviewer for a in annotations} == {str(api.user_id())}
+    # The merge compares with the predictions in the outbox, so the ids lose it nothing.
+    outbox = exchange.exported_tasks(workdir, batch)
+    edits = edit_rows(annotations, outbox, batch_id=batch, gold_ids=set(), spot_check_ids=set())
+    kinds = {image_id: Counter(group) for image_id, group in edits.groupby("image_id")["edit_kind"]}
+    assert [kinds[task["data"]["image_id"]] for task in tasks] == [
+        Counter(accepted=2),
+        Counter(accepted=2, moved=1),
+        Counter(accepted=2),
+    ]
 
 
 def test_sensor_reports_a_stopped_server_and_recovers(workdir: Path) -> None:

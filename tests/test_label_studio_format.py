@@ -6,6 +6,8 @@ import copy
 import json
 import math
 import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +28,9 @@ from labeling_dag.label_studio_format import (
     review_batch_document,
     review_task,
 )
+from labeling_dag.merge import edit_rows
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
+from labeling_dag.review_intake import judge_review_file
 from tests.faults.review_files import json_paths
 
 CLASSES = ("car", "person", "bicycle")
@@ -475,6 +479,103 @@ def test_parse_export_rejects_whole_export(mutate: Any, expected: str, parse: An
 def test_parse_export_rejects_non_list(not_a_list: Any, parse: Any) -> None:
     with pytest.raises(ReviewExportError, match="list"):
         parse(not_a_list, class_names=CLASSES)
+
+
+def test_parse_export_accepts_predictions_given_by_id() -> None:
+    # Label Studio's own JSON export lists each prediction by its id, without the result.
+    export = _export()
+    export[0]["predictions"] = [55]
+    export[1]["predictions"] = [56, 57]
+    first, second = parse_export(export, class_names=CLASSES, expected_batch_id=BATCH)
+    assert first.prediction_region_ids == () and second.prediction_region_ids == ()
+    assert first.boxes == parse_export(_export(), class_names=CLASSES)[0].boxes
+
+
+def test_parse_export_reads_region_ids_of_prediction_objects_among_ids() -> None:
+    export = _export()
+    export[0]["predictions"] = [54, *export[0]["predictions"], 56]
+    annotations = parse_all_annotations(export, class_names=CLASSES, expected_batch_id=BATCH)
+    assert [a.prediction_region_ids for a in annotations] == [("p1", "p2", "p3", "p4")] * 2 + [()]
+
+
+@pytest.mark.parametrize(
+    "prediction",
+    ["55", True, False, 0, -3, 1.5, None, [55], {"id": 55}, {"id": 55, "result": "none"}],
+)
+@pytest.mark.parametrize("parse", [parse_export, parse_all_annotations])
+def test_parse_export_refuses_malformed_predictions(prediction: Any, parse: Any) -> None:
+    export = _export()
+    export[0]["predictions"] = [55, prediction]
+    with pytest.raises(ReviewExportError, match=r"task #0 \(id=101, image_id='img-1'\): each prediction must be"):
+        parse(export, class_names=CLASSES, expected_batch_id=BATCH)
+
+
+def test_parse_export_reads_lead_time() -> None:
+    export = _export()
+    first, second = parse_export(export, class_names=CLASSES, expected_batch_id=BATCH)
+    assert first.lead_time == 40.1 and second.lead_time is None  # absent
+    export[0]["annotations"][1]["lead_time"] = None
+    export[1]["annotations"][0]["lead_time"] = 7
+    first, second = parse_export(export, class_names=CLASSES, expected_batch_id=BATCH)
+    assert first.lead_time is None
+    assert second.lead_time == 7.0 and isinstance(second.lead_time, float)
+    export[1]["annotations"][0]["lead_time"] = 0
+    assert parse_export(export, class_names=CLASSES)[1].lead_time == 0.0
+    everyone = parse_all_annotations(_export(), class_names=CLASSES, expected_batch_id=BATCH)
+    assert [a.lead_time for a in everyone] == [12.5, 40.1, None]
+
+
+@pytest.mark.parametrize("lead_time", [-0.5, math.nan, math.inf, -math.inf, "12.5", True, 10**400, [1.0], {}])
+@pytest.mark.parametrize("parse", [parse_export, parse_all_annotations])
+def test_parse_export_refuses_invalid_lead_time(lead_time: Any, parse: Any) -> None:
+    export = _export()
+    export[0]["annotations"][1]["lead_time"] = lead_time
+    with pytest.raises(ReviewExportError, match=r"task #0 \(id=101, image_id='img-1'\): lead_time"):
+        parse(export, class_names=CLASSES, expected_batch_id=BATCH)
+
+
+# Captured from a real Label Studio 1.23.2 by running, alone on a fresh server,
+#   LABELING_DAG_CAPTURE_LABEL_STUDIO_EXPORT=tests/data pytest tests/test_label_studio.py \
+#       -k test_label_studios_own_json_export_is_accepted_by_the_inbox
+# which saves the export it downloads with GET /api/projects/<id>/export?exportType=JSON
+# (as downloaded) and the outbox file of the batch that export answers.
+LABEL_STUDIO_EXPORT = Path(__file__).parent / "data" / "label_studio_1.23.2_export.json"
+LABEL_STUDIO_OUTBOX = Path(__file__).parent / "data" / "label_studio_1.23.2_outbox.json"
+
+
+def test_label_studios_own_export_passes_the_inbox(tmp_path: Path) -> None:
+    outbox = json.loads(LABEL_STUDIO_OUTBOX.read_text())
+    export = json.loads(LABEL_STUDIO_EXPORT.read_text())
+    batch = outbox[0]["data"]["batch_id"]
+    assert all(isinstance(prediction, int) for task in export for prediction in task["predictions"])
+    inbox_file = tmp_path / "exchange" / "inbox" / f"{batch}.json"
+    inbox_file.parent.mkdir(parents=True)
+    inbox_file.write_bytes(LABEL_STUDIO_EXPORT.read_bytes())
+
+    verdict = judge_review_file(
+        inbox_file,
+        exported_tasks=lambda batch_id: copy.deepcopy(outbox) if batch_id == batch else None,
+        already_received=lambda batch_id: False,
+        class_names=CLASSES,
+        data_root=tmp_path,
+        settle_seconds=0,
+    )
+
+    assert verdict.accepted, verdict.problem
+    assert verdict.batch_id == batch
+    annotations = parse_export(export, class_names=CLASSES, expected_batch_id=batch)
+    assert [a.image_id for a in annotations] == [task["data"]["image_id"] for task in outbox]
+    assert [a.task_id for a in annotations] == [1, 2, 3]
+    assert [a.lead_time for a in annotations] == [12.5] * 3
+    assert [a.prediction_region_ids for a in annotations] == [()] * 3
+    # Predictions come from the outbox: two tasks accepted as predicted, one with a box moved.
+    edits = edit_rows(annotations, outbox, batch_id=batch, gold_ids=set(), spot_check_ids=set())
+    kinds = {image_id: Counter(group) for image_id, group in edits.groupby("image_id")["edit_kind"]}
+    assert [kinds[task["data"]["image_id"]] for task in outbox] == [
+        Counter(accepted=2),
+        Counter(accepted=2, moved=1),
+        Counter(accepted=2),
+    ]
 
 
 def test_is_complete() -> None:
