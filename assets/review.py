@@ -109,9 +109,13 @@ def review_batch(
         cost_aware=config.cost_aware and not cold_start,
         seed=config.seed,
     )
-    spot_checks = _open_spot_checks(store, batches, batch_id)
-    extras = extra_items(gold, count=round(config.gold_rate * config.size), batch_id=batch_id) + extra_items(
-        spot_checks, count=max(1, config.size // 4), batch_id=batch_id
+    # With no pool image left to choose the pool is done: gold items and spot checks alone make no batch.
+    spot_checks = _open_spot_checks(store, batches, batch_id) if len(chosen) else []
+    extras = (
+        extra_items(gold, count=round(config.gold_rate * config.size), batch_id=batch_id)
+        + extra_items(spot_checks, count=max(1, config.size // 4), batch_id=batch_id)
+        if len(chosen)
+        else []
     )
     order = shuffled(list(chosen["image_id"]) + extras, batch_id=batch_id)
     picked = chosen.set_index("image_id").reindex(order)
@@ -153,6 +157,7 @@ def review_batch(
             "spot_checks": int(rows["is_spot_check"].sum()),
             "boxes_proposed": sum(len(task["predictions"][0]["result"]) for task in tasks),
             "eligible_images": len(candidates),
+            "pool_done": not len(chosen),
             "strategy": "random (cold start)" if cold_start else config.strategy,
             "mean_score": float(chosen["score"].mean()) if len(chosen) else 0.0,
             "tasks_file": dg.MetadataValue.path(str(outbox)) if outbox else "nothing left to review",

@@ -6,6 +6,7 @@ spot-check flags from its batch.
 """
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -13,10 +14,13 @@ from pydantic import Field
 import pandas as pd
 
 from labeling_dag import atomic
+from labeling_dag.assets.cleaning import FOLDER as CLEANED
 from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
 from labeling_dag.assets.review import FOLDER as REVIEW
 from labeling_dag.agreement import overlap_kappa
+from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS, pool_images
 from labeling_dag.calibration import sample_spot_checks
+from labeling_dag.human_time import EFFORT_COLUMNS, ReviewCosts, edit_mix, effort_rows
 from labeling_dag.label_studio_format import parse_all_annotations, parse_export
 from labeling_dag.merge import (
     ANNOTATIONS_FOLDER,
@@ -35,6 +39,7 @@ from labeling_dag.merge import (
     calibration_from_edits,
     edit_rows,
     gold_rows,
+    image_gate_from_edits,
     human_rows,
     merge_verified,
     quality_rows,
@@ -52,8 +57,23 @@ from labeling_dag.revisions import split_revision
 FOLDER = VERIFIED_FOLDER
 
 
+_COSTS = ReviewCosts()
+
+
+class ReviewCostConfig(dg.Config):
+    """Seconds per review action (:class:`labeling_dag.human_time.ReviewCosts`, defaults cited there)."""
+
+    verify_box: float = Field(default=_COSTS.verify_box, ge=0.0, allow_inf_nan=False)
+    adjust_box: float = Field(default=_COSTS.adjust_box, ge=0.0, allow_inf_nan=False)
+    relabel_box: float = Field(default=_COSTS.relabel_box, ge=0.0, allow_inf_nan=False)
+    delete_box: float = Field(default=_COSTS.delete_box, ge=0.0, allow_inf_nan=False)
+    draw_box: float = Field(default=_COSTS.draw_box, ge=0.0, allow_inf_nan=False)
+    per_image: float = Field(default=_COSTS.per_image, ge=0.0, allow_inf_nan=False)
+
+
 class ReviewIntakeConfig(dg.Config):
-    """Which returned batch to take in, and the gold accuracy a batch must reach to be merged.
+    """Which returned batch to take in, the gold accuracy a batch must reach to be merged, and
+    the prices of review actions that its human time is counted in.
 
     Gold accuracy is tp / (tp + fp + fn) over the gold boxes, so one box drawn with the wrong
     class counts twice; with the usual handful of gold items per batch, 0.7 lets a careful
@@ -62,6 +82,7 @@ class ReviewIntakeConfig(dg.Config):
 
     batch_id: str
     min_gold_accuracy: float = Field(default=0.7, ge=0.0, le=1.0)
+    review_costs: ReviewCostConfig = ReviewCostConfig()
 
 
 @dg.asset(group_name="labeling", deps=["review_batch"], kinds={"labelstudio"})
@@ -87,12 +108,21 @@ def review_annotations(
     gold = store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)
     quality = quality_rows(everyone, gold, batch_id=batch_id, min_gold_accuracy=config.min_gold_accuracy, run_id=context.run_id)
     returned = returned_rows(latest, batch_id=batch_id)
+    effort = effort_rows(
+        batch_id,
+        [annotation.image_id for annotation in latest],
+        edits,
+        _measured_seconds(everyone),
+        gold_ids=set(batch.loc[batch["is_gold"], "image_id"]),
+        costs=ReviewCosts(**config.review_costs.model_dump()),
+    )
     # Read-modify-write of tables shared by every batch: two intakes at once would keep only one's rows.
     with store.locked(ANNOTATIONS_FOLDER):
         for table, rows, columns in (
             ("edits", edits, EDIT_COLUMNS),
             ("quality", quality, QUALITY_COLUMNS),
             ("returned", returned, RETURNED_COLUMNS),
+            ("effort", effort, EFFORT_COLUMNS),
         ):
             kept = store.read_table(ANNOTATIONS_FOLDER, table, columns)
             store.write_table(ANNOTATIONS_FOLDER, table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True))
@@ -111,16 +141,50 @@ def review_annotations(
             "gold_accuracy": dg.MetadataValue.json({k: (None if pd.isna(v) else v) for k, v in by_reviewer.items()}),
             "cohen_kappa": dg.MetadataValue.json(kappas),
             "quarantined": batch_id in quarantined_batches(quality),
+            **_effort_metadata(effort, edits),
         }
     )
 
 
+def _measured_seconds(annotations) -> dict[str, float]:
+    """Seconds the labelling tool measured per image (every annotator's ``lead_time``), where it did."""
+    measured: dict[str, float] = {}
+    for annotation in annotations:
+        if annotation.lead_time is not None:
+            measured[annotation.image_id] = measured.get(annotation.image_id, 0.0) + annotation.lead_time
+    return measured
+
+
+def _effort_metadata(effort: pd.DataFrame, edits: pd.DataFrame) -> dict[str, object]:
+    """Human time of one batch, for the UI's plots batch after batch."""
+    measured = effort["measured_seconds"].dropna()
+    verified_boxes = int((edits["edit_kind"] != "deleted").sum())
+    modelled = float(effort["modelled_seconds"].sum())
+    return {
+        "human_seconds": round(modelled, 1),
+        "human_seconds_measured": round(float(measured.sum()), 1) if len(measured) else None,
+        "images_with_measured_time": len(measured),
+        "seconds_per_verified_box": round(modelled / verified_boxes, 2) if verified_boxes else None,
+        "edit_mix": dg.MetadataValue.json(edit_mix(edits["edit_kind"])),
+    }
+
+
 class VerifyConfig(dg.Config):
-    """How far to trust the model: auto-accept precision target and spot-check share."""
+    """How far to trust the model: auto-accept targets and spot-check share.
+
+    ``target_precision`` is the share of auto-accepted boxes that must be right;
+    ``target_image_accuracy`` the share of auto-accepted images that must be fully right (no
+    wrong box and no missing one), judged on at least ``min_image_support`` images humans saw.
+    The second guards recall: box precision never sees the objects the model missed.
+    ``auto_accept`` False sends every image to humans (model-assisted labelling only).
+    """
 
     batch_id: str
     target_precision: float = 0.95
+    target_image_accuracy: float = Field(default=0.95, gt=0.0, le=1.0)
     min_support: int = 20
+    min_image_support: int = Field(default=10, ge=1)
+    auto_accept: bool = True
     spot_check_rate: float = 0.05
     seed: int = 0
 
@@ -165,8 +229,8 @@ def verified_labels(
 
         model = ModelRegistry(store.root).current()
         auto = store.read_table(FOLDER, "labels", LABEL_COLUMNS).iloc[0:0]
-        calibration = None
-        if model is not None:
+        calibration = gate = None
+        if model is not None and config.auto_accept:
             calibration = calibration_from_edits(
                 edits,
                 model_version=model.model_version,
@@ -174,11 +238,18 @@ def verified_labels(
                 target_precision=config.target_precision,
                 min_support=config.min_support,
             )
+            gate = image_gate_from_edits(
+                edits,
+                calibration,
+                model_version=model.model_version,
+                target_accuracy=config.target_image_accuracy,
+                min_support=config.min_image_support,
+            )
             in_review = set(batches.loc[batches["batch_id"].isin(pending_batches(batches, merged=set(merges["merge_id"]) | {merge_id})), "image_id"])
             boxes = store.read_table(PRE_LABELS, "boxes", BOX_COLUMNS)
             boxes = boxes[boxes["model_version"] == model.model_version]
             candidates = set(boxes["image_id"]) - set(before["image_id"]) - set(sources) - set(gold["image_id"]) - in_review
-            auto = auto_accepted_rows(boxes, candidates, calibration, merge_id=merge_id)
+            auto = auto_accepted_rows(boxes, candidates, calibration, gate, merge_id=merge_id)
             sources |= {image_id: "auto_accepted" for image_id in auto["image_id"]}
 
         additions = pd.concat([human_rows(reviewed, merge_id=merge_id), gold_rows(new_gold, merge_id=merge_id), auto], ignore_index=True)
@@ -201,10 +272,15 @@ def verified_labels(
         store.write_table(FOLDER, "merges", merges)
         store.write_table(FOLDER, "images", images)  # written last: it decides what the merge covered
         current = active(labels)
+        pool = pool_images(store.read_table(CLEANED, "images", CLEANED_COLUMNS))
+        effort = store.read_table(ANNOTATIONS_FOLDER, "effort", EFFORT_COLUMNS)
         summary = {
             "verified_images": int(len(active(images))),
             "verified_boxes": int(len(current)),
             **{f"boxes_{source}": int((current["source"] == source).sum()) for source in ("human", "auto_accepted", "gold")},
+            "pool_images": len(pool),
+            "pool_labelled_share": round(len(set(active(images)["image_id"]) & pool) / len(pool), 4) if pool else 0.0,
+            "human_seconds_total": round(float(effort["modelled_seconds"].sum()), 1),
         }
         atomic.write_json(store.root / "metrics" / "verified_labels.json", summary)
         snapshot_id = snapshots.snapshot(store.root, FOLDER, run_id=context.run_id)
@@ -219,6 +295,7 @@ def verified_labels(
                 "new_auto_accepted_boxes": len(auto),
                 "spot_checks_drawn": len(drawn),
                 "auto_accept_thresholds": dg.MetadataValue.json(thresholds),
+                "image_gate": dg.MetadataValue.json(None if gate is None else asdict(gate)),
                 "model_version": model.model_version if model else "",
                 "dvc_snapshot": snapshot_id,
                 "path": dg.MetadataValue.path(str(store.root / FOLDER)),

@@ -25,9 +25,13 @@ Guards against a few lucky boxes deciding the threshold:
   an optimistic estimate; the lower bound corrects for that, and spot checks
   (:func:`sample_spot_checks`) measure the real precision on the next round.
 
-What calibrating on boxes cannot see: objects the model missed. An image with no
-pre-label boxes has nothing to calibrate and is never auto-accepted, and an accepted
-image can still lack a box the model never proposed; only spot checks catch those.
+What calibrating on boxes cannot see: objects the model missed. An image whose boxes are all
+right can still lack a box the model never proposed, and box precision counts it as a success.
+So a second, image-level gate (:func:`image_threshold`) is fitted on the images humans judged
+whose boxes all cleared their thresholds (reviewed or spot-checked): an image is *fully right*
+when no box was wrong and none had to be added. Images are ranked by their least confident box,
+and the gate is the smallest such confidence at which the judged images reach the target share
+of fully right ones. An image with no pre-label boxes is never auto-accepted.
 """
 
 from __future__ import annotations
@@ -269,25 +273,70 @@ def calibrate(
     )
 
 
+@dataclass(frozen=True)
+class ImageGate:
+    """The image-level auto-accept gate, as fitted by :func:`image_threshold`.
+
+    ``threshold``: the least confidence every box of an auto-accepted image must reach (None:
+    accept no image). ``accuracy``: the share of fully right images among the judged ones at or
+    above it. ``support``: how many judged images the fit saw.
+    """
+
+    threshold: float | None
+    accuracy: float | None
+    support: int
+
+
+def image_threshold(
+    least_confidences: npt.ArrayLike,
+    fully_right: npt.ArrayLike,
+    *,
+    target_accuracy: float = 0.95,
+    min_support: int = 10,
+) -> ImageGate:
+    """Fit the image-level gate on images humans judged whose boxes all cleared their thresholds.
+
+    The same rule as :func:`precision_threshold`, on images instead of boxes: the smallest
+    least-box-confidence ``t`` such that the judged images at or above it number at least
+    ``min_support`` and at least ``target_accuracy`` of them were fully right.
+
+    Args:
+        least_confidences: shape (n_images,), each judged image's least confident box, in [0, 1].
+        fully_right: shape (n_images,), bool; True where the reviewer changed, deleted and added nothing
+            (a box moved within IoU 0.5 counts as right, as in evaluation at IoU 0.5).
+        target_accuracy: required share of fully right images, in (0, 1].
+        min_support: fewest judged images at or above ``t``, >= 1.
+    """
+    ok = _as_correct(fully_right)
+    t, accuracy = precision_threshold(
+        least_confidences, ok, target_precision=target_accuracy, min_support=min_support
+    )
+    return ImageGate(threshold=t, accuracy=accuracy, support=int(ok.shape[0]))
+
+
 def auto_accept_images(
     image_ids: Sequence[str],
     classes: Sequence[str],
     confidences: npt.ArrayLike,
     calibration: Calibration,
+    *,
+    gate: ImageGate | None = None,
 ) -> list[str]:
-    """Images whose every pre-label box clears its class threshold.
+    """Images whose every pre-label box clears its class threshold (and the image gate, if given).
 
     Boxes come as flat rows, one per box. A box clears when its confidence is >= its
     class's :meth:`Calibration.threshold_for`; a class without a threshold never clears,
-    so one such box keeps its whole image for humans. An image with no boxes has no rows
-    here and so is never accepted: a calibration fitted on boxes says nothing about the
-    objects the model failed to propose.
+    so one such box keeps its whole image for humans. With ``gate``, every box must also
+    reach ``gate.threshold``, and a gate without a threshold accepts nothing. An image with
+    no boxes has no rows here and so is never accepted: a calibration fitted on boxes says
+    nothing about the objects the model failed to propose.
 
     Args:
         image_ids: shape (n_boxes,), the image each box belongs to.
         classes: shape (n_boxes,), each box's predicted class.
         confidences: shape (n_boxes,), each box's confidence, in [0, 1].
         calibration: the thresholds to apply.
+        gate: the image-level gate (:func:`image_threshold`); None applies box thresholds only.
 
     Returns:
         The accepted image ids, each once, in order of first appearance in ``image_ids``.
@@ -303,10 +352,13 @@ def auto_accept_images(
             f"image_ids and classes must have equal lengths; got {len(ids)} and {len(cls)}"
         )
     conf = _as_confidences(confidences, len(ids))
+    if gate is not None and gate.threshold is None:
+        return []
+    floor = 0.0 if gate is None else gate.threshold
     accepted: dict[str, bool] = {}
     for image_id, name, c in zip(ids, cls, conf.tolist(), strict=True):
         t = calibration.threshold_for(name)
-        accepted[image_id] = accepted.get(image_id, True) and t is not None and c >= t
+        accepted[image_id] = accepted.get(image_id, True) and t is not None and c >= max(t, floor)
     return [image_id for image_id, ok in accepted.items() if ok]
 
 

@@ -118,3 +118,8 @@ def mark_duplicates(new: pd.DataFrame, existing: pd.DataFrame, *, max_distance: 
     new["near_duplicate_of"] = near
     new["is_near_duplicate"] = near != ""
     return new
+
+
+def pool_images(cleaned: pd.DataFrame) -> set[str]:
+    """The images that need labels: every cleaned image but exact copies of another (they share its labels)."""
+    return set(cleaned.loc[~cleaned["is_exact_duplicate"], "image_id"])

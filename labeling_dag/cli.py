@@ -22,7 +22,9 @@ def _sample_data(args: argparse.Namespace) -> int:
     from labeling_dag.sample_data import generate_dataset
 
     try:
-        data_yaml = generate_dataset(args.out_dir, images=args.images, seed=args.seed, imgsz=args.imgsz)
+        data_yaml = generate_dataset(
+            args.out_dir, images=args.images, seed=args.seed, imgsz=args.imgsz, domain=args.domain
+        )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -51,8 +53,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run_loop(args: argparse.Namespace) -> int:
-    from labeling_dag.run_loop import LoopSettings, format_table, run_loop, write_report
+    from labeling_dag.run_loop import LoopSettings, run_and_report
 
+    if args.rounds is None and not args.until_labelled:
+        args.rounds = 3
     settings = LoopSettings(
         dataset=args.dataset.resolve(),
         workdir=args.workdir.resolve(),
@@ -68,14 +72,10 @@ def _run_loop(args: argparse.Namespace) -> int:
         imgsz=args.imgsz,
         cold_start_epochs=args.cold_start_epochs,
         fine_tune_epochs=args.fine_tune_epochs,
+        max_human_seconds=args.max_human_seconds,
+        seed_model=args.seed_model.resolve() if args.seed_model else None,
     )
-    from tqdm import tqdm
-
-    with tqdm(total=args.rounds + 1, desc="rounds", unit="round") as progress:
-        records = run_loop(settings, on_round=lambda record: progress.update())
-    png = write_report(records, args.report, settings)
-    print(format_table(records))
-    print(f"report: {args.report}\nlearning curve: {png}")
+    run_and_report(settings, args.report)
     return 0
 
 
@@ -108,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--images", type=int, default=300)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--imgsz", type=int, default=160)
+    from labeling_dag.sample_data import DOMAINS
+
+    sample.add_argument(
+        "--domain",
+        choices=list(DOMAINS),
+        default="source",
+        help="target: shifted background, sizes, palette and class mix plus unlabelled clutter (warm-start benchmarks)",
+    )
     sample.set_defaults(run=_sample_data)
 
     restore = commands.add_parser("restore", help="bring back an asset's DVC snapshot, bit-exact")
@@ -127,7 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     loop = commands.add_parser("run-loop", help="simulate the active-learning loop on a YOLO dataset")
     loop.add_argument("--dataset", type=Path, required=True, help="YOLO data.yaml: train = pool, val = held out")
     loop.add_argument("--workdir", type=Path, required=True)
-    loop.add_argument("--rounds", type=int, default=3)
+    loop.add_argument("--rounds", type=int, help="rounds after the seed round, at most (default 3; no cap with --until-labelled)")
+    loop.add_argument("--until-labelled", action="store_true", help="go on until every pool image has verified labels")
+    loop.add_argument("--max-human-seconds", type=float, help="stop once the modelled human seconds reach this")
+    loop.add_argument("--seed-model", type=Path, help="start from this ultralytics .pt of the pool's classes (warm start)")
     loop.add_argument("--batch-size", type=int, default=20)
     loop.add_argument("--strategy", default="hybrid", choices=("least_confidence", "margin", "entropy", "random", "hybrid"))
     loop.add_argument("--diversity", action="store_true", help="diversity-aware selection (k-means over embeddings)")
@@ -145,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the active-learning loop on generated data in ROOT")
     demo.add_argument("--root", default="demo")
     demo.add_argument("--images", type=int, default=300)
-    demo.add_argument("--rounds", type=int, default=3)
+    demo.add_argument("--rounds", type=int, help="rounds after the seed round, at most (default: until the pool is labelled)")
     demo.add_argument("--batch-size", type=int, default=30)
     demo.add_argument("--seed-labels", type=int, default=60)
     demo.set_defaults(run=_demo)

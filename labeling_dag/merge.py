@@ -31,7 +31,7 @@ from labeling_dag.agreement import (
     overall_accuracy,
     score_against_gold,
 )
-from labeling_dag.calibration import Calibration, auto_accept_images, calibrate
+from labeling_dag.calibration import Calibration, ImageGate, auto_accept_images, calibrate, image_threshold
 from labeling_dag.label_studio_format import TaskAnnotation, ls_percent_to_norm
 from labeling_dag.records import NormBox
 from labeling_dag.revisions import split_revision
@@ -252,12 +252,57 @@ def calibration_from_edits(
     )
 
 
+def image_gate_from_edits(
+    edits: pd.DataFrame,
+    calibration: Calibration,
+    *,
+    model_version: str,
+    target_accuracy: float,
+    min_support: int,
+) -> ImageGate:
+    """Fit the image-level gate on ``model_version``'s images that humans judged.
+
+    The evidence is every current, non-gold judgement of an image whose pre-labels (at least
+    one) all cleared ``calibration``: exactly the kind of image auto-accept would take. It was
+    fully right when every box survived and the reviewer added none.
+    """
+    edits = current_edits(edits)
+    mine = edits[(edits["model_version"] == model_version) & ~edits["is_gold"]]
+    proposed = mine[mine["prediction_correct"].notna()]
+    cleared = proposed["confidence"].to_numpy() >= [
+        _threshold_or_inf(calibration, name) for name in proposed["original_class"]
+    ]
+    per_image = pd.DataFrame(
+        {
+            "image_id": proposed["image_id"].to_numpy(),
+            "cleared": cleared,
+            "correct": proposed["prediction_correct"].to_numpy() == 1.0,
+            "confidence": proposed["confidence"].to_numpy(),
+        }
+    ).groupby("image_id").agg(cleared=("cleared", "all"), correct=("correct", "all"), least=("confidence", "min"))
+    added = set(mine.loc[mine["edit_kind"] == "added", "image_id"])
+    judged = per_image[per_image["cleared"]]
+    fully_right = judged["correct"].to_numpy() & ~judged.index.isin(added)
+    return image_threshold(
+        judged["least"].to_numpy(), fully_right, target_accuracy=target_accuracy, min_support=min_support
+    )
+
+
+def _threshold_or_inf(calibration: Calibration, class_name: str) -> float:
+    threshold = calibration.threshold_for(class_name)
+    return np.inf if threshold is None else threshold
+
+
 def auto_accepted_rows(
-    boxes: pd.DataFrame, candidates: set[str], calibration: Calibration, *, merge_id: str
+    boxes: pd.DataFrame, candidates: set[str], calibration: Calibration, gate: ImageGate, *, merge_id: str
 ) -> pd.DataFrame:
-    """Label rows for every candidate image whose pre-labels all clear their class threshold."""
+    """Label rows for every candidate image whose pre-labels all clear their class threshold and the image gate."""
     pool = boxes[boxes["image_id"].isin(candidates)]
-    accepted = set(auto_accept_images(pool["image_id"].tolist(), pool["class_name"].tolist(), pool["confidence"].to_numpy(), calibration))
+    accepted = set(
+        auto_accept_images(
+            pool["image_id"].tolist(), pool["class_name"].tolist(), pool["confidence"].to_numpy(), calibration, gate=gate
+        )
+    )
     chosen = pool[pool["image_id"].isin(accepted)]
     rows = [
         {

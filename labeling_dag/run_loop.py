@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from labeling_dag.human_time import ReviewCosts
+
 
 @dataclass(frozen=True)
 class LoopSettings:
@@ -26,7 +28,8 @@ class LoopSettings:
 
     dataset: Path
     workdir: Path
-    rounds: int = 3
+    # Rounds after the seed round, at most; None runs until the pool is labelled.
+    rounds: int | None = 3
     batch_size: int = 20
     strategy: str = "hybrid"
     diversity: bool = False
@@ -40,6 +43,13 @@ class LoopSettings:
     cold_start_epochs: int = 30
     fine_tune_epochs: int = 10
     retrain_min_new_boxes: int = 1
+    # A local ultralytics detector of the pool's classes to start from (warm start); None = cold start.
+    seed_model: Path | None = None
+    # False reviews every image (model-assisted labelling without auto-accept: the baseline arm).
+    auto_accept: bool = True
+    # Stop once the human seconds spent reach this; None = no budget.
+    max_human_seconds: float | None = None
+    review_costs: ReviewCosts = ReviewCosts()
     # Shared by runs that replay the same trainings (see labeling_dag.training_cache); None = off.
     training_cache: Path | None = None
 
@@ -56,6 +66,8 @@ class RoundRecord:
     human_boxes_total: int
     auto_accepted: int
     auto_accept_precision: float | None
+    human_seconds: float  # cumulative, every batch so far (the cost model's seconds)
+    images_labelled: int  # pool images with verified labels so far
     map50: float
     map50_95: float
     model_version: str
@@ -173,19 +185,31 @@ def run_loop(
     _register_gold(store, truth, count=settings.gold_images, seed=settings.seed)
     driver = _Driver(defs, instance, resources, settings, execute or execute_in_this_process)
 
-    records = []
+    records: list[RoundRecord] = []
     driver.tick("ingest_batch_sensor")
     driver.select_when_scored()
-    for round_number in range(settings.rounds + 1):
+    batch_id = driver.latest_batch()
+    while batch_id is not None:
         started = time.perf_counter()
-        batch_id = driver.latest_batch()
+        round_number = len(records)
         _answer_batch(store, resources["exchange"], batch_id, truth, settings, round_number)
         driver.tick("review_complete_sensor")
         driver.advance()
         record = _round_record(store, truth, round_number, batch_id, time.perf_counter() - started)
         records.append(record)
         on_round(record)
+        batch_id = _next_batch(driver.latest_batch(), batch_id, record, settings)
     return records
+
+
+def _next_batch(latest: str | None, answered: str, record: RoundRecord, settings: LoopSettings) -> str | None:
+    """The batch of the next round, or None to stop: the pool is done (no new batch was
+    selected), the round cap is reached or the human-time budget is spent."""
+    if latest == answered or (settings.rounds is not None and record.round >= settings.rounds):
+        return None
+    if settings.max_human_seconds is not None and record.human_seconds >= settings.max_human_seconds:
+        return None
+    return latest
 
 
 class _Driver:
@@ -206,8 +230,20 @@ class _Driver:
             ops["review_batch"] = {
                 "config": {"size": size, "strategy": self.settings.strategy, "diversity": self.settings.diversity, "cost_aware": self.settings.cost_aware, "seed": self.settings.seed}
             }
+        if job_name == "prelabel_batch" and self.settings.seed_model is not None:
+            ops["pre_labels"] = {"config": {"seed_model": str(self.settings.seed_model)}}
+        if "review_annotations" in ops:
+            costs = asdict(self.settings.review_costs)
+            ops["review_annotations"] = {"config": ops["review_annotations"]["config"] | {"review_costs": costs}}
         if "verified_labels" in ops:
-            ops["verified_labels"] = {"config": ops["verified_labels"]["config"] | {"target_precision": self.settings.target_precision, "seed": self.settings.seed}}
+            target = self.settings.target_precision
+            overrides = {
+                "target_precision": target,
+                "target_image_accuracy": target,
+                "auto_accept": self.settings.auto_accept,
+                "seed": self.settings.seed,
+            }
+            ops["verified_labels"] = {"config": ops["verified_labels"]["config"] | overrides}
         request = JobRequest(
             job_name,
             {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, "ops": ops},
@@ -291,8 +327,10 @@ class _Driver:
 
         return self.resources["store"].read_table("review_batch", "batches", BATCH_COLUMNS)
 
-    def latest_batch(self) -> str:
-        return str(self.batches_out()["batch_id"].iloc[-1])
+    def latest_batch(self) -> str | None:
+        """The batch exported last, None before the first."""
+        batches = self.batches_out()
+        return str(batches["batch_id"].iloc[-1]) if len(batches) else None
 
 
 def _raise_unexpected_failure(result) -> None:
@@ -340,7 +378,8 @@ def _answer_batch(store, exchange, batch_id: str, truth, settings: LoopSettings,
 
 def _round_record(store, truth, round_number: int, batch_id: str, seconds: float) -> RoundRecord:
     from labeling_dag.agreement import score_against_gold
-    from labeling_dag.merge import EDIT_COLUMNS, LABEL_COLUMNS
+    from labeling_dag.human_time import EFFORT_COLUMNS
+    from labeling_dag.merge import EDIT_COLUMNS, LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
     from labeling_dag.model_registry import ModelRegistry
 
     edits = store.read_table("review_annotations", "edits", EDIT_COLUMNS)
@@ -358,6 +397,8 @@ def _round_record(store, truth, round_number: int, batch_id: str, seconds: float
         )
         tp, fp = tp + score.true_positives, fp + score.false_positives
     model = ModelRegistry(store.root).current()
+    effort = store.read_table("review_annotations", "effort", EFFORT_COLUMNS)
+    verified = active(store.read_table("verified_labels", "images", VERIFIED_IMAGE_COLUMNS))
     return RoundRecord(
         round=round_number,
         batch_id=batch_id,
@@ -367,6 +408,8 @@ def _round_record(store, truth, round_number: int, batch_id: str, seconds: float
         human_boxes_total=int((human["edit_kind"] != "deleted").sum()),
         auto_accepted=len(auto),
         auto_accept_precision=tp / (tp + fp) if tp + fp else None,
+        human_seconds=round(float(effort["modelled_seconds"].sum()), 1),
+        images_labelled=len(set(verified["image_id"]) & set(truth)),
         map50=float(model.metrics.get("map50", 0.0)) if model else 0.0,
         map50_95=float(model.metrics.get("map50_95", 0.0)) if model else 0.0,
         model_version=model.model_version if model else "",
@@ -380,11 +423,57 @@ def _box(row):
     return NormBox(row.x, row.y, row.w, row.h)
 
 
-def write_report(records: list[RoundRecord], report: Path, settings: LoopSettings) -> Path:
-    """Write the JSON report and a learning-curve PNG beside it; return the PNG path."""
+def dataset_summary(settings: LoopSettings) -> dict[str, object]:
+    """The finished dataset against the truth only the simulated reviewer reads, and what it cost.
+
+    ``precision``/``recall`` (IoU 0.5, overall, ``per_class``, ``per_source``) are over the pool
+    images with verified labels; ``hand_label_seconds`` prices looking at every pool image and
+    drawing every true box with the same cost model; ``human_time_ratio`` is the loop's human
+    seconds over that.
+    """
+    from labeling_dag.dataset_quality import label_quality
+    from labeling_dag.human_time import EFFORT_COLUMNS, hand_label_seconds
+    from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
+    from labeling_dag.model_registry import ModelRegistry
+    from labeling_dag.resources.storage import LabelStore
+    from labeling_dag.simulated_reviewer import load_truth
+
+    store = LabelStore(workdir=str(settings.workdir.resolve()))
+    truth = load_truth(settings.dataset, "train")
+    images = active(store.read_table("verified_labels", "images", VERIFIED_IMAGE_COLUMNS))
+    sources = {row.image_id: row.source for row in images.itertuples() if row.image_id in truth}
+    labels: dict[str, list] = {}
+    for row in active(store.read_table("verified_labels", "labels", LABEL_COLUMNS)).itertuples():
+        labels.setdefault(row.image_id, []).append((row.class_name, _box(row)))
+    reference = {image_id: [(box.class_name, box.box) for box in boxes] for image_id, boxes in truth.items()}
+    quality = label_quality(labels, reference, sources, class_names=store.class_names())
+    human = float(store.read_table("review_annotations", "effort", EFFORT_COLUMNS)["modelled_seconds"].sum())
+    hand = hand_label_seconds(len(truth), sum(len(boxes) for boxes in truth.values()), settings.review_costs)
+    promoted = ModelRegistry(store.root).promotions()
+    first = ModelRegistry(store.root).get(promoted[0]).source if promoted else ""
+    return {
+        # A seed model registered first is a warm start; a first model trained on the seed round, a cold one.
+        "start": "warm" if first == "seed_model" else "cold",
+        "pool_images": len(truth),
+        "images_labelled": len(sources),
+        **{key: quality[key] for key in ("precision", "recall", "image_accuracy")},
+        "human_seconds": round(human, 1),
+        "hand_label_seconds": round(hand, 1),
+        "human_time_ratio": round(human / hand, 4) if hand else None,
+        "per_class": quality["per_class"],
+        "per_source": quality["per_source"],
+    }
+
+
+def write_report(records: list[RoundRecord], report: Path, settings: LoopSettings, dataset: dict[str, object]) -> Path:
+    """Write the JSON report and a PNG of human seconds against images labelled and mAP50 beside it; return the PNG path."""
     from labeling_dag import atomic
 
-    payload = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}, "rounds": [asdict(r) for r in records]}
+    payload = {
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        "rounds": [asdict(r) for r in records],
+        "dataset": dataset,
+    }
     atomic.write_json(report, payload)
     png = report.with_suffix(".png")
     import matplotlib
@@ -392,15 +481,21 @@ def write_report(records: list[RoundRecord], report: Path, settings: LoopSetting
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 4))
-    boxes = [r.human_boxes_total for r in records]
-    axis.plot(boxes, [r.map50 for r in records], marker="o", label="mAP50")
-    axis.plot(boxes, [r.map50_95 for r in records], marker="s", label="mAP50-95")
-    axis.set_xlabel("human-verified boxes")
-    axis.set_ylabel("validation mAP")
-    axis.set_title(f"labeling-dag learning curve ({settings.strategy})")
-    axis.grid(alpha=0.3)
-    axis.legend()
+    seconds = [r.human_seconds for r in records]
+    figure, (labelled, quality) = plt.subplots(1, 2, figsize=(10, 4))
+    labelled.plot(seconds, [r.images_labelled for r in records], marker="o", label="this loop")
+    labelled.axhline(dataset["pool_images"], color="grey", linestyle=":", label="pool")
+    labelled.axvline(dataset["hand_label_seconds"], color="red", linestyle="--", label="hand labelling, whole pool")
+    labelled.set_xlabel("human seconds")
+    labelled.set_ylabel("images labelled")
+    quality.plot(seconds, [r.map50 for r in records], marker="o", label="mAP50")
+    quality.plot(seconds, [r.map50_95 for r in records], marker="s", label="mAP50-95")
+    quality.set_xlabel("human seconds")
+    quality.set_ylabel("validation mAP")
+    for axis in (labelled, quality):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle(f"labeling-dag ({settings.strategy}): human time {dataset['human_time_ratio']} x hand labelling")
     figure.tight_layout()
     with atomic.atomic_path(png) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
@@ -408,8 +503,41 @@ def write_report(records: list[RoundRecord], report: Path, settings: LoopSetting
     return png
 
 
+def format_round(record: RoundRecord) -> str:
+    """One terminal line per round, as it finishes."""
+    return (
+        f"round {record.round}: {record.images_reviewed} images reviewed, {record.auto_accepted} boxes auto-accepted, "
+        f"{record.images_labelled} labelled, {record.human_seconds:.0f} human s, mAP50 {record.map50:.3f}"
+    )
+
+
+def format_dataset(dataset: dict[str, object]) -> str:
+    """The closing lines: the dataset's quality and its human time against hand labelling."""
+    def figure(value: object) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    return (
+        f"dataset: {dataset['images_labelled']} of {dataset['pool_images']} images labelled, "
+        f"precision {figure(dataset['precision'])}, recall {figure(dataset['recall'])} (IoU 0.5)\n"
+        f"human time: {dataset['human_seconds']:.0f} s against {dataset['hand_label_seconds']:.0f} s by hand "
+        f"= {figure(dataset['human_time_ratio'])} x"
+    )
+
+
 def format_table(records: list[RoundRecord]) -> str:
     """The per-round table printed by the CLI and the demo."""
     frame = pd.DataFrame([asdict(r) for r in records]).drop(columns=["batch_id"])
     frame["model_version"] = frame["model_version"].str[:12]
     return frame.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+
+def run_and_report(settings: LoopSettings, report: Path) -> dict[str, object]:
+    """Run the loop printing a line per round, write the report and its PNG, print the table
+    and the dataset's closing lines; return the report's ``dataset`` object."""
+    records = run_loop(settings, on_round=lambda record: print(format_round(record), flush=True))
+    dataset = dataset_summary(settings)
+    png = write_report(records, report, settings, dataset)
+    print(format_table(records))
+    print(format_dataset(dataset))
+    print(f"report: {report}\nplot: {png}")
+    return dataset

@@ -9,6 +9,11 @@ the demo and the benchmarks need. Layout written by :func:`generate_dataset`::
     OUT_DIR/images/{train,val}/img_00000.jpg
     OUT_DIR/labels/{train,val}/img_00000.txt   one "class_id xc yc w h" line per box
 
+Two *domains* (:data:`DOMAINS`) share classes and layout: ``target`` shifts ``source``'s
+backgrounds, sizes, palette and class mix and adds unlabelled clutter, so that a detector
+trained on ``source`` is a realistic but imperfect warm start for a ``target`` pool, as
+COCO-pretrained weights are for real data.
+
 Also here: readers for that format (:func:`read_yolo_labels`, :func:`load_data_yaml`)
 and the Ultralytics image → label path convention (:func:`label_path_for`).
 """
@@ -30,10 +35,6 @@ from tqdm import tqdm
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle")
 
-# Mildly imbalanced on purpose so that rare-class handling has something to act on.
-_CLASS_WEIGHTS = (0.5, 0.3, 0.2)
-_SHAPE_SIZE_RANGE = (0.12, 0.40)  # shape extent as a fraction of the image side
-_MAX_SHAPES = 4
 # Box-overlap limit (intersection over the smaller box): beyond it an earlier shape can be
 # hidden so much that its label no longer describes anything visible.
 _MAX_OVERLAP = 0.3
@@ -46,9 +47,10 @@ _JPEG_QUALITY = 90
 _PROGRESS_THRESHOLD = 200
 
 # Spawn keys give the split and every image statistically independent streams; an image's
-# pixels therefore depend only on (seed, index), not on how many images are generated.
+# pixels therefore depend only on (seed, index, domain), not on how many images are generated.
 _SPLIT_STREAM = 0
 _IMAGE_STREAM = 1
+_CLUTTER_STREAM = 2  # appended to an image's key: clutter never changes which shapes are drawn
 
 _SPLITS = ("train", "val")
 
@@ -58,6 +60,42 @@ _LabelledBox = tuple[int, _PixelBox]
 _GENERATED_NAME = re.compile(r"img_\d+\.(?:jpg|txt)")
 # Names tempfile gives our writes (see _atomic_write); left behind only by a killed run.
 _STALE_TEMP_NAME = re.compile(r"\.(?:img_\d+\.(?:jpg|txt)|data\.yaml)\..+\.tmp")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """How one domain draws its images (see :data:`DOMAINS`); colours are RGB, 0-255 per channel."""
+
+    class_weights: tuple[float, float, float]  # circle, square, triangle
+    size_range: tuple[float, float]  # shape extent as a fraction of the image side
+    max_shapes: int  # each image has 1..max_shapes labelled shapes (fewer when they do not fit)
+    background_low: tuple[float, float, float]  # the base colour is uniform in [low, high]
+    background_high: tuple[float, float, float]
+    blotch_sigma: float  # smooth texture strength
+    grain_sigma: float  # per-pixel texture strength
+    gradient: float  # brightness change along an image side (a ramp in a random direction); 0 = none
+    palette_low: tuple[float, float, float]  # shape and clutter colours are uniform in [low, high]
+    palette_high: tuple[float, float, float]
+    max_distractors: int  # each image has 0..max_distractors unlabelled clutter items
+    stream: tuple[int, ...]  # appended to the image's spawn key: own random streams per domain
+
+
+_FULL_RANGE = ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0))
+DOMAINS: dict[str, Domain] = {
+    # Frozen: tests and benchmarks pin its bytes. Mildly imbalanced so that rare-class handling has work.
+    "source": Domain(
+        class_weights=(0.5, 0.3, 0.2), size_range=(0.12, 0.40), max_shapes=4, background_low=_FULL_RANGE[0],
+        background_high=_FULL_RANGE[1], blotch_sigma=18.0, grain_sigma=10.0, gradient=0.0,
+        palette_low=_FULL_RANGE[0], palette_high=_FULL_RANGE[1], max_distractors=0, stream=(),
+    ),
+    # Dark, cold, unevenly lit backgrounds; smaller warm shapes, triangles first; clutter.
+    "target": Domain(
+        class_weights=(0.2, 0.3, 0.5), size_range=(0.08, 0.28), max_shapes=6,
+        background_low=(0.0, 15.0, 40.0), background_high=(60.0, 90.0, 130.0), blotch_sigma=28.0, grain_sigma=5.0,
+        gradient=60.0, palette_low=(150.0, 60.0, 0.0), palette_high=(255.0, 230.0, 130.0), max_distractors=3,
+        stream=(1,),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -81,21 +119,25 @@ def generate_dataset(
     seed: int = 0,
     imgsz: int = 160,
     val_fraction: float = 0.2,
+    domain: str = "source",
 ) -> Path:
     """Write a synthetic YOLO detection dataset to ``out_dir`` and return its data.yaml path.
 
-    Each image is an ``imgsz`` x ``imgsz`` RGB JPEG (quality 90) holding 1-4 filled shapes
-    (class weights circle 0.5 / square 0.3 / triangle 0.2, extent 12-40 % of the side) on
-    a noisy background; its label file has one ``"class_id xc yc w h"`` line per shape,
+    Each image is an ``imgsz`` x ``imgsz`` RGB JPEG (quality 90) holding filled shapes on a
+    noisy background; its label file has one ``"class_id xc yc w h"`` line per shape,
     normalised to [0, 1] with 6 decimals, the box being the tight box of the drawn pixels
-    (the whole shape, also where a later shape partly covers it).
+    (the whole shape, also where a later shape partly covers it). A ``source`` image has 1-4
+    shapes (class weights circle 0.5 / square 0.3 / triangle 0.2, extent 12-40 % of the side).
+    ``target`` (see :data:`DOMAINS`) shifts background, sizes, palette and class mix and adds
+    unlabelled clutter, so that a model trained on ``source`` is an imperfect warm start there.
 
     ``images`` counts train and val together; val gets ``round(images * val_fraction)``
     images (Python rounding), at least 1 when ``images >= 2`` and never all of them. Files
     are named ``img_<global index>.jpg`` (zero-padded to 5 digits or more); which indices
     go to val is drawn from ``seed``.
 
-    The same arguments give byte-identical files (with the same Pillow/libjpeg build).
+    The same arguments give byte-identical files (with the same Pillow/libjpeg build); an
+    image's pixels depend only on ``(seed, index, domain)``.
     Every file is written to a temporary name and renamed into place, and data.yaml is
     removed first and written last, so a run that dies part-way leaves no data.yaml. This
     guards against the process dying, not against power loss (nothing is fsynced).
@@ -104,8 +146,8 @@ def generate_dataset(
     other files in ``out_dir`` are left alone.
 
     Raises:
-        ValueError: if ``images < 1``, ``seed < 0``, ``imgsz < 32`` or ``val_fraction``
-            is outside ``[0, 1)``.
+        ValueError: if ``images < 1``, ``seed < 0``, ``imgsz < 32``, ``val_fraction``
+            is outside ``[0, 1)`` or ``domain`` is not in :data:`DOMAINS`.
     """
     if images < 1:
         raise ValueError(f"images must be >= 1, got {images}")
@@ -115,6 +157,8 @@ def generate_dataset(
         raise ValueError(f"imgsz must be >= 32, got {imgsz}")
     if not 0 <= val_fraction < 1:  # also rejects NaN
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}, known: {', '.join(DOMAINS)}")
 
     root = Path(out_dir).resolve()
     yaml_path = root / "data.yaml"
@@ -135,7 +179,7 @@ def generate_dataset(
     ):
         split = "val" if index in val_indices else "train"
         stem = f"img_{index:0{width}d}"
-        image, boxes = _render_image(seed, index, imgsz)
+        image, boxes = _render_image(seed, index, imgsz, DOMAINS[domain])
         image_path = root / "images" / split / f"{stem}.jpg"
         label_path = root / "labels" / split / f"{stem}.txt"
         _atomic_write(image_path, _encode_jpeg(image))
@@ -283,23 +327,28 @@ def _val_indices(images: int, seed: int, val_fraction: float) -> frozenset[int]:
     return frozenset(int(index) for index in rng.permutation(images)[:n_val])
 
 
-def _render_image(seed: int, index: int, imgsz: int) -> tuple[Image.Image, list[_LabelledBox]]:
-    """Draw image ``index`` for ``seed``.
+def _render_image(seed: int, index: int, imgsz: int, domain: Domain) -> tuple[Image.Image, list[_LabelledBox]]:
+    """Draw image ``index`` for ``seed`` in ``domain``.
 
     Returns the RGB image and its boxes as ``(class_id, (left, top, right, bottom))`` in
     pixels, right/bottom exclusive, in drawing order.
     """
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_IMAGE_STREAM, index)))
-    base_colour = rng.uniform(0, 255, size=3)
-    pixels = base_colour + _texture(rng, imgsz)
+    key = (_IMAGE_STREAM, index, *domain.stream)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+    base_colour = rng.uniform(domain.background_low, domain.background_high, size=3)
+    pixels = base_colour + _texture(rng, imgsz, domain)
+    if domain.max_distractors:
+        # Under the shapes, so that every labelled shape stays whole.
+        clutter_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(*key, _CLUTTER_STREAM)))
+        _draw_clutter(clutter_rng, pixels, base_colour, domain)
 
     boxes: list[_LabelledBox] = []
-    for _ in range(int(rng.integers(1, _MAX_SHAPES + 1))):
-        class_id = int(rng.choice(len(CLASS_NAMES), p=_CLASS_WEIGHTS))
-        mask = _place_shape(rng, class_id, imgsz, [box for _, box in boxes])
+    for _ in range(int(rng.integers(1, domain.max_shapes + 1))):
+        class_id = int(rng.choice(len(CLASS_NAMES), p=domain.class_weights))
+        mask = _place_shape(rng, class_id, imgsz, domain, [box for _, box in boxes])
         if mask is None:
             continue
-        pixels[mask] = _contrasting_colour(rng, base_colour)
+        pixels[mask] = _contrasting_colour(rng, base_colour, domain)
         rows = np.flatnonzero(mask.any(axis=1))
         cols = np.flatnonzero(mask.any(axis=0))
         boxes.append((class_id, (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)))
@@ -310,14 +359,15 @@ def _render_image(seed: int, index: int, imgsz: int) -> tuple[Image.Image, list[
     return image, boxes
 
 
-def _texture(rng: np.random.Generator, imgsz: int) -> np.ndarray:
+def _texture(rng: np.random.Generator, imgsz: int, domain: Domain) -> np.ndarray:
     """Zero-mean background texture, float array of shape (imgsz, imgsz, 3).
 
     Smooth blotches (a coarse random grid upsampled bilinearly) plus per-pixel noise:
-    enough that a detector has to learn shapes, not "anything that is not the background".
+    enough that a detector has to learn shapes, not "anything that is not the background";
+    plus the domain's lighting gradient, if any.
     """
     grid = int(rng.integers(3, 9))
-    coarse = rng.normal(0.0, 18.0, size=(3, grid, grid)).astype(np.float32)
+    coarse = rng.normal(0.0, domain.blotch_sigma, size=(3, grid, grid)).astype(np.float32)
     smooth = np.stack(
         [
             np.asarray(Image.fromarray(channel).resize((imgsz, imgsz), Image.Resampling.BILINEAR))
@@ -325,11 +375,35 @@ def _texture(rng: np.random.Generator, imgsz: int) -> np.ndarray:
         ],
         axis=-1,
     ).astype(np.float64)
-    return smooth + rng.normal(0.0, 10.0, size=(imgsz, imgsz, 3))
+    texture = smooth + rng.normal(0.0, domain.grain_sigma, size=(imgsz, imgsz, 3))
+    if domain.gradient:  # uneven lighting: a linear brightness ramp in a random direction
+        angle = rng.uniform(0.0, 2 * math.pi)
+        along = (np.arange(imgsz) / (imgsz - 1) - 0.5) * domain.gradient
+        texture += (math.cos(angle) * along[np.newaxis, :] + math.sin(angle) * along[:, np.newaxis])[..., np.newaxis]
+    return texture
+
+
+def _draw_clutter(rng: np.random.Generator, pixels: np.ndarray, base_colour: np.ndarray, domain: Domain) -> None:
+    """Paint up to max_distractors unlabelled lines, rings and square outlines (false-positive bait)."""
+    imgsz = pixels.shape[0]
+    width = max(1, round(imgsz / 100))
+    for _ in range(int(rng.integers(0, domain.max_distractors + 1))):
+        mask_image = Image.new("L", (imgsz, imgsz), 0)
+        draw = ImageDraw.Draw(mask_image)
+        kind = int(rng.integers(3))
+        if kind == 0:
+            draw.line([tuple(point) for point in rng.uniform(0, imgsz - 1, size=(2, 2))], fill=255, width=width)
+        else:
+            # At least 4 line widths, so that a ring or outline is visibly hollow, never a filled shape.
+            radius = max(rng.uniform(*domain.size_range) * imgsz / 2, 4.0 * width)
+            cx, cy = rng.uniform(radius + 1, imgsz - radius - 2, size=2)
+            corners = [cx - radius, cy - radius, cx + radius, cy + radius]
+            (draw.ellipse if kind == 1 else draw.rectangle)(corners, outline=255, width=width)
+        pixels[np.asarray(mask_image) > 0] = _contrasting_colour(rng, base_colour, domain)
 
 
 def _place_shape(
-    rng: np.random.Generator, class_id: int, imgsz: int, taken: list[_PixelBox]
+    rng: np.random.Generator, class_id: int, imgsz: int, domain: Domain, taken: list[_PixelBox]
 ) -> np.ndarray | None:
     """Boolean (imgsz, imgsz) mask of a new shape inside the image, or None if none fits.
 
@@ -337,7 +411,7 @@ def _place_shape(
     _MAX_OVERLAP of the smaller one.
     """
     for _ in range(_PLACEMENT_TRIES):
-        radius = rng.uniform(*_SHAPE_SIZE_RANGE) * imgsz / 2
+        radius = rng.uniform(*domain.size_range) * imgsz / 2
         if CLASS_NAMES[class_id] == "triangle":
             # A triangle in a circle fills less of it; enlarging keeps its box comparable.
             radius *= 1.15
@@ -373,10 +447,10 @@ def _overlap(a: _PixelBox, b: _PixelBox) -> float:
     return width * height / smaller
 
 
-def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
-    """A random RGB colour (shape (3,)) at least _MIN_COLOUR_DISTANCE from ``background``."""
+def _contrasting_colour(rng: np.random.Generator, background: np.ndarray, domain: Domain) -> np.ndarray:
+    """A random RGB colour (shape (3,)) of the domain's palette at least _MIN_COLOUR_DISTANCE from ``background``."""
     for _ in range(_COLOUR_TRIES):
-        colour = rng.uniform(0, 255, size=3)
+        colour = rng.uniform(domain.palette_low, domain.palette_high, size=3)
         if np.linalg.norm(colour - background) >= _MIN_COLOUR_DISTANCE:
             return colour
     # The farthest RGB corner is always >= 255 * sqrt(3) / 2 ~ 221 away.

@@ -55,6 +55,23 @@ def test_label_savings_quick_runs_every_arm_and_ends_with_the_best_ratio(tmp_pat
 
 
 @pytest.mark.slow
+def test_label_economics_quick_runs_every_arm_and_start_and_ends_with_the_warm_ratio(tmp_path: Path) -> None:
+    """Every arm runs from a warm and a cold start, each dataset is priced in human seconds against
+    hand labelling, and the warm loop's ratio to hand labelling is the last line. At --quick sizes
+    (two rounds) no arm labels its pool, so the figures read "not reached"; CI checks that it runs."""
+    last, result = _run_quick("label_economics", tmp_path / "label_economics.json")
+    assert re.fullmatch(r"loop / hand \(warm\): ([0-9.]+|not reached) \(seeds .+\)", last), last
+    assert set(result["results"]) == {"warm", "cold"}
+    for start in result["results"].values():
+        assert set(start) == {"assisted", "loop-random", "loop"}
+        for (run,) in start.values():
+            assert 1 <= len(run["rounds"]) <= 3 and run["dataset"]["human_seconds"] > 0
+            assert run["dataset"]["hand_label_seconds"] == pytest.approx(result["hand_label_seconds"], abs=0.1)
+    for name, start in result["results"].items():
+        assert {run["dataset"]["start"] for (run,) in start.values()} == {name}  # read back from the model registry
+
+
+@pytest.mark.slow
 def test_scale_quick_runs_both_worker_counts_and_ends_with_the_speed_up(tmp_path: Path) -> None:
     """The scale benchmark runs the partitioned path on 1 and then 2 Celery workers (PostgreSQL
     instance, Redis broker) and prints the speed-up last. At --quick sizes the runs' fixed costs

@@ -14,7 +14,7 @@ import pytest
 from labeling_dag.agreement import score_against_gold
 from labeling_dag.merge import LABEL_COLUMNS
 from labeling_dag.records import NormBox
-from labeling_dag.sample_data import generate_dataset
+from labeling_dag.sample_data import generate_dataset, load_data_yaml
 from labeling_dag.simulated_reviewer import load_truth
 
 BIN = Path(sys.executable).parent
@@ -50,12 +50,61 @@ def test_report_has_one_record_per_round_and_a_learning_curve(loop_run):
     for record in rounds:
         assert set(record) >= {
             "round", "images_reviewed", "boxes_reviewed", "boxes_edited", "auto_accepted",
-            "auto_accept_precision", "map50", "map50_95", "model_version", "seconds",
+            "auto_accept_precision", "human_seconds", "images_labelled", "map50", "map50_95", "model_version",
+            "seconds",
         }  # fmt: skip
         assert 0 <= record["map50"] <= 1 and 0 <= record["map50_95"] <= record["map50"] + 1e-9
     assert rounds[0]["images_reviewed"] == 60
     assert rounds[1]["images_reviewed"] == 30
     assert (root / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_report_prices_every_round_and_the_dataset_in_human_seconds(loop_run):
+    """Each round carries the cumulative human seconds; the dataset object sets them against
+    hand labelling the pool, counted independently here from the truth with the default prices."""
+    root, data_yaml, report = loop_run
+    rounds, dataset = report["rounds"], report["dataset"]
+    seconds = [r["human_seconds"] for r in rounds]
+    assert seconds[0] > 0 and seconds == sorted(seconds)
+    truth = load_truth(data_yaml, "train")
+    assert dataset["pool_images"] == len(truth)
+    assert dataset["hand_label_seconds"] == pytest.approx(len(truth) * 1.0 + sum(map(len, truth.values())) * 7.0)
+    assert dataset["human_seconds"] == pytest.approx(seconds[-1])
+    assert dataset["human_time_ratio"] == pytest.approx(dataset["human_seconds"] / dataset["hand_label_seconds"], abs=1e-4)
+    assert dataset["images_labelled"] == rounds[-1]["images_labelled"] < len(truth)  # three rounds do not finish the pool
+    assert 0.9 <= dataset["precision"] <= 1 and 0.9 <= dataset["recall"] <= 1  # an error-free reviewer, a strict gate
+    assert set(dataset["per_source"]) >= {"human", "gold"}
+    assert set(dataset["per_class"]) == set(load_data_yaml(data_yaml).names)
+
+
+@pytest.mark.slow
+def test_until_labelled_stops_once_every_pool_image_has_labels(tmp_path):
+    """A 32-image pool: the loop goes on round after round until selection finds nothing left,
+    then stops by itself with every pool image labelled; a budget stops it after the first round."""
+    data_yaml = generate_dataset(tmp_path / "data", images=40, seed=5, imgsz=64)
+    common = [
+        "--dataset", data_yaml, "--batch-size", "8", "--seed-labels", "12", "--gold-images", "2", "--imgsz", "64",
+        "--cold-start-epochs", "2", "--fine-tune-epochs", "1", "--seed", "1",
+    ]  # fmt: skip
+
+    def run(name: str, *extra: object) -> dict:
+        report = tmp_path / f"{name}.json"
+        command = [BIN / "labeling-dag", "run-loop", *common, "--workdir", tmp_path / name, "--report", report, *extra]
+        completed = subprocess.run([str(p) for p in command], capture_output=True, text=True, timeout=900, check=False)
+        assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+        assert "round 0:" in completed.stdout and "human time:" in completed.stdout
+        return json.loads(report.read_text())
+
+    done = run("until", "--until-labelled")
+    pool = len(load_truth(data_yaml, "train"))
+    assert done["dataset"]["images_labelled"] == done["dataset"]["pool_images"] == pool
+    assert done["rounds"][-1]["images_labelled"] == pool
+    # Reviewed batches never repeat an image, so the pool bounds the rounds: 12 + 2 gold, then 8 a round.
+    assert 2 <= len(done["rounds"]) <= 1 + -(-(pool - 14) // 8)
+
+    budget = run("budget", "--until-labelled", "--max-human-seconds", "1")
+    assert len(budget["rounds"]) == 1 and budget["dataset"]["images_labelled"] < pool
 
 
 @pytest.mark.slow

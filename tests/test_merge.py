@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labeling_dag.calibration import Calibration, calibrate
+from labeling_dag.calibration import Calibration, ImageGate, calibrate
 from labeling_dag.label_studio_format import AnnotatedBox, TaskAnnotation, review_task
 from labeling_dag.merge import (
     EDIT_COLUMNS,
@@ -25,6 +25,7 @@ from labeling_dag.merge import (
     current_edits,
     edit_rows,
     human_rows,
+    image_gate_from_edits,
     merge_verified,
     quality_rows,
     returned_rows,
@@ -417,6 +418,48 @@ def test_returned_rows_one_per_answered_image_boxes_or_not() -> None:
     )
 
 
+# --- image_gate_from_edits --------------------------------------------------------------
+
+
+def test_image_gate_counts_a_missing_box_against_an_image_whose_boxes_all_cleared() -> None:
+    """The judged images are those whose boxes all cleared THRESHOLDS (cat 0.8, dog 0.6):
+    img-a (0.95, right), img-b (0.9, right but the reviewer drew a box the model missed),
+    img-c (0.85, right). img-d has a cat at 0.7 (below 0.8) and is not judged; gold and other
+    models' images never count. Sorted by least confidence: 0.95 ok, 0.9 missed, 0.85 ok, so
+    at target 1.0 only img-a's tail qualifies (min_support 1): the gate is 0.95, and an image
+    gate fitted on boxes alone (img-b's box was right) would have let 0.85 through."""
+    edits = _table(
+        [
+            _edit(image_id="img-a", confidence=0.95),
+            _edit(image_id="img-b", confidence=0.9),
+            _edit(image_id="img-b", edit_kind="added", pre_label_id="", original_class="", confidence=NAN, prediction_correct=NAN),
+            _edit(image_id="img-c", confidence=0.85),
+            _edit(image_id="img-c", original_class="dog", class_name="dog", confidence=0.97),
+            _edit(image_id="img-d", confidence=0.7),
+            _edit(image_id="img-e", confidence=0.99, is_gold=True, edit_kind="deleted", prediction_correct=0.0),
+            _edit(image_id="img-f", confidence=0.99, model_version="mv-2", edit_kind="deleted", prediction_correct=0.0),
+        ],
+        EDIT_COLUMNS,
+    )
+
+    gate = image_gate_from_edits(edits, THRESHOLDS, model_version="mv-1", target_accuracy=1.0, min_support=1)
+    assert gate == ImageGate(threshold=0.95, accuracy=1.0, support=3)
+
+    loose = image_gate_from_edits(edits, THRESHOLDS, model_version="mv-1", target_accuracy=0.6, min_support=3)
+    assert loose == ImageGate(threshold=0.85, accuracy=pytest.approx(2 / 3), support=3)
+    assert image_gate_from_edits(edits, THRESHOLDS, model_version="mv-1", target_accuracy=0.6, min_support=4).threshold is None
+
+
+def test_auto_accepted_rows_apply_the_image_gate() -> None:
+    """A gate at 0.9 keeps img-a (least box 0.92) and drops img-b (0.85, clears its box threshold
+    0.8); a gate without a threshold accepts nothing."""
+    boxes = _boxes([("a1", "img-a", "cat", 0.92), ("a2", "img-a", "dog", 0.95), ("b1", "img-b", "cat", 0.85)])
+    gate = ImageGate(threshold=0.9, accuracy=1.0, support=12)
+    assert set(auto_accepted_rows(boxes, {"img-a", "img-b"}, THRESHOLDS, gate, merge_id="m1")["image_id"]) == {"img-a"}
+    closed = ImageGate(threshold=None, accuracy=None, support=3)
+    assert auto_accepted_rows(boxes, {"img-a", "img-b"}, THRESHOLDS, closed, merge_id="m1").empty
+
+
 # --- auto_accepted_rows -----------------------------------------------------------------
 
 
@@ -451,6 +494,7 @@ THRESHOLDS = Calibration(
     support={"cat": 30, "dog": 25},
     estimated_precision={"cat": 0.96, "dog": 0.97},
 )
+OPEN_GATE = ImageGate(threshold=0.0, accuracy=None, support=0)
 
 
 def test_auto_accepted_rows_take_candidate_images_whose_every_box_clears() -> None:
@@ -469,7 +513,7 @@ def test_auto_accepted_rows_take_candidate_images_whose_every_box_clears() -> No
         ]
     )
 
-    rows = auto_accepted_rows(boxes, {"img-a", "img-b"}, THRESHOLDS, merge_id="m1")
+    rows = auto_accepted_rows(boxes, {"img-a", "img-b"}, THRESHOLDS, OPEN_GATE, merge_id="m1")
 
     provenance = {
         "source": "auto_accepted",
@@ -506,7 +550,7 @@ def test_auto_accepted_rows_never_accept_a_class_without_threshold() -> None:
     )
     boxes = _boxes([("pl-a0", "img-a", "cat", 0.99), ("pl-a1", "img-a", "dog", 1.0)])
 
-    rows = auto_accepted_rows(boxes, {"img-a"}, calibration, merge_id="m1")
+    rows = auto_accepted_rows(boxes, {"img-a"}, calibration, OPEN_GATE, merge_id="m1")
 
     pd.testing.assert_frame_equal(rows, _table([], LABEL_COLUMNS))
 

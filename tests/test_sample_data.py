@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections import Counter
 from pathlib import Path
 
@@ -11,8 +13,10 @@ import yaml
 from PIL import Image
 
 from labeling_dag import sample_data
+from labeling_dag.cli import main
 from labeling_dag.sample_data import (
     CLASS_NAMES,
+    DOMAINS,
     DatasetSpec,
     generate_dataset,
     label_path_for,
@@ -149,10 +153,10 @@ def test_failed_rerun_leaves_no_data_yaml(tmp_path: Path, monkeypatch: pytest.Mo
     generate_dataset(tmp_path, seed=5, **SMALL)
     real_render = sample_data._render_image
 
-    def render_then_fail(seed: int, index: int, imgsz: int):  # type: ignore[no-untyped-def]
+    def render_then_fail(seed: int, index: int, imgsz: int, domain: sample_data.Domain):  # type: ignore[no-untyped-def]
         if index == 5:
             raise RuntimeError("simulated crash")
-        return real_render(seed, index, imgsz)
+        return real_render(seed, index, imgsz, domain)
 
     monkeypatch.setattr(sample_data, "_render_image", render_then_fail)
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -177,6 +181,80 @@ def test_class_frequencies_are_imbalanced(tmp_path: Path) -> None:
     assert counts[0] > counts[1] > counts[2]
 
 
+def test_source_labels_are_pinned(tmp_path: Path) -> None:
+    """Source must not drift: tests, fault suites and recorded benchmarks rely on its exact output.
+
+    Labels, not JPEG bytes, are pinned, because those also depend on the libjpeg build.
+    """
+    generate_dataset(tmp_path, seed=3, **SMALL)
+    labels = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("labels/*/*.txt")))
+    assert hashlib.sha256(labels).hexdigest() == "3f4ff805c90739db597f7dd5fea8e51a71acf243a136d6cbca3e16402b58fa07"
+
+
+def test_target_is_deterministic_and_differs_from_source(tmp_path: Path) -> None:
+    for name, domain in (("t1", "target"), ("t2", "target"), ("s", "source")):
+        generate_dataset(tmp_path / name, seed=7, domain=domain, **SMALL)
+    target, again, source = (_files(tmp_path / name) for name in ("t1", "t2", "s"))
+    for files in (target, again, source):
+        del files["data.yaml"]  # holds the absolute output folder
+    assert target == again
+    assert target.keys() == source.keys()  # same layout and split
+    assert all(target[name] != source[name] for name in target if name.endswith(".jpg"))
+    assert [target[name] for name in target if name.endswith(".txt")] != [
+        source[name] for name in source if name.endswith(".txt")
+    ]
+
+
+def test_target_labels_are_valid_yolo(tmp_path: Path) -> None:
+    generate_dataset(tmp_path, images=40, imgsz=64, seed=2, domain="target")
+    assert load_data_yaml(tmp_path / "data.yaml").names == CLASS_NAMES
+    for label_file in tmp_path.glob("labels/*/*.txt"):
+        boxes = read_yolo_labels(label_file)
+        assert 1 <= len(boxes) <= DOMAINS["target"].max_shapes
+        for class_id, xc, yc, w, h in boxes:
+            assert 0 <= class_id < len(CLASS_NAMES)
+            assert 0 <= xc - w / 2 and xc + w / 2 <= 1
+            assert 0 <= yc - h / 2 and yc + h / 2 <= 1
+
+
+def test_target_clutter_is_not_labelled() -> None:
+    """Clutter has its own random stream: removing it changes pixels but never the labels."""
+    target = DOMAINS["target"]
+    clean = dataclasses.replace(target, max_distractors=0)
+    cluttered_images = 0
+    for index in range(20):
+        image, boxes = sample_data._render_image(4, index, 64, target)
+        clean_image, clean_boxes = sample_data._render_image(4, index, 64, clean)
+        assert boxes == clean_boxes
+        cluttered_images += image.tobytes() != clean_image.tobytes()
+    assert cluttered_images >= 10  # 0-3 items each, so about three images in four
+
+
+def test_target_class_frequencies_follow_its_weights(tmp_path: Path) -> None:
+    generate_dataset(tmp_path, images=300, imgsz=32, seed=11, domain="target")
+    counts = Counter(box[0] for f in tmp_path.glob("labels/*/*.txt") for box in read_yolo_labels(f))
+    total = sum(counts.values())
+    for class_id, weight in enumerate(DOMAINS["target"].class_weights):
+        assert abs(counts[class_id] / total - weight) < 0.05, counts
+    assert counts.most_common(1)[0][0] == CLASS_NAMES.index("triangle")
+
+
+def test_cli_sample_data_domain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["sample-data", "--images", "4", "--imgsz", "32", "--seed", "9"]
+    assert main([*argv, str(tmp_path / "cli"), "--domain", "target"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "cli" / "data.yaml")
+    generate_dataset(tmp_path / "api", images=4, imgsz=32, seed=9, domain="target")
+    assert main([*argv, str(tmp_path / "default")]) == 0  # source unless asked
+    generate_dataset(tmp_path / "source", images=4, imgsz=32, seed=9)
+    for cli, api in (("cli", "api"), ("default", "source")):
+        cli_files, api_files = _files(tmp_path / cli), _files(tmp_path / api)
+        del cli_files["data.yaml"], api_files["data.yaml"]
+        assert cli_files == api_files
+    with pytest.raises(SystemExit):
+        main([*argv, str(tmp_path / "bad"), "--domain", "night"])
+    assert "invalid choice: 'night'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -186,6 +264,7 @@ def test_class_frequencies_are_imbalanced(tmp_path: Path) -> None:
         ({"val_fraction": -0.1}, "val_fraction must be in"),
         ({"val_fraction": float("nan")}, "val_fraction must be in"),
         ({"seed": -1}, "seed must be >= 0"),
+        ({"domain": "night"}, "unknown domain 'night', known: source, target"),
     ],
 )
 def test_argument_errors(tmp_path: Path, kwargs: dict[str, float], message: str) -> None:
