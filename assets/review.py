@@ -51,6 +51,9 @@ class ReviewBatchConfig(dg.Config):
     quarter of ``size``) come on top, shuffled in, indistinguishable to the annotator.
     ``cost_aware`` ranks the uncertainty part by uncertainty per expected box (pre-label
     count) instead of per image, for budgets counted in the boxes annotators draw.
+    ``calibration_fraction`` of the batch comes from the more confident half of the pool, at
+    random (:func:`labeling_dag.review_selection.choose`): the evidence the image-level
+    auto-accept gate of each new model is fitted on.
     """
 
     size: int = 20
@@ -59,6 +62,7 @@ class ReviewBatchConfig(dg.Config):
     random_fraction: float = 0.2
     diversity: bool = False
     cost_aware: bool = False
+    calibration_fraction: float = 0.25
     seed: int = 0
     gold_rate: float = 0.1
     skip_near_duplicates: bool = True
@@ -107,6 +111,7 @@ def review_batch(
         random_fraction=config.random_fraction,
         diversity=config.diversity and not cold_start,
         cost_aware=config.cost_aware and not cold_start,
+        calibration_fraction=config.calibration_fraction,
         seed=config.seed,
     )
     # With no pool image left to choose the pool is done: gold items and spot checks alone make no batch.

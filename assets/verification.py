@@ -175,13 +175,16 @@ class VerifyConfig(dg.Config):
     ``target_precision`` is the share of auto-accepted boxes that must be right;
     ``target_image_accuracy`` the share of auto-accepted images that must be fully right (no
     wrong box and no missing one), judged on at least ``min_image_support`` images humans saw.
-    The second guards recall: box precision never sees the objects the model missed.
+    The second guards recall: box precision never sees the objects the model missed. Its default
+    is 0.9, not 0.95: reviewers err too (2 % of boxes put about 5 % of perfect images down as
+    needing a change), so 0.95 of images sits at the reviewers' own noise floor, while 0.9 of
+    images fully right, at two or three boxes an image, keeps box precision and recall near 0.96.
     ``auto_accept`` False sends every image to humans (model-assisted labelling only).
     """
 
     batch_id: str
     target_precision: float = 0.95
-    target_image_accuracy: float = Field(default=0.95, gt=0.0, le=1.0)
+    target_image_accuracy: float = Field(default=0.9, gt=0.0, le=1.0)
     min_support: int = 20
     min_image_support: int = Field(default=10, ge=1)
     auto_accept: bool = True

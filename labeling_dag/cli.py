@@ -66,6 +66,7 @@ def _run_loop(args: argparse.Namespace) -> int:
         diversity=args.diversity,
         seed_labels=args.seed_labels,
         target_precision=args.target_precision,
+        target_image_accuracy=args.target_image_accuracy,
         reviewer_error_rate=args.reviewer_error_rate,
         seed=args.seed,
         gold_images=args.gold_images,
@@ -143,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--strategy", default="hybrid", choices=("least_confidence", "margin", "entropy", "random", "hybrid"))
     loop.add_argument("--diversity", action="store_true", help="diversity-aware selection (k-means over embeddings)")
     loop.add_argument("--seed-labels", type=int, default=40, help="images in the random seed batch (round 0)")
-    loop.add_argument("--target-precision", type=float, default=0.95)
+    loop.add_argument("--target-precision", type=float, default=0.95, help="auto-accepted boxes that must be right")
+    loop.add_argument("--target-image-accuracy", type=float, default=0.9, help="auto-accepted images that must be fully right")
     loop.add_argument("--reviewer-error-rate", type=float, default=0.0)
     loop.add_argument("--seed", type=int, default=0)
     loop.add_argument("--gold-images", type=int, default=4)

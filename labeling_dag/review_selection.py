@@ -116,16 +116,25 @@ def choose(
     diversity: bool,
     seed: int,
     cost_aware: bool,
+    calibration_fraction: float = 0.0,
 ) -> pd.DataFrame:
     """The selected rows of ``candidates`` in priority order, with their selection ``score``
     (the image's uncertainty). ``cost_aware`` ranks by uncertainty per expected box
-    (:func:`~labeling_dag.sampling.expected_boxes` of the ``n_boxes`` column)."""
+    (:func:`~labeling_dag.sampling.expected_boxes` of the ``n_boxes`` column).
+
+    ``calibration_fraction`` of ``k`` (not for the ``random`` strategy, whose batches are a sample
+    of everything already) is drawn at random from the more confident half of the images with
+    boxes, after the strategy's picks: the kind of image auto-accept takes. Uncertainty sampling
+    alone rarely shows humans one, so without them the image-level gate of a new model has no
+    evidence; they are also the cheapest images to verify.
+    """
     if candidates.empty:
         return candidates.assign(score=pd.Series(dtype="float64"))
     embeddings = np.array(candidates["embedding"].tolist(), dtype=np.float64) if diversity else None
+    calibrating = 0 if strategy == "random" else round(calibration_fraction * k)
     picked = select_for_review(
         candidates,
-        k=k,
+        k=k - calibrating,
         strategy=strategy,
         uncertainty_measure=uncertainty_measure,
         random_fraction=random_fraction,
@@ -134,9 +143,22 @@ def choose(
         costs=expected_boxes(candidates["n_boxes"].to_numpy()) if cost_aware else None,
         seed=seed,
     )
+    picked = [*picked, *confident_sample(candidates, count=calibrating, taken=set(picked), seed=seed)]
     measure = strategy if strategy in MEASURES else uncertainty_measure
     chosen = candidates.iloc[picked].reset_index(drop=True)
     return chosen.assign(score=chosen[measure].astype("float64"))
+
+
+def confident_sample(candidates: pd.DataFrame, *, count: int, taken: set[int], seed: int) -> list[int]:
+    """``count`` positions drawn at random among the more confident half (by least confidence)
+    of the candidates that have boxes and are not ``taken``."""
+    if count <= 0:
+        return []
+    free = np.flatnonzero((candidates["n_boxes"].to_numpy() > 0) & ~np.isin(np.arange(len(candidates)), list(taken)))
+    ranked = free[np.argsort(candidates["least_confidence"].to_numpy()[free], kind="stable")]
+    half = ranked[: max(1, len(ranked) // 2)] if len(ranked) else ranked
+    drawn = np.random.default_rng(seed).choice(half, size=min(count, len(half)), replace=False)
+    return sorted(int(i) for i in drawn)
 
 
 def review_images(

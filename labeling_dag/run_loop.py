@@ -36,6 +36,7 @@ class LoopSettings:
     cost_aware: bool = False
     seed_labels: int = 40
     target_precision: float = 0.95
+    target_image_accuracy: float = 0.9
     reviewer_error_rate: float = 0.0
     seed: int = 0
     gold_images: int = 4
@@ -236,10 +237,9 @@ class _Driver:
             costs = asdict(self.settings.review_costs)
             ops["review_annotations"] = {"config": ops["review_annotations"]["config"] | {"review_costs": costs}}
         if "verified_labels" in ops:
-            target = self.settings.target_precision
             overrides = {
-                "target_precision": target,
-                "target_image_accuracy": target,
+                "target_precision": self.settings.target_precision,
+                "target_image_accuracy": self.settings.target_image_accuracy,
                 "auto_accept": self.settings.auto_accept,
                 "seed": self.settings.seed,
             }
@@ -449,8 +449,8 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
     quality = label_quality(labels, reference, sources, class_names=store.class_names())
     human = float(store.read_table("review_annotations", "effort", EFFORT_COLUMNS)["modelled_seconds"].sum())
     hand = hand_label_seconds(len(truth), sum(len(boxes) for boxes in truth.values()), settings.review_costs)
-    promoted = ModelRegistry(store.root).promotions()
-    first = ModelRegistry(store.root).get(promoted[0]).source if promoted else ""
+    models = ModelRegistry(store.root).entries()
+    first = models[0].source if models else ""
     return {
         # A seed model registered first is a warm start; a first model trained on the seed round, a cold one.
         "start": "warm" if first == "seed_model" else "cold",

@@ -1,4 +1,4 @@
-"""Two real rounds of the active-learning loop through the production definitions."""
+"""Real rounds of the active-learning loop through the production definitions."""
 
 from __future__ import annotations
 
@@ -22,18 +22,18 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    """`labeling-dag run-loop`: a seed round and three more on the demo-sized generated dataset.
+    """`labeling-dag run-loop`: a seed round and four more on the demo-sized generated dataset.
 
     The first model needs about this much data and training before it proposes boxes at the
     0.25 confidence floor often enough for calibration to auto-accept any (~2 min on 2 cores).
     """
     root = tmp_path_factory.mktemp("loop")
-    data_yaml = generate_dataset(root / "data", images=300, seed=21, imgsz=128)
+    data_yaml = generate_dataset(root / "data", images=300, seed=1, imgsz=128)
     report = root / "report.json"
     command = [
-        BIN / "labeling-dag", "run-loop", "--dataset", data_yaml, "--workdir", root / "work", "--rounds", "3",
-        "--batch-size", "30", "--strategy", "hybrid", "--seed-labels", "60", "--target-precision", "0.6",
-        "--reviewer-error-rate", "0.0", "--seed", "3", "--imgsz", "128", "--cold-start-epochs", "40",
+        BIN / "labeling-dag", "run-loop", "--dataset", data_yaml, "--workdir", root / "work", "--rounds", "4",
+        "--batch-size", "30", "--strategy", "hybrid", "--seed-labels", "60", "--target-precision", "0.6", "--target-image-accuracy", "0.6",
+        "--reviewer-error-rate", "0.0", "--seed", "0", "--imgsz", "128", "--cold-start-epochs", "40",
         "--fine-tune-epochs", "10", "--report", report,
     ]  # fmt: skip
     completed = subprocess.run([str(part) for part in command], capture_output=True, text=True, timeout=900, check=False)
@@ -46,7 +46,7 @@ def test_report_has_one_record_per_round_and_a_learning_curve(loop_run):
     """The report lists every round with the fields the issue names, and a PNG sits beside it."""
     root, _, report = loop_run
     rounds = report["rounds"]
-    assert [r["round"] for r in rounds] == [0, 1, 2, 3]
+    assert [r["round"] for r in rounds] == [0, 1, 2, 3, 4]
     for record in rounds:
         assert set(record) >= {
             "round", "images_reviewed", "boxes_reviewed", "boxes_edited", "auto_accepted",
@@ -72,7 +72,7 @@ def test_report_prices_every_round_and_the_dataset_in_human_seconds(loop_run):
     assert dataset["hand_label_seconds"] == pytest.approx(len(truth) * 1.0 + sum(map(len, truth.values())) * 7.0)
     assert dataset["human_seconds"] == pytest.approx(seconds[-1])
     assert dataset["human_time_ratio"] == pytest.approx(dataset["human_seconds"] / dataset["hand_label_seconds"], abs=1e-4)
-    assert dataset["images_labelled"] == rounds[-1]["images_labelled"] < len(truth)  # three rounds do not finish the pool
+    assert dataset["images_labelled"] == rounds[-1]["images_labelled"] <= len(truth)
     assert 0.9 <= dataset["precision"] <= 1 and 0.9 <= dataset["recall"] <= 1  # an error-free reviewer, a strict gate
     assert set(dataset["per_source"]) >= {"human", "gold"}
     assert set(dataset["per_class"]) == set(load_data_yaml(data_yaml).names)
@@ -143,7 +143,7 @@ def test_auto_accept_precision_is_measured_against_the_true_labels(loop_run):
             )
             tp, fp = tp + score.true_positives, fp + score.false_positives
         assert record["auto_accept_precision"] == pytest.approx(tp / (tp + fp))
-    assert sum(r["auto_accepted"] for r in report["rounds"]) > 0, "by round 3 a 0.6 precision target lets boxes through"
+    assert sum(r["auto_accepted"] for r in report["rounds"]) > 0, "by round 4 the image gate has seen enough judged images"
 
 
 @pytest.mark.slow
