@@ -25,8 +25,8 @@ from dataclasses import dataclass, fields
 
 import pandas as pd
 
-# The edit kinds a review produces, each priced by one field of ReviewCosts.
-EDIT_KINDS: tuple[str, ...] = ("accepted", "moved", "relabelled", "deleted", "added")
+# The edit kinds a review produces (classify_edits' own list), each priced by one field of ReviewCosts.
+from labeling_dag.agreement import EDIT_KINDS
 
 
 @dataclass(frozen=True)
