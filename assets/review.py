@@ -16,6 +16,7 @@ from labeling_dag.merge import (
     GOLD_FOLDER,
     MERGE_COLUMNS,
     QUALITY_COLUMNS,
+    RETURNED_COLUMNS,
     SPOT_CHECK_COLUMNS,
     VERIFIED_FOLDER,
     VERIFIED_IMAGE_COLUMNS,
@@ -34,6 +35,7 @@ from labeling_dag.review_selection import (
     quarantined_batches,
     review_images,
     shuffled,
+    unmerged_rows,
 )
 from labeling_dag.sampling import STRATEGIES
 from labeling_dag.scoring import SCORE_COLUMNS
@@ -94,10 +96,13 @@ def review_batch(
 
     verified = set(active(store.read_table(VERIFIED_FOLDER, "images", VERIFIED_IMAGE_COLUMNS))["image_id"])
     gold = sorted(set(store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)["image_id"]) & set(cleaned["image_id"]))
+    # A merged batch no longer holds the images only its quarantined reviewers answered.
+    returned = store.read_table(ANNOTATIONS_FOLDER, "returned", RETURNED_COLUMNS)
+    holding = batches[~unmerged_rows(batches, returned, merged=set(merges["merge_id"]))]
     candidates = eligible_images(
         scores,
         cleaned,
-        batches,
+        holding,
         batch_id=batch_id,
         released_batches=quarantined,
         excluded=verified | set(gold),
@@ -115,7 +120,7 @@ def review_batch(
         seed=config.seed,
     )
     # With no pool image left to choose the pool is done: gold items and spot checks alone make no batch.
-    spot_checks = _open_spot_checks(store, batches, batch_id) if len(chosen) else []
+    spot_checks = _open_spot_checks(store, holding, batch_id) if len(chosen) else []
     extras = (
         extra_items(gold, count=round(config.gold_rate * config.size), batch_id=batch_id)
         + extra_items(spot_checks, count=max(1, config.size // 4), batch_id=batch_id)

@@ -7,6 +7,7 @@ spot-check flags from its batch.
 
 import json
 from dataclasses import asdict
+from functools import partial
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -17,7 +18,7 @@ from labeling_dag import atomic
 from labeling_dag.assets.cleaning import FOLDER as CLEANED
 from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
 from labeling_dag.assets.review import FOLDER as REVIEW
-from labeling_dag.agreement import overlap_kappa
+from labeling_dag.agreement import latest_by_image, overlap_kappa
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS, pool_images
 from labeling_dag.calibration import sample_spot_checks
 from labeling_dag.human_time import EFFORT_COLUMNS, ReviewCosts, edit_mix, effort_rows
@@ -51,7 +52,7 @@ from labeling_dag.prelabeling import BOX_COLUMNS
 from labeling_dag.resources.review_exchange import FileReviewExchange
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
-from labeling_dag.review_selection import BATCH_COLUMNS, pending_batches, quarantined_batches
+from labeling_dag.review_selection import BATCH_COLUMNS, pending_batches, quarantined_batches, quarantined_reviewers
 from labeling_dag.revisions import split_revision
 
 FOLDER = VERIFIED_FOLDER
@@ -98,22 +99,31 @@ def review_annotations(
     batch = store.read_table(REVIEW, "batches", BATCH_COLUMNS)
     batch = batch[batch["batch_id"] == split_revision(batch_id)[0]]
 
-    edits = edit_rows(
-        latest,
-        exchange.exported_tasks(store.root, batch_id),
+    gold_ids = set(batch.loc[batch["is_gold"], "image_id"])
+    edits_of = partial(
+        edit_rows,
+        exported=exchange.exported_tasks(store.root, batch_id),
         batch_id=batch_id,
-        gold_ids=set(batch.loc[batch["is_gold"], "image_id"]),
+        gold_ids=gold_ids,
         spot_check_ids=set(batch.loc[batch["is_spot_check"], "image_id"]),
     )
     gold = store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)
     quality = quality_rows(everyone, gold, batch_id=batch_id, min_gold_accuracy=config.min_gold_accuracy, run_id=context.run_id)
-    returned = returned_rows(latest, batch_id=batch_id)
+    # The gold gate decides per reviewer: each task keeps the latest annotation of a reviewer who
+    # passed, and only those become the batch's edits (the merge's labels, calibration evidence)
+    # and its returned images; a task that only quarantined reviewers answered goes back to the pool.
+    failed_reviewers = sorted(reviewer for _, reviewer in quarantined_reviewers(quality))
+    trusted = latest_by_image(everyone, excluding=failed_reviewers)
+    edits = edits_of(trusted)
+    returned = returned_rows(trusted, batch_id=batch_id)
+    # Human time is what every reviewer spent, quarantined or not.
+    done = edits if trusted == latest else edits_of(latest)
     effort = effort_rows(
         batch_id,
         [annotation.image_id for annotation in latest],
-        edits,
+        done,
         _measured_seconds(everyone),
-        gold_ids=set(batch.loc[batch["is_gold"], "image_id"]),
+        gold_ids=gold_ids,
         costs=ReviewCosts(**config.review_costs.model_dump()),
     )
     # Read-modify-write of tables shared by every batch: two intakes at once would keep only one's rows.
@@ -134,14 +144,16 @@ def review_annotations(
             "batch_id": batch_id,
             "tasks": len(latest),
             "reviewers": dg.MetadataValue.json(sorted({a.reviewer for a in everyone})),
-            "boxes_reviewed": int((edits["edit_kind"] != "added").sum()),
-            "boxes_edited": int((~edits["edit_kind"].isin(["accepted"])).sum()),
-            **{f"edits_{kind}": int(count) for kind, count in edits["edit_kind"].value_counts().items()},
+            "boxes_reviewed": int((done["edit_kind"] != "added").sum()),
+            "boxes_edited": int((~done["edit_kind"].isin(["accepted"])).sum()),
+            **{f"edits_{kind}": int(count) for kind, count in done["edit_kind"].value_counts().items()},
             "gold_tasks": int(quality.loc[quality["reviewer"] == "*", "gold_tasks"].iloc[0]),
             "gold_accuracy": dg.MetadataValue.json({k: (None if pd.isna(v) else v) for k, v in by_reviewer.items()}),
             "cohen_kappa": dg.MetadataValue.json(kappas),
             "quarantined": batch_id in quarantined_batches(quality),
-            **_effort_metadata(effort, edits),
+            "quarantined_reviewers": dg.MetadataValue.json(failed_reviewers),
+            "tasks_merged": len(trusted),
+            **_effort_metadata(effort, done),
         }
     )
 

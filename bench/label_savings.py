@@ -65,7 +65,7 @@ def full_label_ceiling(dataset: Path, workdir: Path, *, imgsz: int, epochs: int)
 
     detector = Detector(imgsz=imgsz, epochs=epochs)
     weights = detector.train(dataset, workdir / "full-labels")
-    return detector.evaluate(weights, dataset, workdir / "full-labels-eval")["map50"]
+    return detector.evaluate(weights, dataset, workdir / "full-labels-eval").map50
 
 
 def _one_thread_per_process() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -372,6 +372,22 @@ def cohens_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
     from sklearn.metrics import cohen_kappa_score
 
     return float(cohen_kappa_score(first, second))
+
+
+def latest_by_image(annotations: Sequence[TaskAnnotation], *, excluding: Collection[str] = ()) -> list[TaskAnnotation]:
+    """Per image, the last of ``annotations`` made by a reviewer not in ``excluding``.
+
+    ``annotations`` run oldest first within an image, as
+    :func:`~labeling_dag.label_studio_format.parse_all_annotations` returns them, so with nobody
+    excluded this is the annotation :func:`~labeling_dag.label_studio_format.parse_export` picks.
+    Images keep the order they first appear in; an image only excluded reviewers annotated is
+    left out.
+    """
+    chosen: dict[str, TaskAnnotation] = {}
+    for annotation in annotations:
+        if annotation.reviewer not in excluding:
+            chosen[annotation.image_id] = annotation
+    return list(chosen.values())
 
 
 def _latest_per_reviewer(

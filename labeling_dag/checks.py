@@ -16,12 +16,15 @@ from labeling_dag.quality_gates import (
     validate_verified_labels,
 )
 from labeling_dag.resources.storage import LabelStore
+from labeling_dag.review_selection import quarantined_batches
 
 
-def _check_result(gate: GateResult) -> dg.AssetCheckResult:
+def _check_result(
+    gate: GateResult, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=gate.success,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=severity,
         metadata={
             **gate.as_metadata(),
             "failed_expectations": dg.MetadataValue.json([outcome.detail for outcome in gate.failed()]),
@@ -49,12 +52,21 @@ def pre_labels_gate(context: dg.AssetCheckExecutionContext, store: LabelStore) -
 @dg.asset_check(
     asset="review_annotations",
     blocking=True,
-    description="GX suite: gold accuracy of the batch and of each reviewer reaches the threshold; else the batch is quarantined, not merged",
+    description=(
+        "GX suite: gold accuracy of each reviewer reaches the threshold; a reviewer below it is quarantined "
+        "(a warning, the others' annotations are merged), a batch where every reviewer is blocks the merge"
+    ),
 )
 def review_quality_gate(context: dg.AssetCheckExecutionContext, store: LabelStore) -> dg.AssetCheckResult:
-    """Validate the quality rows this run wrote for its review batch."""
+    """Validate the quality rows this run wrote for its review batch.
+
+    A failure blocks the merge (severity ERROR) only when no reviewer of the batch passed; otherwise
+    it is a warning: the failing reviewers' annotations were already left out of the batch's edits.
+    """
     quality = store.read_table(ANNOTATIONS_FOLDER, "quality", QUALITY_COLUMNS)
-    return _check_result(validate_review_quality(quality[quality["run_id"] == context.run.run_id]))
+    mine = quality[quality["run_id"] == context.run.run_id]
+    severity = dg.AssetCheckSeverity.ERROR if quarantined_batches(mine) else dg.AssetCheckSeverity.WARN
+    return _check_result(validate_review_quality(mine), severity)
 
 
 @dg.asset_check(asset="verified_labels", blocking=True, description="GX suite: unique ids, boxes inside the image, known class and source")

@@ -1,4 +1,4 @@
-"""The ``labeling-dag`` command line: sample data, snapshot restore, the demo."""
+"""The ``labeling-dag`` command line: workdir setup, dataset export, snapshot restore, lineage, the demo."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-SNAPSHOTTED_ASSETS = ("cleaned_images", "pre_labels")
+from labeling_dag.restore import SNAPSHOTTED_ASSETS
 
 
 def _workdir(value: str | None) -> Path:
@@ -33,14 +33,87 @@ def _sample_data(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from labeling_dag.resources.snapshots import SnapshotError, SnapshotStore
+    from labeling_dag.resources.snapshots import SnapshotError
+    from labeling_dag.restore import RestoreError, restore_asset
 
     try:
-        folder = SnapshotStore().restore(_workdir(args.workdir), f"{args.asset}/{args.batch}", args.snapshot_id)
-    except (SnapshotError, ValueError) as error:
+        restored = restore_asset(_workdir(args.workdir), args.asset, args.snapshot_id, batch=args.batch)
+    except (SnapshotError, RestoreError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"restored {args.asset} (ingestion batch {args.batch}) snapshot {args.snapshot_id} into {folder}")
+    batch = f" (ingestion batch {restored.batch})" if restored.batch else ""
+    print(f"restored {args.asset}{batch} snapshot {args.snapshot_id} into {restored.folder}")
+    if restored.model_version:
+        print(f"model registry: current model is now {restored.model_version}")
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from labeling_dag.class_map import ClassMapError, parse_class_map
+    from labeling_dag.workdir_init import (
+        InitError,
+        InitRequest,
+        classes_from_data_yaml,
+        classes_from_text,
+        init_workdir,
+    )
+
+    try:
+        classes = (
+            classes_from_text(args.classes) if args.classes is not None else classes_from_data_yaml(args.classes_from)
+        )
+        report = init_workdir(
+            InitRequest(
+                workdir=_workdir(args.workdir),
+                classes=classes,
+                seed_model=args.seed_model,
+                class_map=parse_class_map(args.class_map),
+                gold=args.gold,
+                gold_images=args.gold_images,
+                source=args.source,
+            )
+        )
+    except (InitError, ClassMapError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"classes: {', '.join(report.classes)}" + ("" if report.classes_written else " (already set)"))
+    if report.model_version:
+        remapped = f", classes remapped from model {report.model_remapped_from}" if report.model_remapped_from else ""
+        state = "registered as current model" if report.model_registered else "already the current model"
+        print(f"seed model {report.model_version}: {state}{remapped}")
+    if args.gold:
+        state = "written" if report.gold_written else "already in the gold table"
+        print(f"gold: {report.gold_images} images, {report.gold_boxes} boxes ({state})")
+        if report.gold_without_boxes:
+            print(f"gold: {report.gold_without_boxes} images without boxes left out (the gold table holds boxes)")
+        if args.source:
+            print(f"gold: {report.copied_to_source} images copied into {args.source / 'gold'}")
+        else:
+            print("gold: the gold images must also be in the image source (pass --source to copy them there)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from labeling_dag.dataset_export import ExportError, ExportRequest, export_dataset, parse_sources, parse_split
+
+    try:
+        request = ExportRequest(
+            format=args.format,
+            sources=parse_sources(args.sources),
+            split=parse_split(args.split),
+            seed=args.seed,
+            snapshot=args.snapshot or "",
+            image_url_prefix=args.image_url_prefix,
+        )
+        summary = export_dataset(_workdir(args.workdir), args.out, request)
+    except ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    splits = ", ".join(f"{name} {count}" for name, count in summary.per_split.items())
+    print(
+        f"exported {summary.images} images ({splits}) and {summary.labels} labels as {summary.format} "
+        f"from verified_labels snapshot {summary.snapshot or '(none yet)'} into {summary.out_dir}"
+    )
     return 0
 
 
@@ -48,7 +121,11 @@ def _demo(args: argparse.Namespace) -> int:
     from labeling_dag.demo import run_demo
 
     return run_demo(
-        Path(args.root).resolve(), images=args.images, rounds=args.rounds, batch_size=args.batch_size, seed_labels=args.seed_labels
+        Path(args.root).resolve(),
+        images=args.images,
+        rounds=args.rounds,
+        batch_size=args.batch_size,
+        seed_labels=args.seed_labels,
     )
 
 
@@ -119,10 +196,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.set_defaults(run=_sample_data)
 
+    init = commands.add_parser("init", help="set a workdir's class list, seed model and gold items")
+    init.add_argument("--workdir", help="pipeline workdir (default: $LABELING_DAG_WORKDIR)")
+    classes = init.add_mutually_exclusive_group(required=True)
+    classes.add_argument("--classes", help="class names in class-id order, comma-separated: cat,dog")
+    classes.add_argument("--classes-from", type=Path, help="a YOLO data.yaml whose names are the class list")
+    init.add_argument(
+        "--seed-model", type=Path, help="an ultralytics .pt to pre-label with (registered under its sha256)"
+    )
+    init.add_argument("--class-map", default="", help="seed model / gold class -> project class: person=pedestrian,...")
+    init.add_argument(
+        "--gold", type=Path, help="known answers: a YOLO data.yaml, a COCO JSON or a Label Studio JSON export"
+    )
+    init.add_argument(
+        "--gold-images",
+        type=Path,
+        help="folder COCO file names / Label Studio images are under (default: the gold file's)",
+    )
+    init.add_argument(
+        "--source", type=Path, help="the pipeline's image source: gold images are copied into SOURCE/gold/"
+    )
+    init.set_defaults(run=_init)
+
+    from labeling_dag.dataset_export import FORMATS, SOURCES
+
+    export = commands.add_parser("export", help="write the verified labels as a YOLO, COCO or Label Studio dataset")
+    export.add_argument("--workdir", help="pipeline workdir (default: $LABELING_DAG_WORKDIR)")
+    export.add_argument("--format", choices=FORMATS, default="yolo")
+    export.add_argument(
+        "--out", type=Path, required=True, help="export folder (replaced if it holds an earlier export)"
+    )
+    export.add_argument("--snapshot", help="a verified_labels DVC snapshot id (default: the active labels)")
+    export.add_argument("--sources", default=",".join(SOURCES), help="label sources to include (default: all)")
+    export.add_argument("--split", default="train=1", help="e.g. train=0.8,val=0.1,test=0.1 (default: all train)")
+    export.add_argument("--seed", type=int, default=0, help="seed of the split's shuffle")
+    export.add_argument("--image-url-prefix", default="/data/local-files/?d=", help="Label Studio image URL prefix")
+    export.set_defaults(run=_export)
+
     restore = commands.add_parser("restore", help="bring back an asset's DVC snapshot, bit-exact")
     restore.add_argument("asset", choices=SNAPSHOTTED_ASSETS)
     restore.add_argument("snapshot_id")
-    restore.add_argument("--batch", default="_root", help="ingestion batch (partition) of the snapshot (default: _root)")
+    restore.add_argument("--batch", help="ingestion batch of a partitioned asset's snapshot (default: _root)")
     restore.add_argument("--workdir", help="pipeline workdir (default: $LABELING_DAG_WORKDIR)")
     restore.set_defaults(run=_restore)
 
@@ -136,29 +250,41 @@ def build_parser() -> argparse.ArgumentParser:
     loop = commands.add_parser("run-loop", help="simulate the active-learning loop on a YOLO dataset")
     loop.add_argument("--dataset", type=Path, required=True, help="YOLO data.yaml: train = pool, val = held out")
     loop.add_argument("--workdir", type=Path, required=True)
-    loop.add_argument("--rounds", type=int, help="rounds after the seed round, at most (default 3; no cap with --until-labelled)")
+    loop.add_argument(
+        "--rounds", type=int, help="rounds after the seed round, at most (default 3; no cap with --until-labelled)"
+    )
     loop.add_argument("--until-labelled", action="store_true", help="go on until every pool image has verified labels")
     loop.add_argument("--max-human-seconds", type=float, help="stop once the modelled human seconds reach this")
-    loop.add_argument("--seed-model", type=Path, help="start from this ultralytics .pt of the pool's classes (warm start)")
+    loop.add_argument(
+        "--seed-model", type=Path, help="start from this ultralytics .pt of the pool's classes (warm start)"
+    )
     loop.add_argument("--batch-size", type=int, default=20)
-    loop.add_argument("--strategy", default="hybrid", choices=("least_confidence", "margin", "entropy", "random", "hybrid"))
+    loop.add_argument(
+        "--strategy", default="hybrid", choices=("least_confidence", "margin", "entropy", "random", "hybrid")
+    )
     loop.add_argument("--diversity", action="store_true", help="diversity-aware selection (k-means over embeddings)")
     loop.add_argument("--seed-labels", type=int, default=40, help="images in the random seed batch (round 0)")
     loop.add_argument("--target-precision", type=float, default=0.95, help="auto-accepted boxes that must be right")
-    loop.add_argument("--target-image-accuracy", type=float, default=0.9, help="auto-accepted images that must be fully right")
+    loop.add_argument(
+        "--target-image-accuracy", type=float, default=0.9, help="auto-accepted images that must be fully right"
+    )
     loop.add_argument("--reviewer-error-rate", type=float, default=0.0)
     loop.add_argument("--seed", type=int, default=0)
     loop.add_argument("--gold-images", type=int, default=4)
     loop.add_argument("--imgsz", type=int, default=128)
     loop.add_argument("--cold-start-epochs", type=int, default=30)
     loop.add_argument("--fine-tune-epochs", type=int, default=10)
-    loop.add_argument("--report", type=Path, required=True, help="JSON report; the learning-curve PNG is written beside it")
+    loop.add_argument(
+        "--report", type=Path, required=True, help="JSON report; the learning-curve PNG is written beside it"
+    )
     loop.set_defaults(run=_run_loop)
 
     demo = commands.add_parser("demo", help="run the active-learning loop on generated data in ROOT")
     demo.add_argument("--root", default="demo")
     demo.add_argument("--images", type=int, default=300)
-    demo.add_argument("--rounds", type=int, help="rounds after the seed round, at most (default: until the pool is labelled)")
+    demo.add_argument(
+        "--rounds", type=int, help="rounds after the seed round, at most (default: until the pool is labelled)"
+    )
     demo.add_argument("--batch-size", type=int, default=30)
     demo.add_argument("--seed-labels", type=int, default=60)
     demo.set_defaults(run=_demo)

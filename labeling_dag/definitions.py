@@ -5,6 +5,7 @@ import os
 import dagster as dg
 
 from labeling_dag.assets.cleaning import cleaned_images
+from labeling_dag.assets.export import dataset_export
 from labeling_dag.assets.ingestion import raw_images
 from labeling_dag.assets.prelabels import pre_labels
 from labeling_dag.assets.review import review_batch
@@ -12,7 +13,7 @@ from labeling_dag.assets.scoring import uncertainty_scores
 from labeling_dag.assets.training import current_model, promotion_gate, retrained_model
 from labeling_dag.assets.verification import review_annotations, verified_labels
 from labeling_dag.checks import cleaned_images_gate, pre_labels_gate, review_quality_gate, verified_labels_gate
-from labeling_dag.jobs import merge_review, prelabel_batch, retrain, select_review_batch
+from labeling_dag.jobs import export_dataset, merge_review, prelabel_batch, retrain, select_review_batch
 from labeling_dag.resources.detector import Detector
 from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.label_studio import LabelStudioReview
@@ -38,8 +39,11 @@ ASSETS = [
     retrained_model,
     current_model,
 ]
+# Outside the loop: no sensor launches it, so it is no step of the loop's runs (bench/faults.py
+# aims a kill at every asset of ASSETS inside those runs). Materialised by the export_dataset job.
+ON_DEMAND_ASSETS = [dataset_export]
 CHECKS = [cleaned_images_gate, pre_labels_gate, review_quality_gate, verified_labels_gate, promotion_gate]
-JOBS = [prelabel_batch, select_review_batch, merge_review, retrain]
+JOBS = [prelabel_batch, select_review_batch, merge_review, retrain, export_dataset]
 SENSORS = [ingest_batch_sensor, review_complete_sensor, retraining_sensor, model_promoted_sensor, loop_continues_sensor]
 
 
@@ -49,7 +53,12 @@ def build_definitions(resources: dict[str, object], executor: dg.ExecutorDefinit
     ``executor`` runs the steps of every job; ``None`` keeps Dagster's default.
     """
     return dg.Definitions(
-        assets=ASSETS, asset_checks=CHECKS, jobs=JOBS, sensors=SENSORS, resources=resources, executor=executor
+        assets=[*ASSETS, *ON_DEMAND_ASSETS],
+        asset_checks=CHECKS,
+        jobs=JOBS,
+        sensors=SENSORS,
+        resources=resources,
+        executor=executor,
     )
 
 

@@ -33,3 +33,11 @@ retrain = dg.define_asset_job(
     selection=dg.AssetSelection.assets("retrained_model", "current_model"),
     description="Fine-tune (or cold-start) on the verified labels, evaluate, promote.",
 )
+
+# The verified labels as a dataset a trainer reads (YOLO by default), DVC-snapshotted: run after
+# a merge to version the export of that verified snapshot.
+export_dataset = dg.define_asset_job(
+    "export_dataset",
+    selection=dg.AssetSelection.assets("dataset_export"),
+    description="Export the verified labels (YOLO, COCO or Label Studio) with their provenance.",
+)

@@ -18,7 +18,6 @@ from pathlib import Path
 from labeling_dag import atomic
 from labeling_dag.records import ModelEntry
 
-
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -102,35 +101,99 @@ class ModelRegistry:
     ) -> ModelEntry:
         """Copy ``weights`` into the registry under its sha256 and record it.
 
-        Registering the same bytes twice returns the existing entry (idempotent) and
-        restores the stored copy if it went missing or was altered.
+        Registering the same bytes twice returns the existing entry (idempotent: the index is
+        not rewritten when nothing changes) and restores the stored copy if it went missing
+        or was altered.
         """
-        version = file_sha256(weights)
         index = self._load()
+        before = json.dumps(index, sort_keys=True)
+        entry = self._store(
+            index,
+            weights,
+            task=task,
+            class_names=class_names,
+            source=source,
+            parent=parent,
+            metrics=metrics,
+            training_snapshot=training_snapshot,
+        )
+        index["current" if make_current else "candidate"] = entry.model_version
+        self._save(index, before)
+        return entry
+
+    def adopt_current(
+        self,
+        weights: Path,
+        *,
+        task: str,
+        class_names: tuple[str, ...],
+        source: str,
+        parent: str | None,
+        metrics: dict[str, float],
+        training_snapshot: str,
+    ) -> ModelEntry:
+        """Make the model in ``weights`` current, registering it (or its lost copy) first.
+
+        For a promoted model brought back from a snapshot: unlike :meth:`register` it leaves
+        a candidate awaiting promotion alone, and it counts as promoted.
+        """
+        index = self._load()
+        before = json.dumps(index, sort_keys=True)
+        entry = self._store(
+            index,
+            weights,
+            task=task,
+            class_names=class_names,
+            source=source,
+            parent=parent,
+            metrics=metrics,
+            training_snapshot=training_snapshot,
+        )
+        index["current"] = entry.model_version
+        if index.get("candidate") == entry.model_version:
+            index["candidate"] = None
+        promoted = index.setdefault("promoted", [])
+        if entry.model_version not in promoted:
+            promoted.append(entry.model_version)
+        self._save(index, before)
+        return entry
+
+    def _store(
+        self,
+        index: dict,
+        weights: Path,
+        *,
+        task: str,
+        class_names: tuple[str, ...],
+        source: str,
+        parent: str | None,
+        metrics: dict[str, float] | None,
+        training_snapshot: str,
+    ) -> ModelEntry:
+        """The registry's copy of ``weights`` (written when missing or altered) and its entry in ``index``."""
+        version = file_sha256(weights)
         target = self.folder / f"{version}.pt"
-        if not target.exists() or file_sha256(target) != version:
+        if target.is_symlink() or not target.exists() or file_sha256(target) != version:
             atomic.copy_file(weights, target)
         if version in index["models"]:
-            entry = _entry(index["models"][version])
-        else:
-            entry = ModelEntry(
-                model_version=version,
-                path=str(target.relative_to(self.workdir)),
-                task=task,
-                class_names=tuple(class_names),
-                parent=parent,
-                source=source,
-                created_at=datetime.now(UTC).isoformat(),
-                metrics=dict(metrics or {}),
-                training_snapshot=training_snapshot,
-            )
-            index["models"][version] = asdict(entry)
-        if make_current:
-            index["current"] = version
-        else:
-            index["candidate"] = version
-        atomic.write_json(self.index_file, index)
+            return _entry(index["models"][version])
+        entry = ModelEntry(
+            model_version=version,
+            path=str(target.relative_to(self.workdir)),
+            task=task,
+            class_names=tuple(class_names),
+            parent=parent,
+            source=source,
+            created_at=datetime.now(UTC).isoformat(),
+            metrics=dict(metrics or {}),
+            training_snapshot=training_snapshot,
+        )
+        index["models"][version] = asdict(entry)
         return entry
+
+    def _save(self, index: dict, before: str) -> None:
+        if json.dumps(index, sort_keys=True) != before or not self.index_file.exists():
+            atomic.write_json(self.index_file, index)
 
     def verified_path(self, entry: ModelEntry) -> Path:
         """The weights path of ``entry`` after checking its bytes still hash to its version.
@@ -140,7 +203,9 @@ class ModelRegistry:
         the copy's place is refused before anything is read.
         """
         if not _SHA256.fullmatch(entry.model_version):
-            raise ModelIntegrityError(f"{self.index_file}: model version {entry.model_version!r} is not a sha256; refusing to load")
+            raise ModelIntegrityError(
+                f"{self.index_file}: model version {entry.model_version!r} is not a sha256; refusing to load"
+            )
         path = self.folder / f"{entry.model_version}.pt"
         if entry.path != str(path.relative_to(self.workdir)):
             raise ModelIntegrityError(
@@ -154,7 +219,8 @@ class ModelRegistry:
         actual = file_sha256(path)
         if actual != entry.model_version:
             raise ModelIntegrityError(
-                f"{path}: sha256 {actual} does not match registered model version {entry.model_version}; refusing to load"
+                f"{path}: sha256 {actual} does not match registered model version {entry.model_version}; "
+                "refusing to load"
             )
         return path
 

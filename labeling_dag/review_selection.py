@@ -41,10 +41,43 @@ def batch_id_for(scores: pd.DataFrame, settings: Mapping[str, object], *, closed
     return f"batch-{digest.hexdigest()[:12]}"
 
 
+def quarantined_reviewers(quality: pd.DataFrame) -> set[tuple[str, str]]:
+    """``(batch_id, reviewer)`` of every reviewer whose gold accuracy in a batch fell below its threshold.
+
+    The gold gate decides per reviewer: such a reviewer's annotations of that batch are
+    quarantined (never merged, no calibration evidence), the other reviewers' are merged. A
+    reviewer who answered no gold item of the batch has given no evidence either way and is
+    trusted, as the review-quality gate treats them.
+    """
+    reviewers = quality[(quality["reviewer"] != "*") & (quality["gold_tasks"] > 0)]
+    failed = reviewers[reviewers["gold_accuracy"] < reviewers["min_gold_accuracy"]]
+    return set(zip(failed["batch_id"], failed["reviewer"]))
+
+
 def quarantined_batches(quality: pd.DataFrame) -> set[str]:
-    """Batches whose gold accuracy fell below their threshold: never merged, images released."""
-    batch = quality[(quality["reviewer"] == "*") & (quality["gold_tasks"] > 0)]
-    return set(batch.loc[batch["gold_accuracy"] < batch["min_gold_accuracy"], "batch_id"])
+    """Batches in which every reviewer was quarantined (:func:`quarantined_reviewers`): never
+    merged, their images released to the pool.
+
+    The batch-wide row (``reviewer == "*"``) takes no part: it fails only where some reviewer
+    does (a micro-average of accuracies at or above the threshold is at or above it), and a
+    batch with a reviewer left who passed is merged with that reviewer's annotations.
+    """
+    failed = quarantined_reviewers(quality)
+    reviewers = quality[quality["reviewer"] != "*"]
+    trusted = {pair[0] for pair in zip(reviewers["batch_id"], reviewers["reviewer"]) if pair not in failed}
+    return {batch for batch, _ in failed} - trusted
+
+
+def unmerged_rows(batches: pd.DataFrame, returned: pd.DataFrame, *, merged: set[str]) -> pd.Series:
+    """Which rows of ``batches`` belong to a merged batch whose merge did not take their image in.
+
+    These are the images only quarantined reviewers answered (:func:`quarantined_reviewers`):
+    their batch no longer holds them, so they may be selected again. ``returned`` has a row per
+    batch and image its merge covers (``RETURNED_COLUMNS``); the result is aligned with ``batches``.
+    """
+    covered = pd.MultiIndex.from_frame(returned[["batch_id", "image_id"]])
+    rows = pd.MultiIndex.from_frame(batches[["batch_id", "image_id"]])
+    return pd.Series(batches["batch_id"].isin(merged).to_numpy() & ~rows.isin(covered), index=batches.index)
 
 
 def pending_batches(batches: pd.DataFrame, *, merged: set[str], quarantined: set[str] = frozenset()) -> set[str]:

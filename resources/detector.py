@@ -16,6 +16,7 @@ import numpy as np
 
 from labeling_dag import atomic
 from labeling_dag.checkpoints import write_reproducible
+from labeling_dag.evaluation import BACKGROUND, ClassQuality, ConfusionMatrix, ModelEvaluation
 from labeling_dag.model_registry import file_sha256
 from labeling_dag.records import ImagePrediction
 from labeling_dag.training_cache import cached_weights, store_weights, training_key
@@ -127,14 +128,16 @@ class Detector(dg.ConfigurableResource):
         environment = {"ultralytics": ultralytics.__version__, "torch": torch.__version__, "device": self.device, "threads": NUM_THREADS}
         return training_key(Path(data_yaml), base, args, environment=environment)
 
-    def evaluate(self, weights: Path, data_yaml: Path, out_dir: Path) -> dict[str, float]:
-        """mAP50 and mAP50-95 of ``weights`` on the dataset's val split, by ultralytics' own validator.
+    def evaluate(self, weights: Path, data_yaml: Path, out_dir: Path) -> ModelEvaluation:
+        """mAP50 and mAP50-95 of ``weights`` on the dataset's val split, overall and per class, and
+        the confusion matrix of its boxes at confidence ``conf``, by ultralytics' own validator.
 
         ``out_dir`` receives the validator's files (it would write under ./runs otherwise).
         """
         model = _load_model(weights)
         out_dir = Path(out_dir).resolve()
         metrics = model.val(
+            validator=_confusion_validator_class(self.conf),
             data=str(data_yaml),
             split="val",
             imgsz=self.imgsz,
@@ -148,7 +151,51 @@ class Detector(dg.ConfigurableResource):
             name=out_dir.name,
             exist_ok=True,
         )
-        return {"map50": float(metrics.box.map50), "map50_95": float(metrics.box.map)}
+        return _to_evaluation(metrics, self.conf)
+
+
+def _confusion_validator_class(conf: float) -> type:
+    """ultralytics' detection validator, also filling its confusion matrix at confidence ``conf``.
+
+    ultralytics fills the matrix only when it draws plots, and then at the validation
+    confidence (0.001), where nearly every box is background noise; ``conf`` is the confidence
+    pre-labels are made at, so the matrix shows the confusions reviewers will see.
+    """
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    class ConfusionValidator(DetectionValidator):  # type: ignore[misc, valid-type]
+        def update_metrics(self, preds: list[dict[str, Any]], batch: dict[str, Any]) -> None:
+            super().update_metrics(preds, batch)
+            for index, pred in enumerate(preds):
+                truth = self._prepare_batch(index, batch)
+                self.confusion_matrix.process_batch(self._prepare_pred(pred), truth, conf=conf)
+
+    return ConfusionValidator
+
+
+def _to_evaluation(metrics: Any, conf: float) -> ModelEvaluation:
+    """ultralytics' ``DetMetrics`` as a :class:`ModelEvaluation` (per class: the classes with
+    boxes in the split, ``metrics.box.ap_class_index``)."""
+    names = metrics.names
+    box = metrics.box
+    per_class = tuple(
+        ClassQuality(
+            class_name=names[int(class_index)],
+            instances=int(metrics.nt_per_class[int(class_index)]),
+            precision=float(box.p[row]),
+            recall=float(box.r[row]),
+            map50=float(box.ap50[row]),
+            map50_95=float(box.ap[row]),
+        )
+        for row, class_index in enumerate(box.ap_class_index)
+    )
+    labels = (*(names[i] for i in sorted(names)), BACKGROUND)
+    confusion = ConfusionMatrix(
+        labels=labels,
+        counts=tuple(tuple(int(n) for n in row) for row in metrics.confusion_matrix.matrix),
+        conf=conf,
+    )
+    return ModelEvaluation(map50=float(box.map50), map50_95=float(box.map), per_class=per_class, confusion=confusion)
 
 
 def _load_model(weights: Path) -> Any:

@@ -31,6 +31,7 @@ LINEAGE = (
     "review_batch",
     "review_annotations",
     "verified_labels",
+    "dataset_export",
     "retrained_model",
     "current_model",
 )
@@ -271,6 +272,7 @@ def test_definitions_snapshot() -> None:
         "review_batch": ["uncertainty_scores"],
         "review_annotations": ["review_batch"],
         "verified_labels": ["pre_labels", "review_annotations"],
+        "dataset_export": ["verified_labels"],
         "retrained_model": ["verified_labels"],
         # The loop's back edge (current_model -> pre_labels) is a sensor, not a dependency.
         "current_model": ["retrained_model"],
@@ -298,6 +300,7 @@ def test_definitions_snapshot() -> None:
         "select_review_batch": {"review_batch"},
         "merge_review": {"review_annotations", "verified_labels"},
         "retrain": {"retrained_model", "current_model"},
+        "export_dataset": {"dataset_export"},
     }
     sensors = sorted(sensor.name for sensor in defs.sensors or [])
     assert sensors == [

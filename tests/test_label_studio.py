@@ -643,3 +643,46 @@ def test_an_unreadable_edit_checkpoint_is_reported_with_its_path(workdir: Path) 
 
     with pytest.raises(ReviewBackendError, match=r"_checked_until.json .* is unreadable .*delete it"):
         review.edited(workdir, settled={"b-merged"}, unsettled=set())
+
+
+def test_an_exported_dataset_imports_into_label_studio_with_its_labels(
+    label_studio: LabelStudioServer, api: Api, tmp_path: Path
+) -> None:
+    """`labeling-dag export --format labelstudio` into the server's document root: the project
+    takes its labelling config and tasks as written, and the server's own JSON export, read back
+    by `labeling-dag init --gold`, holds exactly the verified boxes."""
+    import pandas as pd
+
+    from labeling_dag.cli import main as cli
+    from labeling_dag.merge import LABEL_COLUMNS, active
+    from tests.verified_workdir import build_verified_workdir
+
+    verified = build_verified_workdir(tmp_path / "verified")
+    out = label_studio.document_root / "export"
+    prefix = "/data/local-files/?d=export/"
+    export = ["export", "--workdir", str(verified.work), "--format", "labelstudio", "--out", str(out)]
+    assert cli([*export, "--image-url-prefix", prefix]) == 0
+    tasks = json.loads((out / "tasks" / "train.json").read_text())
+
+    config = (out / "labeling_config.xml").read_text()
+    project = api.send("POST", "/api/projects/", {"title": "exported-dataset", "label_config": config}).json()
+    api.send("POST", f"/api/projects/{project['id']}/import", tasks)
+    assert api.task_count(project["id"]) == len(tasks)
+    response = api.session.get(
+        f"{label_studio.url}/api/projects/{project['id']}/export", params={"exportType": "JSON"}, timeout=60
+    )
+    response.raise_for_status()
+    exported = json.loads(response.content)
+    assert len(exported) == len(tasks) and all(len(task["annotations"]) == 1 for task in exported)
+
+    downloaded = tmp_path / "label-studio-export.json"
+    downloaded.write_bytes(response.content)
+    again = tmp_path / "again"
+    gold = ["--gold", str(downloaded), "--gold-images", str(label_studio.document_root)]
+    assert cli(["init", "--workdir", str(again), "--classes", "circle,square,triangle", *gold]) == 0
+    key = ["image_id", "class_name", "x", "y", "w", "h"]
+    got = pd.read_parquet(again / "gold" / "labels.parquet")[key].sort_values(key).reset_index(drop=True)
+    labels = active(pd.read_parquet(verified.work / "verified_labels" / "labels.parquet").astype(LABEL_COLUMNS))
+    want = labels[key].sort_values(key).reset_index(drop=True)
+    assert list(zip(got["image_id"], got["class_name"])) == list(zip(want["image_id"], want["class_name"]))
+    assert got[key[2:]].to_numpy() == pytest.approx(want[key[2:]].to_numpy(), abs=1e-6)

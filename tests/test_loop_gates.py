@@ -103,16 +103,25 @@ def test_a_model_worse_than_the_current_one_is_refused(tmp_path, tiny_model):
 @pytest.mark.slow
 def test_a_promoted_model_is_a_dvc_artifact_with_metrics(tmp_path, tiny_model):
     """After merge and retrain, `dvc artifacts get` returns the promoted weights and `dvc metrics show` its mAP."""
-    # A one-epoch fine-tune may lose mAP; this test is about publishing, so any model passes.
+    # A one-epoch fine-tune may lose mAP, overall and per class; this test is about publishing, so any model passes.
     defs, instance, work, truth, batches, _ = _loop(tmp_path, tiny_model, promotion_tolerance=1.0)
     batch_id = batches["batch_id"].iloc[0]
     _answer(work, batch_id, truth, error_rate=0.0)
     assert defs.resolve_job_def("merge_review").execute_in_process(run_config=merge_run_config(batch_id), instance=instance).success
-    retrain = defs.resolve_job_def("retrain").execute_in_process(instance=instance)
+    no_class_rule = {"ops": {"retrained_model": {"config": {"class_tolerance": None}}}}
+    retrain = defs.resolve_job_def("retrain").execute_in_process(run_config=no_class_rule, instance=instance)
     assert retrain.success
     current = ModelRegistry(work).current()
     card = current.metrics
     assert current.parent is not None and {"map50", "map50_95", "training_boxes"} <= set(card)
+    metadata = retrain.asset_materializations_for_node("retrained_model")[0].metadata
+    per_class = metadata["per_class"].value
+    assert per_class and {row["class_name"] for row in per_class} <= set(CLASS_NAMES)
+    assert metadata["class_quality"].value.count("\n") == 1 + len(per_class)  # header, rule, a row per class
+    assert metadata["confusion_matrix"].value.splitlines()[0].endswith("| background |")
+    model_card = metadata["model_card"].value
+    assert model_card["evaluation"]["per_class"] == per_class and model_card["class_tolerance"] is None
+    assert model_card["parent_evaluation_same_validation"]["confusion"]["labels"][-1] == "background"
 
     got = tmp_path / "artifact.pt"
     fetched = subprocess.run(["dvc", "artifacts", "get", ".", "detector", "-o", str(got)], cwd=work, capture_output=True, text=True)

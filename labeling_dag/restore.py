@@ -1,0 +1,113 @@
+"""Bring a snapshotted asset back to one of its DVC snapshots, bit-exact.
+
+Each snapshotted asset keeps its snapshots under its own folder (a partitioned asset one
+folder per ingestion batch). Restoring ``current_model`` also makes the model registry name
+the restored weights as current, registering them again if the registry lost its copy, so
+that pre-labelling, retraining and lineage all read the model that ``model_store/`` holds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from labeling_dag import atomic
+from labeling_dag.model_registry import ModelRegistry, file_sha256
+
+SNAPSHOTTED_ASSETS = ("cleaned_images", "pre_labels", "verified_labels", "current_model", "dataset_export")
+
+
+class RestoreError(ValueError):
+    """A restore that cannot be done as asked (unknown asset, wrong batch option, inconsistent model)."""
+
+
+@dataclass(frozen=True)
+class SnapshotFolder:
+    """Where an asset's snapshots live: ``folder``, or ``folder/<batch>`` when ``partitioned``."""
+
+    folder: str
+    partitioned: bool
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a restore brought back."""
+
+    asset: str
+    folder: Path
+    snapshot_id: str
+    batch: str = ""  # the ingestion batch, for a partitioned asset
+    model_version: str = ""  # current_model only: the model the registry now names current
+
+
+def snapshot_folders() -> dict[str, SnapshotFolder]:
+    """Every snapshotted asset and its folder, read from the assets themselves."""
+    from labeling_dag.assets.cleaning import FOLDER as CLEANED
+    from labeling_dag.assets.export import FOLDER as EXPORT
+    from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
+    from labeling_dag.assets.training import MODEL_STORE
+    from labeling_dag.merge import VERIFIED_FOLDER
+    from labeling_dag.tables import PARTITIONED_FOLDERS
+
+    folders = {
+        "cleaned_images": CLEANED,
+        "pre_labels": PRE_LABELS,
+        "verified_labels": VERIFIED_FOLDER,
+        "current_model": MODEL_STORE,
+        "dataset_export": EXPORT,
+    }
+    return {asset: SnapshotFolder(folder, folder in PARTITIONED_FOLDERS) for asset, folder in folders.items()}
+
+
+def restore_asset(workdir: Path, asset: str, snapshot_id: str, *, batch: str | None = None) -> Restored:
+    """Restore ``asset`` (of ingestion batch ``batch`` when partitioned, default ``_root``) to ``snapshot_id``."""
+    from labeling_dag.ingest_batches import ROOT_BATCH, batch_key_problem
+    from labeling_dag.resources.snapshots import SnapshotStore
+
+    if asset not in SNAPSHOTTED_ASSETS:
+        raise RestoreError(f"{asset!r} has no snapshots; snapshotted assets: {', '.join(SNAPSHOTTED_ASSETS)}")
+    where = snapshot_folders()[asset]
+    if where.partitioned:
+        batch = batch or ROOT_BATCH
+        if problem := batch_key_problem(batch):
+            raise RestoreError(f"--batch {batch!r}: {problem}")
+        folder = f"{where.folder}/{batch}"
+    elif batch is not None:
+        raise RestoreError(f"{asset} is not partitioned by ingestion batch: leave out --batch")
+    else:
+        folder = where.folder
+    workdir = Path(workdir)
+    restored = SnapshotStore().restore(workdir, folder, snapshot_id)
+    model_version = _follow_model(workdir, restored) if asset == "current_model" else ""
+    return Restored(asset, restored, snapshot_id, batch=batch or "", model_version=model_version)
+
+
+def _follow_model(workdir: Path, model_store: Path) -> str:
+    """Make the registry's current model the one in ``model_store`` (its weights and card)."""
+    weights, card_file = model_store / "model.pt", model_store / "card.json"
+    card = json.loads(card_file.read_text())
+    version = file_sha256(weights)
+    if card.get("model_version") != version:
+        raise RestoreError(f"{card_file}: card of model {card.get('model_version')}, but {weights} is model {version}")
+    entry = ModelRegistry(workdir).adopt_current(
+        weights,
+        task=card.get("task", "detect"),
+        class_names=tuple(card["class_names"]),
+        source="retrained" if card.get("parent") else "cold_start",
+        parent=card.get("parent"),
+        metrics={
+            **card["metrics"],
+            "training_boxes": card["training_boxes"],
+            "training_images": card["training_images"],
+        },
+        training_snapshot=card["training_snapshot"],
+    )
+    from labeling_dag.assets.training import card_path
+    from labeling_dag.resources.storage import LabelStore
+
+    # Retraining and the promotion gate read a model's card from the registry's side.
+    kept = card_path(LabelStore(workdir=str(workdir)), version)
+    if not kept.exists():
+        atomic.copy_file(card_file, kept)
+    return entry.model_version

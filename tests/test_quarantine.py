@@ -1,0 +1,204 @@
+"""The gold gate decides per reviewer: a reviewer who fails a batch's gold items is quarantined
+alone, the other reviewers' annotations of that batch are merged, and the images only the
+quarantined reviewer answered go back to the pool.
+
+Through the real merge (``review_annotations`` + its gate + ``verified_labels``) and
+``review_batch`` over a small workdir (a cold start: no model, no training).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from labeling_dag import atomic
+from labeling_dag.assets.review import review_batch
+from labeling_dag.assets.verification import review_annotations, verified_labels
+from labeling_dag.checks import review_quality_gate
+from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
+from labeling_dag.label_studio_format import review_task
+from labeling_dag.merge import ANNOTATIONS_FOLDER, LABEL_COLUMNS, QUALITY_COLUMNS, VERIFIED_FOLDER, active
+from labeling_dag.records import NormBox, PreLabel, ReviewImage
+from labeling_dag.resources.review_exchange import FolderReview
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import LabelStore
+from labeling_dag.review_selection import BATCH_COLUMNS, quarantined_batches, quarantined_reviewers
+from labeling_dag.sensors import merge_run_config
+from tests.faults.review_files import ANSWERED_AT, CLASSES, EXCHANGE, MODEL, answer
+
+BATCH = "batch-two-reviewers"
+# Who answers which image, and with which class; the truth (and every pre-label's box) is a square.
+ALICE = {**{f"g{i}": "square" for i in range(5)}, "p0": "square", "p1": "square", "shared": "square"}
+BOB = {"g5": "triangle", "p2": "triangle", "p3": "triangle", "shared": "triangle"}
+GOLD = [f"g{i}" for i in range(6)]
+
+
+def _image(image_id: str, index: int) -> ReviewImage:
+    box = NormBox(0.1 + 0.07 * index, 0.5, 0.1, 0.1)
+    pre_label = PreLabel(
+        box_id=f"{image_id}-b0",
+        image_id=image_id,
+        class_name="circle",
+        box=box,
+        confidence=0.6,
+        class_probs=(0.6, 0.3, 0.1),
+        model_version=MODEL,
+    )
+    return ReviewImage(
+        image_id=image_id,
+        image_ref=f"/data/local-files/?d=cleaned_images/files/{image_id}.png",
+        width=64,
+        height=64,
+        score=0.5,
+        pre_labels=(pre_label,),
+    )
+
+
+def _workdir(root: Path, alice: dict[str, str], bob: dict[str, str]) -> LabelStore:
+    """A sent-out batch (gold items included), its gold answers, the cleaned pool, and the received
+    export in which each reviewer answered their images with the classes given (bob after alice)."""
+    store = LabelStore(workdir=str(root))
+    store.set_class_names(CLASSES)
+    ids = sorted({*alice, *bob})
+    images = [_image(image_id, index) for index, image_id in enumerate(ids)]
+    tasks = [review_task(image, batch_id=BATCH, model_version=MODEL, pre_label_run_id="run-1") for image in images]
+    EXCHANGE.export(store.root, BATCH, tasks)
+    batch = pd.DataFrame(
+        {
+            "batch_id": BATCH,
+            "image_id": ids,
+            "position": range(len(ids)),
+            "score": 0.5,
+            "strategy": "random",
+            "model_version": MODEL,
+            "is_gold": [image_id in GOLD for image_id in ids],
+            "is_spot_check": False,
+            "created_at": ANSWERED_AT.isoformat(),
+            "run_id": "run-1",
+        },
+        columns=list(BATCH_COLUMNS),
+    ).astype(BATCH_COLUMNS)
+    store.write_table("review_batch", "batches", batch)
+    boxes = {image.image_id: image.pre_labels[0].box for image in images}
+    gold = pd.DataFrame([{"image_id": i, "class_name": "square", **vars(boxes[i])} for i in GOLD])
+    store.write_table("gold", "labels", gold)
+    paths = [f"cleaned_images/files/{i}.png" for i in ids]
+    cleaned = pd.DataFrame({"image_id": ids, "path": paths, "width": 64, "height": 64})
+    defaults = {"bool": False, "str": "", "int64": 0, "float64": 0.0}
+    cleaned = cleaned.assign(**{c: defaults[t] for c, t in CLEANED_COLUMNS.items() if c not in cleaned})
+    store.write_partition("cleaned_images", "_root", "images", cleaned[list(CLEANED_COLUMNS)].astype(CLEANED_COLUMNS))
+
+    def annotations(task: dict[str, Any], reviewer: str, classes: dict[str, str], first_id: int, delay: int) -> list:
+        label = classes.get(task["data"]["image_id"])
+        if label is None:
+            return []
+        return answer([task], reviewer=reviewer, label=label, first_id=first_id, delay=delay)[0]["annotations"]
+
+    export = [
+        {
+            **task,
+            "id": n + 1,
+            "annotations": annotations(task, "alice", alice, n + 1, 0) + annotations(task, "bob", bob, n + 100, 600),
+        }
+        for n, task in enumerate(tasks)
+    ]
+    atomic.write_json(EXCHANGE.received_file(store.root, BATCH), export)
+    return store
+
+
+def _merge(store: LabelStore, instance: dg.DagsterInstance) -> dg.ExecuteInJobResult:
+    """The merge job's assets and the review-quality gate, as the sensor's run request configures them."""
+    return dg.materialize(
+        [review_annotations, verified_labels, review_quality_gate],
+        run_config=merge_run_config(BATCH),
+        resources={"store": store, "exchange": EXCHANGE, "snapshots": SnapshotStore()},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def _next_batch(store: LabelStore, instance: dg.DagsterInstance) -> set[str]:
+    """The pool images the next review batch takes (no gold items added)."""
+    result = dg.materialize(
+        [review_batch],
+        run_config={"ops": {"review_batch": {"config": {"size": 20, "gold_rate": 0.0, "calibration_fraction": 0.0}}}},
+        resources={"store": store, "exchange": EXCHANGE, "review": FolderReview()},
+        instance=instance,
+    )
+    batches = store.read_table("review_batch", "batches", BATCH_COLUMNS)
+    new = batches[batches["run_id"] == result.run_id]
+    return set(new["image_id"])
+
+
+def test_a_reviewer_failing_gold_is_quarantined_alone_and_the_others_answers_are_merged(tmp_path: Path) -> None:
+    """Bob gets his one gold item wrong, alice her five right: the batch-wide accuracy (5/7) passes,
+    bob's does not. Alice's answers are merged (on the image both answered too, though bob's came
+    later), bob's are not, and the images only bob answered go back to the pool."""
+    store = _workdir(tmp_path / "work", ALICE, BOB)
+    instance = dg.DagsterInstance.ephemeral()
+
+    merge = _merge(store, instance)
+
+    assert merge.success, "a reviewer's failure alone does not block the merge"
+    (gate,) = merge.get_asset_check_evaluations()
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
+    quality = store.read_table(ANNOTATIONS_FOLDER, "quality", QUALITY_COLUMNS).set_index("reviewer")
+    assert quality.loc["*", "gold_accuracy"] >= quality.loc["*", "min_gold_accuracy"]
+    assert quarantined_reviewers(quality.reset_index()) == {(BATCH, "bob")}
+    assert quarantined_batches(quality.reset_index()) == set()
+    metadata = merge.asset_materializations_for_node("review_annotations")[0].metadata
+    assert metadata["quarantined_reviewers"].value == ["bob"]
+    assert metadata["quarantined"].value is False
+
+    labels = active(store.read_table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS))
+    human = labels[labels["source"] == "human"]
+    assert sorted(human["image_id"]) == ["p0", "p1", "shared"]
+    assert set(human["reviewer"]) == {"alice"} and set(human["class_name"]) == {"square"}
+    assert set(labels.loc[labels["source"] == "gold", "image_id"]) == set(GOLD)
+
+    assert _next_batch(store, instance) == {"p2", "p3"}
+
+
+def test_a_batch_where_every_reviewer_fails_gold_is_quarantined_whole(tmp_path: Path) -> None:
+    """Alice and bob both get their gold items wrong: nothing is merged, the gate blocks the merge,
+    and every pool image of the batch goes back to the pool."""
+    store = _workdir(tmp_path / "work", {image_id: "triangle" for image_id in ALICE}, BOB)
+    instance = dg.DagsterInstance.ephemeral()
+
+    merge = _merge(store, instance)
+
+    assert not merge.success
+    (gate,) = merge.get_asset_check_evaluations()
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
+    assert not any(e.asset_key == dg.AssetKey("verified_labels") for e in merge.get_asset_materialization_events())
+    quality = store.read_table(ANNOTATIONS_FOLDER, "quality", QUALITY_COLUMNS)
+    assert quarantined_reviewers(quality) == {(BATCH, "alice"), (BATCH, "bob")}
+    assert quarantined_batches(quality) == {BATCH}
+    assert _next_batch(store, instance) == {"p0", "p1", "p2", "p3", "shared"}
+
+
+@pytest.mark.parametrize(
+    ("rows", "reviewers", "batches"),
+    [
+        pytest.param([("a", 4, 1.0), ("b", 2, 0.5), ("*", 6, 0.8)], {"b"}, set(), id="one-fails-batch-row-passes"),
+        pytest.param([("a", 1, 1.0), ("b", 2, 0.0), ("*", 3, 0.33)], {"b"}, set(), id="one-fails-batch-row-fails"),
+        pytest.param([("a", 0, float("nan")), ("b", 2, 0.0), ("*", 2, 0.0)], {"b"}, set(), id="no-gold-no-verdict"),
+        pytest.param([("a", 2, 0.5), ("*", 2, 0.5)], {"a"}, {"x"}, id="single-reviewer-fails"),
+        pytest.param([("a", 2, 0.5), ("b", 1, 0.0), ("*", 3, 0.33)], {"a", "b"}, {"x"}, id="everyone-fails"),
+    ],
+)
+def test_quarantine_is_decided_per_reviewer(
+    rows: list[tuple[str, int, float]], reviewers: set[str], batches: set[str]
+) -> None:
+    """A reviewer below the threshold on gold is quarantined, one without gold items is not; a batch
+    only when none of its reviewers is left, whatever its batch-wide row says."""
+    reviewer, gold_tasks, accuracy = zip(*rows)
+    quality = pd.DataFrame(
+        {"batch_id": "x", "reviewer": reviewer, "gold_tasks": gold_tasks, "gold_accuracy": accuracy}
+    ).assign(min_gold_accuracy=0.7, run_id="")[list(QUALITY_COLUMNS)].astype(QUALITY_COLUMNS)
+    assert quarantined_reviewers(quality) == {("x", reviewer) for reviewer in reviewers}
+    assert quarantined_batches(quality) == batches
