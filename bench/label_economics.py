@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--starts", default="warm,cold")
     parser.add_argument("--arms", default=",".join(ARMS))
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=200, help="images per review batch, every arm (10 %% of the default pool)")
     parser.add_argument("--seed-labels", type=int, default=60, help="images of a cold start's random seed round")
     parser.add_argument("--rounds", type=int, help="a cap on rounds after the seed round (default: until labelled)")
     parser.add_argument("--imgsz", type=int, default=128)
