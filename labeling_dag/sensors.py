@@ -18,7 +18,7 @@ from labeling_dag.jobs import merge_review, prelabel_batch, retrain, select_revi
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.partitions import ingest_batches
 from labeling_dag.resources.loop_policy import LoopPolicy
-from labeling_dag.resources.label_studio import ReviewBackendError
+from labeling_dag.resources.review_exchange import ReviewBackendError
 from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBackend
 from labeling_dag.resources.storage import ImageSource, LabelStore
 from labeling_dag.review_intake import judge_review_file

@@ -55,20 +55,17 @@ from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
-import requests
 from pydantic import Field
 
 from labeling_dag import atomic
 from labeling_dag.label_studio_format import FROM_NAME, TO_NAME, is_complete, labeling_config
-from labeling_dag.resources.review_exchange import CollectedBatch, Edits, ReviewBackend
+from labeling_dag.resources.label_studio_api import LabelStudioApi, NotFound, display_url
+from labeling_dag.resources.review_exchange import CollectedBatch, Edits, ReviewBackend, ReviewBackendError
 from labeling_dag.review_intake import SAFE_BATCH_ID
 from labeling_dag.revisions import checked_until
 
-# Large enough that a typical poll is one request, small enough to bound one response.
-_PAGE_SIZE = 1000
 # The keys of a task in Label Studio's JSON export; the data manager adds display-only ones.
 _EXPORT_KEYS = (
     "id",
@@ -85,100 +82,10 @@ _EXPORT_KEYS = (
     "total_predictions",
     "project",
 )
-_ERROR_DETAIL_CHARS = 500
 # The data manager's Datetime filter value (strptime, naive, read as UTC: the server's TIME_ZONE).
 _FILTER_STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
 # Not a batch id (those start with a letter or digit), so never a batch record's name.
 _CHECKED_FILE = "_checked_until.json"
-
-
-class ReviewBackendError(RuntimeError):
-    """Label Studio could not be used; the message names the cause and never the token."""
-
-
-class _Missing(ReviewBackendError):
-    """Label Studio answered 404 where the caller named what is missing."""
-
-
-def _display_url(url: str) -> str:
-    """The server URL without credentials, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
-
-
-def _detail(response: requests.Response) -> str:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return response.text[:_ERROR_DETAIL_CHARS]
-    if isinstance(body, Mapping) and "detail" in body:
-        body = body.get("validation_errors") or body["detail"]
-    return json.dumps(body)[:_ERROR_DETAIL_CHARS]
-
-
-class _Api:
-    """A session against one Label Studio server that turns every failure into ReviewBackendError."""
-
-    def __init__(self, url: str, token: str, timeout: float) -> None:
-        self.base = url.rstrip("/")
-        self.shown = _display_url(url)
-        self._timeout = timeout
-        self._session = requests.Session()
-        self._session.headers["Authorization"] = f"Token {token}"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._session.close()
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        doing: str,
-        params: Mapping[str, Any] | None = None,
-        body: Any = None,
-        missing: str | None = None,
-    ) -> Any:
-        """Send one request and return its JSON; ``missing`` is the message for a 404."""
-        try:
-            response = self._session.request(method, self.base + path, params=params, json=body, timeout=self._timeout)
-        except requests.ConnectionError as exc:
-            raise ReviewBackendError(
-                f"Label Studio at {self.shown} is unreachable (could not {doing}): is the server "
-                "running and LABEL_STUDIO_URL right?"
-            ) from exc
-        except requests.Timeout as exc:
-            raise ReviewBackendError(
-                f"Label Studio at {self.shown} did not answer within {self._timeout:g} s (could not {doing})"
-            ) from exc
-        except requests.RequestException as exc:
-            raise ReviewBackendError(
-                f"request to Label Studio at {self.shown} failed (could not {doing}): {type(exc).__name__}"
-            ) from exc
-        if response.status_code in (401, 403):
-            raise ReviewBackendError(
-                f"Label Studio at {self.shown} rejected the API token (HTTP {response.status_code}, could not "
-                f"{doing}): check LABEL_STUDIO_API_TOKEN; it must be a legacy token of a user of the "
-                "project's organisation, with legacy tokens enabled on the server"
-            )
-        if response.status_code == 404 and missing is not None:
-            raise _Missing(missing)
-        if response.status_code >= 400:
-            raise ReviewBackendError(
-                f"Label Studio at {self.shown} refused to {doing}: HTTP {response.status_code} {_detail(response)}"
-            )
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise ReviewBackendError(
-                f"{self.shown} answered with something other than JSON (could not {doing}): "
-                "is LABEL_STUDIO_URL the Label Studio server?"
-            ) from exc
 
 
 class LabelStudioReview(ReviewBackend):
@@ -212,7 +119,7 @@ class LabelStudioReview(ReviewBackend):
 
     def project_url(self, project_id: int) -> str:
         """The project's page in the Label Studio UI."""
-        return f"{_display_url(self.url)}/projects/{project_id}/"
+        return f"{display_url(self.url)}/projects/{project_id}/"
 
     def export(self, workdir: Path, batch_id: str, tasks: list[dict[str, Any]], class_names: Sequence[str]) -> str:
         """Import a batch's tasks (with their predictions) into the pipeline's project.
@@ -322,15 +229,14 @@ class LabelStudioReview(ReviewBackend):
                 after = [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": since}]
                 updated = {"conjunction": "and", "items": after if since else []}
                 try:
-                    tasks = self._tasks(
-                        api,
+                    tasks = api.tasks(
                         project_id,
                         updated,
                         full=True,
                         doing=f"list the tasks updated in project {project_id} since {since or 'its start'}",
                         missing=f"Label Studio project {project_id} no longer exists",
                     )
-                except _Missing:
+                except NotFound:
                     continue
                 stamps, held = [], []
                 for task in tasks:
@@ -356,8 +262,8 @@ class LabelStudioReview(ReviewBackend):
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _api(self) -> _Api:
-        return _Api(self.url, self.api_token, self.timeout_seconds)
+    def _api(self) -> LabelStudioApi:
+        return LabelStudioApi(self.url, self.api_token, self.timeout_seconds)
 
     def _checked_file(self, workdir: Path) -> Path:
         return Path(workdir) / "exchange" / "label_studio" / _CHECKED_FILE
@@ -390,7 +296,7 @@ class LabelStudioReview(ReviewBackend):
                 f"the Label Studio record {path} of batch {batch_id!r} is unreadable ({exc!r})"
             ) from exc
 
-    def _project(self, api: _Api, class_names: Sequence[str]) -> dict[str, Any]:
+    def _project(self, api: LabelStudioApi, class_names: Sequence[str]) -> dict[str, Any]:
         """The pipeline's project, created if missing, checked against the class list."""
         config = labeling_config(class_names)
         found: list[dict[str, Any]] = []
@@ -432,7 +338,7 @@ class LabelStudioReview(ReviewBackend):
             )
         return project
 
-    def _connect_local_files(self, api: _Api, project_id: int) -> None:
+    def _connect_local_files(self, api: LabelStudioApi, project_id: int) -> None:
         wanted = posixpath.normpath(self.local_files_path)
         storages = api.call(
             "GET", "/api/storages/localfiles/", params={"project": project_id}, doing="list local-files storages"
@@ -447,7 +353,7 @@ class LabelStudioReview(ReviewBackend):
             doing=f"connect {wanted} as local-files storage",
         )
 
-    def _batch_tasks(self, api: _Api, project_id: int, batch_ids: Sequence[str], *, full: bool) -> list[dict[str, Any]]:
+    def _batch_tasks(self, api: LabelStudioApi, project_id: int, batch_ids: Sequence[str], *, full: bool) -> list[dict[str, Any]]:
         """The project's tasks of ``batch_ids``: light (data and counts) or ``full`` (annotations too)."""
         filters = {
             "conjunction": "or",
@@ -456,8 +362,7 @@ class LabelStudioReview(ReviewBackend):
                 for batch_id in batch_ids
             ],
         }
-        return self._tasks(
-            api,
+        return api.tasks(
             project_id,
             filters,
             full=full,
@@ -466,36 +371,7 @@ class LabelStudioReview(ReviewBackend):
             f"(deleted?); batches {list(batch_ids)} cannot come back from it: re-export them",
         )
 
-    def _tasks(
-        self, api: _Api, project_id: int, filters: Mapping[str, Any], *, full: bool, doing: str, missing: str
-    ) -> list[dict[str, Any]]:
-        """The project's tasks matching data-manager ``filters``, by id, every page; ``missing``: the 404 message."""
-        params: dict[str, Any] = {
-            "project": project_id,
-            "page_size": _PAGE_SIZE,
-            "resolve_uri": "false",
-            "query": json.dumps({"filters": filters, "ordering": ["tasks:id"]}),
-        }
-        if full:
-            params["fields"] = "all"
-        tasks: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            body = api.call(
-                "GET",
-                "/api/tasks/",
-                params={**params, "page": page},
-                doing=doing,
-                # Past page 1 a 404 is a page that emptied meanwhile, not a missing project.
-                missing=None if page > 1 else missing,
-            )
-            tasks += body.get("tasks", [])
-            if not body.get("tasks") or len(tasks) >= int(body.get("total", 0)):
-                # A task that starts matching between two pages shifts the next page by one.
-                return list({int(task["id"]): task for task in tasks}.values())
-            page += 1
-
-    def _present_tasks(self, api: _Api, project_id: int, batch_id: str, wanted: Sequence[str]) -> dict[str, int]:
+    def _present_tasks(self, api: LabelStudioApi, project_id: int, batch_id: str, wanted: Sequence[str]) -> dict[str, int]:
         """Image id -> task id of this batch's tasks already in the project."""
         present: dict[str, int] = {}
         for task in self._batch_tasks(api, project_id, [batch_id], full=False):
@@ -514,7 +390,7 @@ class LabelStudioReview(ReviewBackend):
             )
         return present
 
-    def _import(self, api: _Api, project_id: int, batch_id: str, chunk: list[dict[str, Any]]) -> list[int]:
+    def _import(self, api: LabelStudioApi, project_id: int, batch_id: str, chunk: list[dict[str, Any]]) -> list[int]:
         body = api.call(
             "POST",
             f"/api/projects/{project_id}/import",
@@ -531,7 +407,7 @@ class LabelStudioReview(ReviewBackend):
             )
         return [int(task_id) for task_id in task_ids]
 
-    def _show_predictions_of(self, api: _Api, project: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> None:
+    def _show_predictions_of(self, api: LabelStudioApi, project: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> None:
         """Point the project's model_version at the batch's model (see the module docstring)."""
         versions = Counter(
             prediction.get("model_version", "") for task in tasks for prediction in task.get("predictions") or []

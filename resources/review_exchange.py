@@ -64,6 +64,10 @@ class Edits:
     checkpoint: Mapping[str, str] = field(default_factory=dict)
 
 
+class ReviewBackendError(RuntimeError):
+    """A review backend could not be used; the message names the cause and never a secret."""
+
+
 class ReviewBackend(dg.ConfigurableResource):
     """Where annotators work. Two implementations, chosen by deployment configuration:
     :class:`FolderReview` (the embedded default: people move files) and
