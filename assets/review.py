@@ -37,7 +37,7 @@ from labeling_dag.review_selection import (
     shuffled,
     unmerged_rows,
 )
-from labeling_dag.sampling import STRATEGIES
+from labeling_dag.sampling import STRATEGIES, strategy_names
 from labeling_dag.scoring import SCORE_COLUMNS
 
 FOLDER = "review_batch"
@@ -81,7 +81,7 @@ def review_batch(
 ) -> dg.MaterializeResult:
     """The next human-review batch, exported as Label Studio tasks with the model's boxes."""
     if config.strategy not in STRATEGIES:
-        raise dg.Failure(f"review_batch: unknown strategy {config.strategy!r}; choose one of {STRATEGIES}")
+        raise dg.Failure(f"review_batch: unknown strategy {config.strategy!r}; choose one of {strategy_names()}")
     if not store.class_names():
         raise dg.Failure(f"review_batch: no class list in {store.root / 'classes.json'}; set one with `labeling-dag init`")
     cleaned = store.read_table(CLEANED, "images", CLEANED_COLUMNS)

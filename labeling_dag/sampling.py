@@ -29,14 +29,54 @@ and the per-cluster choice can then stay as informative as possible.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from labeling_dag.uncertainty import MEASURES
 
-STRATEGIES: tuple[str, ...] = (*MEASURES, "random", "hybrid")
+
+@dataclass(frozen=True)
+class Pool:
+    """What a strategy sees: the eligible images' scores and the batch's settings, validated.
+
+    ``scores`` maps measure names to arrays of shape (n,); ``embeddings`` is (n, dim) when
+    diversity is asked for (else None); ``costs`` is (n,) positive or None; ``k <= n``.
+    """
+
+    scores: Mapping[str, npt.ArrayLike]
+    k: int
+    uncertainty_measure: str
+    random_fraction: float
+    embeddings: np.ndarray | None
+    candidate_pool_factor: int
+    costs: np.ndarray | None
+    seed: int
+
+
+# A strategy returns up to ``pool.k`` distinct positional indices, highest priority first.
+Strategy = Callable[[Pool], np.ndarray]
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register(name: str) -> Callable[[Strategy], Strategy]:
+    """Register a strategy under ``name``: config validation and the CLI's choices read
+    :data:`STRATEGIES`, so a new strategy is this decorator on one function."""
+
+    def add(strategy: Strategy) -> Strategy:
+        if name in STRATEGIES:
+            raise ValueError(f"strategy {name!r} is registered twice")
+        STRATEGIES[name] = strategy
+        return strategy
+
+    return add
+
+
+def strategy_names() -> tuple[str, ...]:
+    """The registered strategies' names, in registration order."""
+    return tuple(STRATEGIES)
 
 
 def _pool_size(scores: Mapping[str, npt.ArrayLike]) -> int:
@@ -165,7 +205,7 @@ def select_for_review(
             more uncertain. A pandas DataFrame with those columns works too. Must hold at
             least the measure the strategy ranks by (any measure, for ``"random"``).
         k: batch size, >= 1. The result has ``min(k, n)`` entries.
-        strategy: one of :data:`STRATEGIES`.
+        strategy: a name in :data:`STRATEGIES` (see :func:`register`).
         uncertainty_measure: the measure ``"hybrid"`` ranks by, one of
             :data:`~labeling_dag.uncertainty.MEASURES`. The single-measure strategies rank
             by their own measure.
@@ -194,7 +234,7 @@ def select_for_review(
             mis-shaped or non-positive costs.
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}")
+        raise ValueError(f"strategy must be one of {strategy_names()}; got {strategy!r}")
     if uncertainty_measure not in MEASURES:
         raise ValueError(
             f"uncertainty_measure must be one of {MEASURES}; got {uncertainty_measure!r}"
@@ -213,31 +253,59 @@ def select_for_review(
         )
 
     n = _pool_size(scores)
-    x = _as_embeddings(embeddings, n) if diversity else None
-    cost = _as_costs(costs, n)
-    batch = min(int(k), n)
+    pool = Pool(
+        scores=scores,
+        k=min(int(k), n),
+        uncertainty_measure=uncertainty_measure,
+        random_fraction=random_fraction,
+        embeddings=_as_embeddings(embeddings, n) if diversity else None,
+        candidate_pool_factor=int(candidate_pool_factor),
+        costs=_as_costs(costs, n),
+        seed=seed,
+    )
+    return np.asarray(STRATEGIES[strategy](pool), dtype=np.intp)
 
-    if strategy == "random":
-        n_uncertain = 0
-    elif strategy == "hybrid":
-        n_uncertain = int(np.floor(batch * (1.0 - random_fraction) + 0.5))
-    else:
-        n_uncertain = batch
 
+def _uncertain_then_random(pool: Pool, measure: str, n_uncertain: int) -> np.ndarray:
+    """The ``n_uncertain`` most uncertain images by ``measure`` (per unit of cost, spread over
+    the embeddings where given), then the rest of the batch drawn at random."""
+    n = _pool_size(pool.scores)
     if n_uncertain == 0:
         uncertain = np.empty(0, dtype=np.intp)
     else:
-        measure = uncertainty_measure if strategy == "hybrid" else strategy
-        u = _ranking_scores(scores, measure)
-        if cost is not None:
-            u = u / cost
-        if x is None:
+        u = _ranking_scores(pool.scores, measure)
+        if pool.costs is not None:
+            u = u / pool.costs
+        if pool.embeddings is None:
             uncertain = _top(u, n_uncertain)
         else:
             uncertain = _diverse_top(
-                u, n_uncertain, x, pool_factor=int(candidate_pool_factor), seed=seed
+                u, n_uncertain, pool.embeddings, pool_factor=pool.candidate_pool_factor, seed=pool.seed
             )
-
     rest = np.setdiff1d(np.arange(n), uncertain)
-    drawn = np.random.default_rng(seed).choice(rest, size=batch - n_uncertain, replace=False)
+    drawn = np.random.default_rng(pool.seed).choice(rest, size=pool.k - n_uncertain, replace=False)
     return np.concatenate([uncertain, drawn]).astype(np.intp)
+
+
+def _by_measure(measure: str) -> Strategy:
+    def most_uncertain(pool: Pool) -> np.ndarray:
+        return _uncertain_then_random(pool, measure, pool.k)
+
+    most_uncertain.__doc__ = f"The k most uncertain images by {measure}."
+    return most_uncertain
+
+
+for _measure in MEASURES:
+    register(_measure)(_by_measure(_measure))
+
+
+@register("random")
+def random_batch(pool: Pool) -> np.ndarray:
+    """k images uniformly at random (costs and diversity play no part)."""
+    return _uncertain_then_random(pool, pool.uncertainty_measure, 0)
+
+
+@register("hybrid")
+def hybrid(pool: Pool) -> np.ndarray:
+    """``1 - random_fraction`` of the batch by ``uncertainty_measure``, the rest at random."""
+    return _uncertain_then_random(pool, pool.uncertainty_measure, int(np.floor(pool.k * (1.0 - pool.random_fraction) + 0.5)))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labeling_dag.sampling import STRATEGIES, expected_boxes, select_for_review
+from labeling_dag.sampling import STRATEGIES, expected_boxes, register, select_for_review, strategy_names
 
 # Five images; each measure ranks them differently.
 SCORES = {
@@ -25,7 +25,21 @@ def _descending(n: int) -> dict[str, np.ndarray]:
 
 
 def test_strategies() -> None:
-    assert STRATEGIES == ("least_confidence", "margin", "entropy", "random", "hybrid")
+    assert strategy_names() == ("least_confidence", "margin", "entropy", "random", "hybrid")
+
+
+def test_a_registered_function_is_a_strategy() -> None:
+    @register("lowest_index_first")
+    def lowest_index_first(pool):
+        return np.arange(pool.k)
+
+    try:
+        assert "lowest_index_first" in strategy_names()
+        assert select_for_review(SCORES, k=3, strategy="lowest_index_first").tolist() == [0, 1, 2]
+        with pytest.raises(ValueError, match="registered twice"):
+            register("lowest_index_first")(lowest_index_first)
+    finally:
+        del STRATEGIES["lowest_index_first"]
 
 
 @pytest.mark.parametrize(
@@ -231,7 +245,7 @@ def test_rejects_bad_arguments(overrides: dict, message: str) -> None:
     data=st.data(),
     n=st.integers(0, 40),
     k=st.integers(1, 60),
-    strategy=st.sampled_from(STRATEGIES),
+    strategy=st.sampled_from(strategy_names()),
     random_fraction=st.floats(0.0, 1.0),
     diversity=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
