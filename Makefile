@@ -15,7 +15,7 @@ export LABELING_DAG_WORKDIR ?= $(CURDIR)/demo/work
 export LABELING_DAG_SOURCE ?= $(CURDIR)/demo/pool/images/train
 export LABELING_DAG_VALIDATION ?= $(CURDIR)/demo/pool/data.yaml
 
-.PHONY: setup demo test test-quick ui clean
+.PHONY: setup demo test test-quick lint ui clean
 
 setup: $(VENV)/.installed .tools/bin/dvc
 
@@ -39,6 +39,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check labeling_dag assets resources bench tests
+	$(BIN)/ruff format --check labeling_dag assets resources bench tests
 
 test-quick: setup
 	$(BIN)/python -m pytest -m "not slow" -x -q

@@ -2,16 +2,16 @@
 
 import dagster as dg
 import pandas as pd
+from labeling_dag.assets.ingestion import FOLDER as RAW
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import LabelStore
 from tqdm import tqdm
 
 from labeling_dag import atomic
-from labeling_dag.assets.ingestion import FOLDER as RAW
 from labeling_dag.cleaning import IMAGE_COLUMNS, REJECT_COLUMNS, clean_image, mark_duplicates, reject_row
 from labeling_dag.image_quality import ImageRejected
 from labeling_dag.ingest import RAW_COLUMNS
 from labeling_dag.partitions import ingest_batches
-from labeling_dag.resources.snapshots import SnapshotStore
-from labeling_dag.resources.storage import LabelStore
 
 FOLDER = "cleaned_images"
 
@@ -35,7 +35,10 @@ def cleaned_images(
     for item in tqdm(todo.itertuples(index=False), total=len(todo), desc=f"cleaning {batch}", unit="img", disable=None):
         try:
             row = clean_image(
-                store.root / item.stored_path, image_id=item.image_id, workdir=store.root, out_folder=f"{FOLDER}/{batch}"
+                store.root / item.stored_path,
+                image_id=item.image_id,
+                workdir=store.root,
+                out_folder=f"{FOLDER}/{batch}",
             )
             rows.append(row | {"source_path": item.source_path, "run_id": context.run_id})
         except ImageRejected as error:
@@ -49,13 +52,17 @@ def cleaned_images(
     pool = store.read_table(FOLDER, "images", IMAGE_COLUMNS, only=_POOL_COLUMNS)
     marked = mark_duplicates(new, pool).astype(IMAGE_COLUMNS)
     cleaned = pd.concat([cleaned, marked], ignore_index=True)
-    rejects = pd.concat([rejects, pd.DataFrame(rejected, columns=list(REJECT_COLUMNS)).astype(REJECT_COLUMNS)], ignore_index=True)
+    rejects = pd.concat(
+        [rejects, pd.DataFrame(rejected, columns=list(REJECT_COLUMNS)).astype(REJECT_COLUMNS)], ignore_index=True
+    )
     store.write_partition(FOLDER, batch, "rejects", rejects)
     store.write_partition(FOLDER, batch, "images", cleaned)
     summary = _summary(cleaned, rejects)
     # DVC's metrics file counts the whole pool, every batch so far.
     pool = pd.concat([pool, marked[list(_POOL_COLUMNS)]], ignore_index=True)
-    atomic.write_json(store.root / "metrics" / f"{FOLDER}.json", _summary(pool, store.read_table(FOLDER, "rejects", REJECT_COLUMNS)))
+    atomic.write_json(
+        store.root / "metrics" / f"{FOLDER}.json", _summary(pool, store.read_table(FOLDER, "rejects", REJECT_COLUMNS))
+    )
 
     snapshot_id = snapshots.snapshot(store.root, f"{FOLDER}/{batch}", run_id=context.run_id)
     return dg.MaterializeResult(
@@ -64,7 +71,9 @@ def cleaned_images(
             "new_images": len(new),
             "new_rejects": len(rejected),
             "owned_by_other_batches": int((~owned).sum()),
-            "rejects": dg.MetadataValue.md(rejects.tail(50)[["source_path", "reason", "message"]].to_markdown(index=False))
+            "rejects": dg.MetadataValue.md(
+                rejects.tail(50)[["source_path", "reason", "message"]].to_markdown(index=False)
+            )
             if len(rejects)
             else "none",
             "dvc_snapshot": snapshot_id,
@@ -76,7 +85,15 @@ def cleaned_images(
 
 _MARKS = ("duplicate_of", "near_duplicate_of", "is_exact_duplicate", "is_near_duplicate")
 # What duplicate marking and the pool's counts read of every other batch.
-_POOL_COLUMNS = ("image_id", "pixel_hash", "phash", "is_exact_duplicate", "is_near_duplicate", "is_blurry", "is_low_contrast")
+_POOL_COLUMNS = (
+    "image_id",
+    "pixel_hash",
+    "phash",
+    "is_exact_duplicate",
+    "is_near_duplicate",
+    "is_blurry",
+    "is_low_contrast",
+)
 
 
 def _summary(cleaned: pd.DataFrame, rejects: pd.DataFrame) -> dict[str, int]:

@@ -2,10 +2,10 @@
 
 import dagster as dg
 import pandas as pd
+from labeling_dag.resources.storage import ImageSource, LabelStore
 
 from labeling_dag.ingest import RAW_COLUMNS, ingest
 from labeling_dag.partitions import ingest_batches
-from labeling_dag.resources.storage import ImageSource, LabelStore
 
 FOLDER = "raw_images"
 

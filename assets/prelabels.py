@@ -2,10 +2,13 @@
 
 import dagster as dg
 import pandas as pd
+from labeling_dag.assets.cleaning import FOLDER as CLEANED
+from labeling_dag.resources.detector import Detector
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import LabelStore
 from tqdm import tqdm
 
 from labeling_dag import atomic
-from labeling_dag.assets.cleaning import FOLDER as CLEANED
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.cold_start import current_or_seed_model
 from labeling_dag.merge import VERIFIED_FOLDER, VERIFIED_IMAGE_COLUMNS, active
@@ -13,9 +16,6 @@ from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.partitions import ingest_batches
 from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS, prediction_rows
 from labeling_dag.records import ImagePrediction, ModelEntry
-from labeling_dag.resources.detector import Detector
-from labeling_dag.resources.snapshots import SnapshotStore
-from labeling_dag.resources.storage import LabelStore
 
 FOLDER = "pre_labels"
 _WRITE_EVERY = 2048  # images per table flush: bounds memory; each flush rewrites the batch's tables so far
@@ -41,7 +41,9 @@ def pre_labels(
     registry = ModelRegistry(store.root)
     model = current_or_seed_model(registry, detector, seed_model=config.seed_model, seed_dataset=config.seed_dataset)
     if model is None:
-        return dg.MaterializeResult(metadata={"model_version": "", "note": "cold start: no model yet, nothing to predict"})
+        return dg.MaterializeResult(
+            metadata={"model_version": "", "note": "cold start: no model yet, nothing to predict"}
+        )
     store.set_class_names(model.class_names)
     weights = registry.verified_path(model)
 

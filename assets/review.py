@@ -4,10 +4,12 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
-
 from labeling_dag.assets.cleaning import FOLDER as CLEANED
 from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
 from labeling_dag.assets.scoring import FOLDER as SCORES
+from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBackend
+from labeling_dag.resources.storage import LabelStore
+
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.label_studio_format import review_task
 from labeling_dag.merge import (
@@ -23,8 +25,6 @@ from labeling_dag.merge import (
     active,
 )
 from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS
-from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBackend
-from labeling_dag.resources.storage import LabelStore
 from labeling_dag.review_selection import (
     BATCH_COLUMNS,
     batch_id_for,
@@ -83,7 +83,9 @@ def review_batch(
     if config.strategy not in STRATEGIES:
         raise dg.Failure(f"review_batch: unknown strategy {config.strategy!r}; choose one of {strategy_names()}")
     if not store.class_names():
-        raise dg.Failure(f"review_batch: no class list in {store.root / 'classes.json'}; set one with `labeling-dag init`")
+        raise dg.Failure(
+            f"review_batch: no class list in {store.root / 'classes.json'}; set one with `labeling-dag init`"
+        )
     cleaned = store.read_table(CLEANED, "images", CLEANED_COLUMNS)
     scores = store.read_table(SCORES, "scores", SCORE_COLUMNS)
     cold_start = scores.empty

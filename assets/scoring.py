@@ -3,13 +3,13 @@
 from typing import Literal
 
 import dagster as dg
-
-from labeling_dag import atomic
 from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
 from labeling_dag.assets.prelabels import unsettled_images
+from labeling_dag.resources.storage import LabelStore
+
+from labeling_dag import atomic
 from labeling_dag.partitions import ingest_batches
 from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS
-from labeling_dag.resources.storage import LabelStore
 from labeling_dag.scoring import score_images
 from labeling_dag.uncertainty import MEASURES
 
@@ -25,7 +25,9 @@ class ScoringConfig(dg.Config):
 
 
 @dg.asset(group_name="labeling", deps=["pre_labels"], kinds={"numpy"}, partitions_def=ingest_batches)
-def uncertainty_scores(context: dg.AssetExecutionContext, config: ScoringConfig, store: LabelStore) -> dg.MaterializeResult:
+def uncertainty_scores(
+    context: dg.AssetExecutionContext, config: ScoringConfig, store: LabelStore
+) -> dg.MaterializeResult:
     """Least-confidence, margin and entropy per image, plus a diversity embedding, per batch."""
     batch = context.partition_key
     scores = score_images(

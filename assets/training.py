@@ -3,21 +3,23 @@
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
-
-from labeling_dag import atomic
 from labeling_dag.assets.cleaning import FOLDER as CLEANED
 from labeling_dag.assets.verification import FOLDER as VERIFIED
-from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
-from labeling_dag.evaluation import ModelEvaluation, class_drops, class_quality_table, confusion_table
-from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
-from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.resources.detector import Detector
 from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
+from pydantic import Field
+
+from labeling_dag import atomic
+from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
+from labeling_dag.evaluation import ModelEvaluation, class_drops, class_quality_table, confusion_table
+from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
+from labeling_dag.model_registry import ModelRegistry, file_sha256
+from labeling_dag.records import ModelEntry
 from labeling_dag.sample_data import load_data_yaml
 from labeling_dag.training_data import write_yolo_dataset
 
@@ -46,8 +48,14 @@ def retrained_model(
     policy: LoopPolicy,
     snapshots: SnapshotStore,
 ) -> dg.MaterializeResult:
-    """A model fine-tuned on every verified label (trained from its YAML config on a cold start),
-    with its validation figures overall, per class and as a confusion matrix in its model card."""
+    """A model fine-tuned on every verified label, with its validation figures overall, per class and
+    as a confusion matrix in its model card.
+
+    The first model trains from the policy's pretrained weights where it names some (a new class
+    head on their tensors), else from the detector's YAML config. The card's ``start`` says how the
+    loop this model descends from started: ``warm`` (a registered seed model), ``pretrained`` or
+    ``cold``; the model trained from pretrained weights records their sha256 in ``parameters``.
+    """
     history = snapshots.history(store.root, VERIFIED)
     if not history:
         raise dg.Failure("retrained_model: no verified labels snapshot yet")
@@ -55,7 +63,10 @@ def retrained_model(
     class_names = store.class_names()
     validation = load_data_yaml(policy.validation_dataset)
     if validation.names != class_names:
-        raise dg.Failure(f"{policy.validation_dataset}: classes {list(validation.names)} differ from the project's {list(class_names)}")
+        raise dg.Failure(
+            f"{policy.validation_dataset}: classes {list(validation.names)} "
+            f"differ from the project's {list(class_names)}"
+        )
 
     registry = ModelRegistry(store.root)
     # A re-run on the snapshot the waiting candidate or the current model was trained on (the
@@ -78,11 +89,26 @@ def retrained_model(
 
     parent = registry.current()
     if parent is None:
-        parameters = {"epochs": policy.cold_start_epochs, "architecture": detector.architecture}
-        weights = detector.train(data_yaml, run_dir / "cold-start", epochs=policy.cold_start_epochs)
+        pretrained = Path(policy.pretrained_weights) if policy.pretrained_weights else None
+        start = "pretrained" if pretrained else "cold"
+        parameters = {"epochs": policy.cold_start_epochs}
+        parameters |= (
+            {"pretrained_weights": str(pretrained), "pretrained_sha256": file_sha256(pretrained)}
+            if pretrained
+            else {"architecture": detector.architecture}
+        )
+        weights = detector.train(
+            data_yaml, run_dir / f"{start}-start", base_weights=pretrained, epochs=policy.cold_start_epochs
+        )
     else:
+        start = _start_of(store, registry, parent)
         parameters = {"epochs": policy.fine_tune_epochs, "lr0": policy.fine_tune_lr0, "mosaic": 0.0, "warmup_epochs": 0}
-        weights = detector.train(data_yaml, run_dir / f"fine-tune-{parent.model_version[:12]}", base_weights=registry.verified_path(parent), **parameters)
+        weights = detector.train(
+            data_yaml,
+            run_dir / f"fine-tune-{parent.model_version[:12]}",
+            base_weights=registry.verified_path(parent),
+            **parameters,
+        )
 
     evaluation = detector.evaluate(weights, data_yaml, run_dir / "eval-candidate")
     parent_evaluation = (
@@ -101,6 +127,7 @@ def retrained_model(
     card = {
         "model_version": entry.model_version,
         "parent": entry.parent,
+        "start": start,
         "training_snapshot": training_snapshot,
         "training_images": len(images),
         "training_boxes": len(labels),
@@ -109,7 +136,13 @@ def retrained_model(
         "evaluation": evaluation.as_json(),
         "parent_evaluation_same_validation": parent_evaluation.as_json() if parent_evaluation else None,
         "validation_dataset": str(validation.val_images),
-        "parameters": {**parameters, "imgsz": detector.imgsz, "batch": detector.batch, "nbs": detector.batch, "seed": detector.seed},
+        "parameters": {
+            **parameters,
+            "imgsz": detector.imgsz,
+            "batch": detector.batch,
+            "nbs": detector.batch,
+            "seed": detector.seed,
+        },
         "promotion_tolerance": policy.promotion_tolerance,
         "class_tolerance": config.class_tolerance,
         "class_names": list(class_names),
@@ -118,6 +151,20 @@ def retrained_model(
     }
     atomic.write_json(card_path(store, entry.model_version), card)
     return _training_result(card, reused=False)
+
+
+def _start_of(store: LabelStore, registry: ModelRegistry, model: ModelEntry) -> str:
+    """How the loop that led to ``model`` started: at a registered seed model (warm), else as the
+    cards of its lineage say; a first model without one was trained from the YAML (cold)."""
+    if model.source == "seed_model":
+        return "warm"
+    # Models trained on a seed dataset (labeling_dag.cold_start) have no card; cards written
+    # before cards named the start hold their parent.
+    path = card_path(store, model.model_version)
+    card = json.loads(path.read_text()) if path.exists() else {}
+    if "start" in card:
+        return card["start"]
+    return _start_of(store, registry, registry.get(card["parent"])) if card.get("parent") else "cold"
 
 
 def _evaluations(card: dict) -> tuple[ModelEvaluation | None, ModelEvaluation | None]:
@@ -148,6 +195,7 @@ def _training_result(card: dict, *, reused: bool) -> dg.MaterializeResult:
         metadata={
             "model_version": card["model_version"],
             "parent_model": card["parent"] or "",
+            "start": card.get("start", ""),
             "training_snapshot": card["training_snapshot"],
             "training_images": card["training_images"],
             "training_boxes": card["training_boxes"],
@@ -172,9 +220,19 @@ def promotion_gate(store: LabelStore, snapshots: SnapshotStore) -> dg.AssetCheck
     registry = ModelRegistry(store.root)
     candidate, current = registry.candidate(), registry.current()
     history = snapshots.history(store.root, VERIFIED)
-    if candidate is None and current is not None and history and current.training_snapshot == history[-1]["snapshot_id"]:
+    if (
+        candidate is None
+        and current is not None
+        and history
+        and current.training_snapshot == history[-1]["snapshot_id"]
+    ):
         # A re-run after the promotion (its run was killed while publishing): nothing new to judge.
-        return dg.AssetCheckResult(passed=True, metadata={"reason": f"current model {current.model_version} already trained on {current.training_snapshot}"})
+        return dg.AssetCheckResult(
+            passed=True,
+            metadata={
+                "reason": f"current model {current.model_version} already trained on {current.training_snapshot}"
+            },
+        )
     if candidate is None:
         return dg.AssetCheckResult(passed=False, metadata={"reason": "no candidate model awaiting promotion"})
     card = json.loads(card_path(store, candidate.model_version).read_text())
@@ -200,7 +258,9 @@ def promotion_gate(store: LabelStore, snapshots: SnapshotStore) -> dg.AssetCheck
 
 
 @dg.asset(group_name="labeling", deps=["retrained_model"], kinds={"pytorch"})
-def current_model(context: dg.AssetExecutionContext, store: LabelStore, snapshots: SnapshotStore) -> dg.MaterializeResult:
+def current_model(
+    context: dg.AssetExecutionContext, store: LabelStore, snapshots: SnapshotStore
+) -> dg.MaterializeResult:
     """The promoted model: it pre-labels the pool from now on (model_store/, DVC artifact ``detector``).
 
     Re-running it after the promotion re-publishes the current model, unchanged.
@@ -221,7 +281,8 @@ def current_model(context: dg.AssetExecutionContext, store: LabelStore, snapshot
         store.root,
         "detector",
         version=registry.promotions().index(candidate.model_version) + 1,
-        message=f"model {candidate.model_version} (mAP50 {card['metrics']['map50']:.3f}), trained on {card['training_snapshot']}",
+        message=f"model {candidate.model_version} (mAP50 {card['metrics']['map50']:.3f}), "
+        f"trained on {card['training_snapshot']}",
     )
     return dg.MaterializeResult(
         metadata={

@@ -7,27 +7,31 @@ spot-check flags from its batch.
 
 import json
 from dataclasses import asdict
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 
 import dagster as dg
-from pydantic import Field
 import pandas as pd
-
-from labeling_dag import atomic
 from labeling_dag.assets.cleaning import FOLDER as CLEANED
 from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
 from labeling_dag.assets.review import FOLDER as REVIEW
+from labeling_dag.resources.review_exchange import FileReviewExchange
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import LabelStore
+from pydantic import Field
+
+from labeling_dag import atomic
 from labeling_dag.agreement import latest_by_image, overlap_kappa
-from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS, pool_images
 from labeling_dag.calibration import sample_spot_checks
+from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
+from labeling_dag.cleaning import pool_images
 from labeling_dag.human_time import EFFORT_COLUMNS, ReviewCosts, edit_mix, effort_rows
 from labeling_dag.label_studio_format import parse_all_annotations, parse_export
 from labeling_dag.merge import (
     ANNOTATIONS_FOLDER,
     EDIT_COLUMNS,
-    GOLD_FOLDER,
     GOLD_COLUMNS,
+    GOLD_FOLDER,
     LABEL_COLUMNS,
     MERGE_COLUMNS,
     QUALITY_COLUMNS,
@@ -40,8 +44,8 @@ from labeling_dag.merge import (
     calibration_from_edits,
     edit_rows,
     gold_rows,
-    image_gate_from_edits,
     human_rows,
+    image_gate_from_edits,
     merge_verified,
     quality_rows,
     returned_rows,
@@ -49,9 +53,6 @@ from labeling_dag.merge import (
 )
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.prelabeling import BOX_COLUMNS
-from labeling_dag.resources.review_exchange import FileReviewExchange
-from labeling_dag.resources.snapshots import SnapshotStore
-from labeling_dag.resources.storage import LabelStore
 from labeling_dag.review_selection import BATCH_COLUMNS, pending_batches, quarantined_batches, quarantined_reviewers
 from labeling_dag.revisions import split_revision
 
@@ -108,7 +109,9 @@ def review_annotations(
         spot_check_ids=set(batch.loc[batch["is_spot_check"], "image_id"]),
     )
     gold = store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)
-    quality = quality_rows(everyone, gold, batch_id=batch_id, min_gold_accuracy=config.min_gold_accuracy, run_id=context.run_id)
+    quality = quality_rows(
+        everyone, gold, batch_id=batch_id, min_gold_accuracy=config.min_gold_accuracy, run_id=context.run_id
+    )
     # The gold gate decides per reviewer: each task keeps the latest annotation of a reviewer who
     # passed, and only those become the batch's edits (the merge's labels, calibration evidence)
     # and its returned images; a task that only quarantined reviewers answered goes back to the pool.
@@ -135,7 +138,9 @@ def review_annotations(
             ("effort", effort, EFFORT_COLUMNS),
         ):
             kept = store.read_table(ANNOTATIONS_FOLDER, table, columns)
-            store.write_table(ANNOTATIONS_FOLDER, table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True))
+            store.write_table(
+                ANNOTATIONS_FOLDER, table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True)
+            )
 
     kappas = {f"{a} vs {b}": round(k, 4) for (a, b), k in overlap_kappa(everyone).items()}
     by_reviewer = quality.set_index("reviewer")["gold_accuracy"].round(4).to_dict()
@@ -240,7 +245,9 @@ def verified_labels(
 
         gold = store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)
         new_gold = gold[~gold["image_id"].isin(before["image_id"])]
-        sources = {image_id: "gold" for image_id in new_gold["image_id"]} | {image_id: "human" for image_id in reviewed_images}
+        sources = {image_id: "gold" for image_id in new_gold["image_id"]} | {
+            image_id: "human" for image_id in reviewed_images
+        }
 
         model = ModelRegistry(store.root).current()
         auto = store.read_table(FOLDER, "labels", LABEL_COLUMNS).iloc[0:0]
@@ -260,15 +267,26 @@ def verified_labels(
                 target_accuracy=config.target_image_accuracy,
                 min_support=config.min_image_support,
             )
-            in_review = set(batches.loc[batches["batch_id"].isin(pending_batches(batches, merged=set(merges["merge_id"]) | {merge_id})), "image_id"])
+            in_review = set(
+                batches.loc[
+                    batches["batch_id"].isin(pending_batches(batches, merged=set(merges["merge_id"]) | {merge_id})),
+                    "image_id",
+                ]
+            )
             boxes = store.read_table(PRE_LABELS, "boxes", BOX_COLUMNS)
             boxes = boxes[boxes["model_version"] == model.model_version]
-            candidates = set(boxes["image_id"]) - set(before["image_id"]) - set(sources) - set(gold["image_id"]) - in_review
+            candidates = (
+                set(boxes["image_id"]) - set(before["image_id"]) - set(sources) - set(gold["image_id"]) - in_review
+            )
             auto = auto_accepted_rows(boxes, candidates, calibration, gate, merge_id=merge_id)
             sources |= {image_id: "auto_accepted" for image_id in auto["image_id"]}
 
-        additions = pd.concat([human_rows(reviewed, merge_id=merge_id), gold_rows(new_gold, merge_id=merge_id), auto], ignore_index=True)
-        labels, images = merge_verified(labels, images, additions, verified_image_rows(sources, merge_id=merge_id), merge_id=merge_id)
+        additions = pd.concat(
+            [human_rows(reviewed, merge_id=merge_id), gold_rows(new_gold, merge_id=merge_id), auto], ignore_index=True
+        )
+        labels, images = merge_verified(
+            labels, images, additions, verified_image_rows(sources, merge_id=merge_id), merge_id=merge_id
+        )
         spot_checks = store.read_table(FOLDER, "spot_checks", SPOT_CHECK_COLUMNS)
         drawn = sample_spot_checks(sorted(set(auto["image_id"])), rate=config.spot_check_rate, seed=config.seed)
         spot_checks = pd.concat(
@@ -278,7 +296,12 @@ def verified_labels(
         # A re-merge (only ever of the latest merge) takes the row over: lineage finds a merge's
         # snapshots by this run id, and a run killed before its snapshot left none behind.
         merges = pd.concat(
-            [merges[merges["merge_id"] != merge_id], pd.DataFrame([{"merge_id": merge_id, "run_id": context.run_id, "merged_at": datetime.now(UTC).isoformat()}])],
+            [
+                merges[merges["merge_id"] != merge_id],
+                pd.DataFrame(
+                    [{"merge_id": merge_id, "run_id": context.run_id, "merged_at": datetime.now(UTC).isoformat()}]
+                ),
+            ],
             ignore_index=True,
         ).astype(MERGE_COLUMNS)
 
@@ -292,7 +315,10 @@ def verified_labels(
         summary = {
             "verified_images": int(len(active(images))),
             "verified_boxes": int(len(current)),
-            **{f"boxes_{source}": int((current["source"] == source).sum()) for source in ("human", "auto_accepted", "gold")},
+            **{
+                f"boxes_{source}": int((current["source"] == source).sum())
+                for source in ("human", "auto_accepted", "gold")
+            },
             "pool_images": len(pool),
             "pool_labelled_share": round(len(set(active(images)["image_id"]) & pool) / len(pool), 4) if pool else 0.0,
             "human_seconds_total": round(float(effort["modelled_seconds"].sum()), 1),
@@ -324,6 +350,6 @@ def _refuse_out_of_order(merges: pd.DataFrame, merge_id: str) -> None:
     ids = list(merges["merge_id"])
     if merge_id in ids and ids[-1] != merge_id:
         raise dg.Failure(
-            f"verified_labels: batch {merge_id} was merged before {ids[ids.index(merge_id) + 1:]}; "
+            f"verified_labels: batch {merge_id} was merged before {ids[ids.index(merge_id) + 1 :]}; "
             "re-merging it now would reorder the label history"
         )

@@ -95,7 +95,9 @@ class KillPlan:
         if self.per_asset:
             # A kill may land after its step (a re-run skips work already done): aim again, a few times.
             self.budget[execution] = self.budget.get(execution, 2 * len(assets)) - 1
-            return next((step for step in assets if step in self.pending), None) if self.budget[execution] >= 0 else None
+            return (
+                next((step for step in assets if step in self.pending), None) if self.budget[execution] >= 0 else None
+            )
         if execution not in self.budget:
             self.budget[execution] = self.rng.randint(1, self.max_kills)
         if self.budget[execution] == 0 or not assets:
@@ -143,7 +145,9 @@ class KillingExecutor:
     fills them in.
     """
 
-    def __init__(self, context, dagster_home: Path, plan: KillPlan | None, durations: dict[int, dict[str, float]], seed: int) -> None:
+    def __init__(
+        self, context, dagster_home: Path, plan: KillPlan | None, durations: dict[int, dict[str, float]], seed: int
+    ) -> None:
         self.context, self.home, self.plan, self.durations = context, dagster_home, plan, durations
         self.rng = random.Random(seed)
         self.executions = 0
@@ -160,10 +164,14 @@ class KillingExecutor:
         while True:
             run_id = make_new_run_id()
             target = self.plan.target(execution, steps) if self.plan else None
-            process = self.context.Process(target=_child, args=(settings, str(self.home), request, run_id, target in FAST_ASSETS))
+            process = self.context.Process(
+                target=_child, args=(settings, str(self.home), request, run_id, target in FAST_ASSETS)
+            )
             self.attempts += 1
             process.start()
-            if target is None or not self._kill_inside(process, instance, run_id, execution, request.job_name, target, settings.workdir):
+            if target is None or not self._kill_inside(
+                process, instance, run_id, execution, request.job_name, target, settings.workdir
+            ):
                 process.join()
                 break
         if process.exitcode != 0:
@@ -172,7 +180,9 @@ class KillingExecutor:
             self.durations[execution] = _step_durations(instance, run_id)
         return run_outcome(instance, run_id)
 
-    def _kill_inside(self, process, instance, run_id: str, execution: int, job_name: str, step: str, workdir: Path) -> bool:
+    def _kill_inside(
+        self, process, instance, run_id: str, execution: int, job_name: str, step: str, workdir: Path
+    ) -> bool:
         """SIGKILL ``process`` a random time after ``step`` starts; False when the run ended first."""
         while not _started(instance, run_id, step):
             if not process.is_alive():
@@ -198,11 +208,15 @@ class KillingExecutor:
         process.join()
         running = _running_steps(instance, run_id)
         # What Dagster's run monitoring does for a run whose worker died.
-        instance.report_run_failed(instance.get_run_by_id(run_id), message="run process killed (SIGKILL) by the fault suite")
+        instance.report_run_failed(
+            instance.get_run_by_id(run_id), message="run process killed (SIGKILL) by the fault suite"
+        )
         unreadable, leftovers = check_readable(workdir)
         self.kills.append(Kill(execution, job_name, step, round(delay, 3), running, unreadable, leftovers))
         self.plan.landed(running)
-        print(f"kill {len(self.kills):3d}: {job_name} aimed at {step} +{delay:.2f}s, running {running or '-'}", flush=True)
+        print(
+            f"kill {len(self.kills):3d}: {job_name} aimed at {step} +{delay:.2f}s, running {running or '-'}", flush=True
+        )
         return True
 
 
@@ -333,7 +347,12 @@ def workdir_files(workdir: Path) -> dict[str, str]:
     found = {}
     for path in sorted(workdir.rglob("*")):
         relative = path.relative_to(workdir)
-        if path.is_file() and path.suffix in (".parquet", ".json") and relative.parts[0] not in NOT_COMPARED and not path.name.startswith("."):
+        if (
+            path.is_file()
+            and path.suffix in (".parquet", ".json")
+            and relative.parts[0] not in NOT_COMPARED
+            and not path.name.startswith(".")
+        ):
             found[relative.as_posix()] = canonical_file(path.name, path.read_bytes(), workdir)
     return found
 
@@ -388,8 +407,9 @@ def expected_rows(workdir: Path) -> pd.DataFrame:
     """Every box that must be in force or retired in verified_labels, read from the sources the
     pipeline took them from: the reviewers' accepted exports of the merged batches (latest
     annotation, gold tasks aside) and the gold table."""
-    from labeling_dag.label_studio_format import parse_export
     from labeling_dag.resources.review_exchange import FileReviewExchange
+
+    from labeling_dag.label_studio_format import parse_export
 
     exchange, names = FileReviewExchange(), tuple(json.loads((workdir / "classes.json").read_text()))
     batches = pd.read_parquet(workdir / "review_batch" / "batches.parquet")
@@ -399,7 +419,10 @@ def expected_rows(workdir: Path) -> pd.DataFrame:
         tasks = json.loads(exchange.received_file(workdir, merge_id).read_text())
         for annotation in parse_export(tasks, class_names=names, expected_batch_id=merge_id):
             if annotation.image_id not in gold_images:
-                rows += [(merge_id, "human", annotation.image_id, b.class_name, b.box.x, b.box.y, b.box.w, b.box.h) for b in annotation.boxes]
+                rows += [
+                    (merge_id, "human", annotation.image_id, b.class_name, b.box.x, b.box.y, b.box.w, b.box.h)
+                    for b in annotation.boxes
+                ]
     first = str(pd.read_parquet(workdir / "verified_labels" / "merges.parquet")["merge_id"].iloc[0])
     gold = pd.read_parquet(workdir / "gold" / "labels.parquet")
     rows += [(first, "gold", g.image_id, g.class_name, g.x, g.y, g.w, g.h) for g in gold.itertuples()]
@@ -407,7 +430,14 @@ def expected_rows(workdir: Path) -> pd.DataFrame:
 
 
 def _box_keys(frame: pd.DataFrame) -> pd.Series:
-    return frame.apply(lambda r: f"{r.merge_id}|{r.source}|{r.image_id}|{r.class_name}|{r.x:.5f},{r.y:.5f},{r.w:.5f},{r.h:.5f}", axis=1) if len(frame) else pd.Series([], dtype=str)
+    return (
+        frame.apply(
+            lambda r: f"{r.merge_id}|{r.source}|{r.image_id}|{r.class_name}|{r.x:.5f},{r.y:.5f},{r.w:.5f},{r.h:.5f}",
+            axis=1,
+        )
+        if len(frame)
+        else pd.Series([], dtype=str)
+    )
 
 
 def compare(reference: Path, killed: Path) -> dict:
@@ -422,7 +452,10 @@ def compare(reference: Path, killed: Path) -> dict:
         "lineage_differing": differences(lineage_texts(reference), lineage_texts(killed)),
     }
     registries = [json.loads((w / "models" / "registry.json").read_text()) for w in (reference, killed)]
-    report["models_equal"] = registries[0]["promoted"] == registries[1]["promoted"] and registries[0]["models"].keys() == registries[1]["models"].keys()
+    report["models_equal"] = (
+        registries[0]["promoted"] == registries[1]["promoted"]
+        and registries[0]["models"].keys() == registries[1]["models"].keys()
+    )
     report["compared_files"] = len(killed_files)
     labels = pd.read_parquet(killed / "verified_labels" / "labels.parquet")
     expected = Counter(expected_rows(killed))
@@ -475,7 +508,9 @@ def history_problems(workdir: Path) -> list[str]:
             if snapshot_files(workdir, sid) is None:
                 problems.append(f"{folder}: {sid} not in the DVC cache")
         pointer = workdir / f"{folder}.dvc"
-        current = str(yaml.safe_load(pointer.read_text())["outs"][0]["md5"]).removesuffix(".dir") if pointer.exists() else ""
+        current = (
+            str(yaml.safe_load(pointer.read_text())["outs"][0]["md5"]).removesuffix(".dir") if pointer.exists() else ""
+        )
         if entries and current != entries[-1]["snapshot_id"]:
             problems.append(f"{folder}: pointer {current} is not the latest history entry {entries[-1]['snapshot_id']}")
     return problems
@@ -505,7 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one kill inside each of the 9 assets, tiny data (CI)")
     parser.add_argument("--root", type=Path, default=None, help="where the two workdirs go (default: a temp folder)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON report (default bench/faults.json, or .quick.json)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON report (default bench/faults.json, or .quick.json)"
+    )
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
@@ -565,7 +602,9 @@ def main(argv: list[str] | None = None) -> int:
         "root": str(root),
     }
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k not in ("kills", "lineage_unresolved")}, indent=2, default=str))
+    print(
+        json.dumps({k: v for k, v in report.items() if k not in ("kills", "lineage_unresolved")}, indent=2, default=str)
+    )
     print(f"report: {out}")
     print(f"kills survived {len(killing.kills)}")
     print(f"rows lost {report['rows_lost']}")

@@ -57,6 +57,7 @@ def _one_thread_per_process() -> None:
 def train_base_model(out: Path, *, images: int, imgsz: int, epochs: int, seed: int) -> Path:
     """A detector of the pool's classes trained on the source domain: the warm start's weights."""
     from labeling_dag.resources.detector import Detector
+
     from labeling_dag.sample_data import generate_dataset
 
     data = generate_dataset(out / "source", images=images, seed=seed, imgsz=imgsz, domain="source")
@@ -98,11 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--starts", default="warm,cold")
     parser.add_argument("--arms", default=",".join(ARMS))
-    parser.add_argument("--batch-size", type=int, default=200, help="images per review batch, every arm (10 %% of the default pool)")
+    parser.add_argument(
+        "--batch-size", type=int, default=200, help="images per review batch, every arm (10 %% of the default pool)"
+    )
     parser.add_argument("--seed-labels", type=int, default=60, help="images of a cold start's random seed round")
     parser.add_argument("--rounds", type=int, help="a cap on rounds after the seed round (default: until labelled)")
     parser.add_argument("--imgsz", type=int, default=128)
-    parser.add_argument("--base-images", type=int, default=600, help="source-domain images the warm start's model learnt")
+    parser.add_argument(
+        "--base-images", type=int, default=600, help="source-domain images the warm start's model learnt"
+    )
     parser.add_argument("--base-epochs", type=int, default=40)
     parser.add_argument("--cold-start-epochs", type=int, default=40)
     parser.add_argument("--fine-tune-epochs", type=int, default=5)
@@ -185,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                 headline[f"loop / {other} ({start})"] = ratio(seconds(start, "loop"), seconds(start, other))
 
     print(f"\npool: {len(truth)} images, {sum(map(len, truth.values()))} boxes; hand labelling {hand:.0f} s")
-    print(f"{'start':<6} {'arm':<12} {'seed':>4} {'labelled':>9} {'precision':>9} {'recall':>7} {'human s':>9} {'x hand':>7}")
+    print(
+        f"{'start':<6} {'arm':<12} {'seed':>4} {'labelled':>9} {'precision':>9} {'recall':>7} "
+        f"{'human s':>9} {'x hand':>7}"
+    )
     for start in starts:
         for arm in arms:
             for seed, result in enumerate(results[start][arm]):

@@ -53,9 +53,7 @@ def budget_to_reach(boxes: np.ndarray, map50: np.ndarray, target: float) -> floa
 
 def mean_curve(runs: list[list[dict]], grid: np.ndarray) -> np.ndarray:
     """The seed-averaged mAP50 on a common grid of box budgets (each run interpolated linearly)."""
-    curves = [
-        np.interp(grid, [r["human_boxes_total"] for r in run], [r["map50"] for r in run]) for run in runs
-    ]
+    curves = [np.interp(grid, [r["human_boxes_total"] for r in run], [r["map50"] for r in run]) for run in runs]
     return np.mean(curves, axis=0)
 
 
@@ -97,8 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-start-epochs", type=int, default=40)
     parser.add_argument("--fine-tune-epochs", type=int, default=10)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--cost-aware", action="store_true", help="the uncertainty arms rank by uncertainty per expected box (random is unchanged)")
-    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="loops run side by side, in this many processes")
+    parser.add_argument(
+        "--cost-aware",
+        action="store_true",
+        help="the uncertainty arms rank by uncertainty per expected box (random is unchanged)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=min(4, os.cpu_count() or 1), help="loops run side by side, in this many processes"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("label_savings.json"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, two strategies, one seed (CI)")
     args = parser.parse_args(argv)
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.pop("DAGSTER_HOME", None)  # every run gets its own ephemeral instance
     from labeling_dag.run_loop import LoopSettings
-    from labeling_dag.sample_data import generate_dataset, read_yolo_labels, label_path_for, load_data_yaml
+    from labeling_dag.sample_data import generate_dataset, label_path_for, load_data_yaml, read_yolo_labels
 
     scratch = Path(tempfile.mkdtemp(prefix="label-savings-"))
     dataset = args.dataset or generate_dataset(scratch / "data", images=args.images, seed=123, imgsz=args.imgsz)
@@ -123,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=_one_thread_per_process) as pool:
         # The ceiling is the longest single training: started first, it overlaps the loops.
-        ceiling_future = pool.submit(full_label_ceiling, dataset, scratch, imgsz=args.imgsz, epochs=args.cold_start_epochs)
+        ceiling_future = pool.submit(
+            full_label_ceiling, dataset, scratch, imgsz=args.imgsz, epochs=args.cold_start_epochs
+        )
         futures = {}
         for name, seed in arms:
             strategy, diversity = STRATEGIES[name]
@@ -147,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         for future in as_completed(futures):
             name, seed = futures[future]
             records = runs[name][seed] = future.result()
-            print(f"{name} seed {seed}: " + ", ".join(f"{r['human_boxes_total']} boxes → mAP50 {r['map50']:.3f}" for r in records), flush=True)
+            print(
+                f"{name} seed {seed}: "
+                + ", ".join(f"{r['human_boxes_total']} boxes → mAP50 {r['map50']:.3f}" for r in records),
+                flush=True,
+            )
         ceiling = ceiling_future.result()
     # A ceiling of 0 (nothing learnt, as at --quick sizes) gives no target: every budget is NaN.
     target = 0.95 * ceiling if ceiling > 0 else float("nan")
@@ -168,13 +178,15 @@ def main(argv: list[str] | None = None) -> int:
             "curve": {"boxes": grid.tolist(), "map50": curve.tolist()},
         }
     random_budget = summary["random"]["boxes_to_target"] if "random" in summary else None
-    for name, row in summary.items():
+    for row in summary.values():
         budget = row["boxes_to_target"]
         row["ratio_to_random"] = budget / random_budget if budget is not None and random_budget else None
         row["share_of_all_boxes"] = budget / pool_boxes if budget is not None else None
 
     print(f"\nfull-label ceiling mAP50 {ceiling:.3f}; target (95 %) {target:.3f}; pool holds {pool_boxes} boxes")
-    print(f"{'strategy':<18} {'boxes to target':>15} {'vs random':>10} {'of all boxes':>13} {'auto-accept precision':>22}")
+    print(
+        f"{'strategy':<18} {'boxes to target':>15} {'vs random':>10} {'of all boxes':>13} {'auto-accept precision':>22}"
+    )
     for name, row in summary.items():
         budget = "not reached" if row["boxes_to_target"] is None else f"{row['boxes_to_target']:.0f}"
         ratio = "-" if row["ratio_to_random"] is None else f"{row['ratio_to_random']:.2f}"
@@ -196,7 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2))
     _plot(runs, summary, target, args.out.with_suffix(".png"))
     print(f"results: {args.out} and {args.out.with_suffix('.png')}")
-    ratios = [row["ratio_to_random"] for name, row in summary.items() if name != "random" and row["ratio_to_random"] is not None]
+    ratios = [
+        row["ratio_to_random"]
+        for name, row in summary.items()
+        if name != "random" and row["ratio_to_random"] is not None
+    ]
     # NaN when random (or every strategy) never reached the target within the budget.
     print(f"best ratio to random {min(ratios) if ratios else float('nan'):.2f}")
     return 0
@@ -210,9 +226,11 @@ def _plot(runs: dict, summary: dict, target: float, png: Path) -> None:
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for name, row in summary.items():
-        line, = axis.plot(row["curve"]["boxes"], row["curve"]["map50"], label=name)
+        (line,) = axis.plot(row["curve"]["boxes"], row["curve"]["map50"], label=name)
         for run in runs[name]:
-            axis.plot([r["human_boxes_total"] for r in run], [r["map50"] for r in run], ".", color=line.get_color(), alpha=0.4)
+            axis.plot(
+                [r["human_boxes_total"] for r in run], [r["map50"] for r in run], ".", color=line.get_color(), alpha=0.4
+            )
     axis.axhline(target, color="grey", linestyle="--", label="95 % of full-label mAP50")
     axis.set_xlabel("human-verified boxes")
     axis.set_ylabel("validation mAP50")

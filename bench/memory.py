@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> float | None:
         return None
 
     from labeling_dag.resources.detector import Detector
+
     from labeling_dag.sample_data import generate_dataset
 
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
@@ -115,15 +116,15 @@ def _run_child(pool: Path, weights: Path, workdir: Path, *, imgsz: int) -> dict:
 def child_round(data_yaml: Path, weights: Path, workdir: Path, *, imgsz: int) -> dict:
     """Run one round through the production jobs and sensor; return its peak RSS and counts."""
     import dagster as dg
-
-    from labeling_dag import atomic
-    from labeling_dag.definitions import build_definitions
-    from labeling_dag.partitions import ingest_batches
     from labeling_dag.resources.detector import Detector
     from labeling_dag.resources.loop_policy import LoopPolicy
     from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
     from labeling_dag.resources.snapshots import SnapshotStore
     from labeling_dag.resources.storage import ImageSource, LabelStore
+
+    from labeling_dag import atomic
+    from labeling_dag.definitions import build_definitions
+    from labeling_dag.partitions import ingest_batches
     from labeling_dag.sample_data import CLASS_NAMES, load_data_yaml
     from labeling_dag.simulated_reviewer import load_truth, simulate_review
 

@@ -7,7 +7,9 @@ import signal
 import subprocess
 
 
-def stop_process_group(process: subprocess.Popen, *, first: signal.Signals = signal.SIGTERM, grace_s: float = 60) -> None:
+def stop_process_group(
+    process: subprocess.Popen, *, first: signal.Signals = signal.SIGTERM, grace_s: float = 60
+) -> None:
     """Send ``first`` to the whole group (its forks, DVC, web workers too), so that it shuts down
     cleanly; SIGKILL the group if it is still there after ``grace_s``."""
     if process.poll() is not None:

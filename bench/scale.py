@@ -46,18 +46,19 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import psutil
 import yaml
-from labeling_dag.atomic import sync_all
 from offline import stay_offline
-from processes import stop_process_group
 from PIL import Image
+from processes import stop_process_group
+
+from labeling_dag.atomic import sync_all
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -87,7 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=100_000, help="generated images, all pre-labelled in each phase")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per ingestion batch (partition)")
     parser.add_argument("--imgsz", type=int, default=32, help="image and inference size in pixels (a multiple of 32)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts, one phase each, in order")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="worker counts, one phase each, in order"
+    )
     parser.add_argument("--runs-ahead", type=int, default=RUNS_AHEAD, help="runs in flight beyond one per worker")
     parser.add_argument("--quick", action="store_true", help="240 images in batches of 60 (CI, under 2 minutes)")
     parser.add_argument("--out", type=Path, help="JSON result (default: bench/scale[.quick].json)")
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
     stay_offline()
     from labeling_dag.resources.detector import Detector
+
     from labeling_dag.sample_data import generate_dataset
 
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, postgres_database() as pg_env:
@@ -152,12 +156,20 @@ def main(argv: list[str] | None = None) -> float:
         phases = []
         for workers in args.workers:
             env = base_env | {"LABELING_DAG_WORKDIR": str(tmp_path / f"work-{workers}")}
-            phase = run_phase(env, batches, config=config, workers=workers, runs_ahead=args.runs_ahead, logs=tmp_path / f"logs-{workers}")
+            phase = run_phase(
+                env,
+                batches,
+                config=config,
+                workers=workers,
+                runs_ahead=args.runs_ahead,
+                logs=tmp_path / f"logs-{workers}",
+            )
             phases.append(phase)
             print(
                 f"{workers} worker(s): {phase['images']} images in {phase['seconds']:.1f} s = "
                 f"{phase['images_per_s']:.1f} images/s (worker peak RSS {phase['worker_peak_rss_mib']:.0f} MiB, "
-                f"{phase['busy_cores']:.2f} of {os.cpu_count()} cores busy, run processes {phase['run_processes_cpu_s']:.1f} CPU s, "
+                f"{phase['busy_cores']:.2f} of {os.cpu_count()} cores busy, "
+                f"run processes {phase['run_processes_cpu_s']:.1f} CPU s, "
                 f"workers in steps {phase['workers_in_steps_share']:.0%}: "
                 + ", ".join(f"{step} {total:.0f} s" for step, total in phase["step_seconds"].items())
                 + ")",
@@ -205,12 +217,16 @@ def write_pool(folder: Path, *, images: int, batch_size: int, imgsz: int) -> lis
         batch.mkdir(parents=True)
         for index in range(start, min(start + batch_size, images)):
             cells = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
-            Image.fromarray(cells).resize((imgsz, imgsz), Image.NEAREST).save(batch / f"{index:07d}.png", compress_level=1)
+            Image.fromarray(cells).resize((imgsz, imgsz), Image.NEAREST).save(
+                batch / f"{index:07d}.png", compress_level=1
+            )
         keys.append(key)
     return keys
 
 
-def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers: int, runs_ahead: int, logs: Path) -> dict:
+def run_phase(
+    env: dict[str, str], batches: list[str], *, config: Path, workers: int, runs_ahead: int, logs: Path
+) -> dict:
     """Every batch through ``prelabel_batch`` on ``workers`` Celery workers; rate and memory."""
     logs.mkdir()
     # Each phase starts with nothing left to write back: the 100 000 generated images (before
@@ -220,7 +236,13 @@ def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers:
     pool = [start_worker(f"w{number}", env, logs / f"worker-{number}.log") for number in range(1, workers + 1)]
     sampler = RssSampler([worker.pid for worker in pool])
     try:
-        wait_until(lambda: all(f"w{n}@" in (logs / f"worker-{n}.log").read_text() and "ready" in (logs / f"worker-{n}.log").read_text() for n in range(1, workers + 1)), what="workers ready")
+        wait_until(
+            lambda: all(
+                f"w{n}@" in (logs / f"worker-{n}.log").read_text() and "ready" in (logs / f"worker-{n}.log").read_text()
+                for n in range(1, workers + 1)
+            ),
+            what="workers ready",
+        )
         with sampler:
             started, cpu_before, runs_before = time.perf_counter(), psutil.cpu_times(), reaped_cpu_seconds()
             since = time.time()
@@ -233,7 +255,10 @@ def run_phase(env: dict[str, str], batches: list[str], *, config: Path, workers:
         raise RuntimeError(f"{len(failures)} runs failed with {workers} workers: see {failures[:3]}")
     import pandas as pd
 
-    scored = sum(len(pd.read_parquet(path)) for path in Path(env["LABELING_DAG_WORKDIR"]).glob("uncertainty_scores/*/scores.parquet"))
+    scored = sum(
+        len(pd.read_parquet(path))
+        for path in Path(env["LABELING_DAG_WORKDIR"]).glob("uncertainty_scores/*/scores.parquet")
+    )
     steps = step_seconds(env, since=since)
     return {
         "workers": workers,
@@ -264,7 +289,9 @@ def step_seconds(env: dict[str, str], *, since: float) -> dict[str, float]:
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         for record in instance.get_run_records(filters=dg.RunsFilter(created_after=datetime.fromtimestamp(since, UTC))):
             started: dict[str, float] = {}
-            for entry in instance.all_logs(record.dagster_run.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}):
+            for entry in instance.all_logs(
+                record.dagster_run.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
+            ):
                 if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
                     started[entry.step_key] = entry.timestamp
                 else:
@@ -295,8 +322,17 @@ def launch_runs(env: dict[str, str], batches: list[str], *, config: Path, in_fli
                 running[batch] = (
                     subprocess.Popen(
                         [
-                            str(BIN / "dagster"), "job", "execute", "-m", MODULE, "-j", "prelabel_batch",
-                            "--tags", json.dumps({"dagster/partition": batch}), "-c", str(config),
+                            str(BIN / "dagster"),
+                            "job",
+                            "execute",
+                            "-m",
+                            MODULE,
+                            "-j",
+                            "prelabel_batch",
+                            "--tags",
+                            json.dumps({"dagster/partition": batch}),
+                            "-c",
+                            str(config),
                         ],  # fmt: skip
                         cwd=REPO,
                         env=env,
@@ -331,7 +367,16 @@ def code_server_memory(env: dict[str, str]) -> dict[str, float]:
             time.sleep(1.0)
         with RssSampler([server.pid]) as evaluating:
             preview = subprocess.run(
-                [str(BIN / "dagster"), "sensor", "preview", "ingest_batch_sensor", "--grpc-host", "127.0.0.1", "--grpc-port", str(port)],
+                [
+                    str(BIN / "dagster"),
+                    "sensor",
+                    "preview",
+                    "ingest_batch_sensor",
+                    "--grpc-host",
+                    "127.0.0.1",
+                    "--grpc-port",
+                    str(port),
+                ],
                 cwd=REPO,
                 env=env,
                 capture_output=True,
@@ -340,7 +385,9 @@ def code_server_memory(env: dict[str, str]) -> dict[str, float]:
                 check=False,
             )
         if preview.returncode != 0 or "run" not in preview.stdout.lower():
-            raise RuntimeError(f"sensor preview failed (exit {preview.returncode}): {preview.stdout[-2000:]} {preview.stderr[-2000:]}")
+            raise RuntimeError(
+                f"sensor preview failed (exit {preview.returncode}): {preview.stdout[-2000:]} {preview.stderr[-2000:]}"
+            )
     finally:
         stop_process_group(server)
     return {"code_server_loaded_rss_mib": loaded.peak / MIB, "sensor_evaluation_peak_rss_mib": evaluating.peak / MIB}
@@ -380,8 +427,17 @@ def start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("w") as out:
         return subprocess.Popen(
             [
-                str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-                "-y", str(REPO / "deploy" / "celery.yaml"), "-n", name, "--", "--concurrency=1",
+                str(BIN / "dagster-celery"),
+                "worker",
+                "start",
+                "-A",
+                "dagster_celery.app",
+                "-y",
+                str(REPO / "deploy" / "celery.yaml"),
+                "-n",
+                name,
+                "--",
+                "--concurrency=1",
             ],  # fmt: skip
             cwd=REPO,
             env=env,

@@ -65,7 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.batches, args.images = 1, 20
     if args.batches * BATCH_SIZE > args.images // 2:
         parser.error(f"--images must hold at least twice {args.batches} batches of {BATCH_SIZE}")
-    args.out = args.out or Path(__file__).with_name("sensor_latency.quick.json" if args.quick else "sensor_latency.json")
+    args.out = args.out or Path(__file__).with_name(
+        "sensor_latency.quick.json" if args.quick else "sensor_latency.json"
+    )
     return args
 
 
@@ -99,7 +101,16 @@ def main(argv: list[str] | None = None) -> float:
         log = tmp_path / "dagster-dev.log"
         with open(log, "wb") as log_file:
             server = subprocess.Popen(
-                [str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(_free_port())],
+                [
+                    str(BIN / "dagster"),
+                    "dev",
+                    "-w",
+                    str(REPO / "workspace.yaml"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(_free_port()),
+                ],
                 cwd=REPO,
                 env=env,
                 stdout=log_file,
@@ -140,17 +151,17 @@ def main(argv: list[str] | None = None) -> float:
 def _prepare(tmp_path: Path, *, images: int, batches: int) -> tuple[Path, Path, dict[str, list]]:
     """A workdir with ``batches`` exported review batches; return the dataset, the workdir and each batch's answer."""
     import dagster as dg
-
     from labeling_dag.assets.cleaning import cleaned_images
     from labeling_dag.assets.ingestion import raw_images
     from labeling_dag.assets.prelabels import pre_labels
     from labeling_dag.assets.review import review_batch
     from labeling_dag.assets.scoring import uncertainty_scores
-    from labeling_dag.partitions import ingest_batches
     from labeling_dag.resources.detector import Detector
     from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
     from labeling_dag.resources.snapshots import SnapshotStore
     from labeling_dag.resources.storage import ImageSource, LabelStore
+
+    from labeling_dag.partitions import ingest_batches
     from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
     from labeling_dag.simulated_reviewer import load_truth, simulate_review
 
@@ -207,7 +218,14 @@ def _measure(instance, work: Path, batch_id: str, answer: list) -> dict[str, flo
     atomic.write_json(work / "exchange" / "inbox" / f"{batch_id}.json", answer)
     dropped = time.time()  # after the rename: from here on the sensor can see the file
     record = _wait_for(
-        lambda: next(iter(instance.get_run_records(filters=dg.RunsFilter(job_name="merge_review", tags={"dagster/run_key": batch_id}))), None),
+        lambda: next(
+            iter(
+                instance.get_run_records(
+                    filters=dg.RunsFilter(job_name="merge_review", tags={"dagster/run_key": batch_id})
+                )
+            ),
+            None,
+        ),
         what=f"a merge_review run for {batch_id}",
     )
     created = record.create_timestamp
@@ -257,7 +275,9 @@ def _wait_for_first_tick(instance, sensor_name: str, server: subprocess.Popen) -
 
 
 def _dagster(args: list[str], env: dict[str, str]) -> None:
-    completed = subprocess.run([str(BIN / "dagster"), *args], cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        [str(BIN / "dagster"), *args], cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
     if completed.returncode != 0:
         raise RuntimeError(f"dagster {' '.join(args)} failed (exit {completed.returncode}): {completed.stderr[-2000:]}")
 

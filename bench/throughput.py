@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
     stay_offline()
     from labeling_dag.resources.detector import Detector
+
     from labeling_dag.sample_data import generate_dataset
 
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
@@ -125,14 +126,14 @@ class _Pipeline:
 
     def __init__(self, workdir: Path, source: Path, weights: Path, *, imgsz: int) -> None:
         import dagster as dg
-
         from labeling_dag.assets.cleaning import cleaned_images
         from labeling_dag.assets.ingestion import raw_images
         from labeling_dag.assets.prelabels import pre_labels
-        from labeling_dag.partitions import ingest_batches
         from labeling_dag.resources.detector import Detector
         from labeling_dag.resources.snapshots import SnapshotStore
         from labeling_dag.resources.storage import ImageSource, LabelStore
+
+        from labeling_dag.partitions import ingest_batches
 
         self.workdir = workdir
         self.assets = [raw_images, cleaned_images, pre_labels]
@@ -167,7 +168,9 @@ class _Pipeline:
         for table in ("boxes", "images"):
             (self.workdir / "pre_labels" / ROOT_BATCH / f"{table}.parquet").unlink()
         result = self._materialize([self.assets[2]])
-        (success,) = [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS" and e.step_key == "pre_labels"]
+        (success,) = [
+            e for e in result.all_events if e.event_type_value == "STEP_SUCCESS" and e.step_key == "pre_labels"
+        ]
         boxes = self.resources["store"].read_table("pre_labels", "boxes", BOX_COLUMNS)
         return success.event_specific_data.duration_ms / 1000, len(boxes)
 
@@ -198,7 +201,13 @@ def _bare_predict(weights: Path, paths: list[Path], imgsz: int, *, slices: bool)
     boxes = 0
     for start in range(0, len(sources), step):
         results = model.predict(
-            source=sources[start : start + step], stream=True, imgsz=imgsz, batch=BARE_BATCH, conf=0.25, device="cpu", verbose=False
+            source=sources[start : start + step],
+            stream=True,
+            imgsz=imgsz,
+            batch=BARE_BATCH,
+            conf=0.25,
+            device="cpu",
+            verbose=False,
         )
         boxes += sum(len(result.boxes) for result in results)
     return time.perf_counter() - started, boxes

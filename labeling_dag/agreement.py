@@ -116,9 +116,7 @@ def _match_iou(iou: np.ndarray, min_iou: float) -> list[tuple[int, int, float]]:
     return [(int(i), int(j), float(iou[i, j])) for i, j in zip(rows, cols) if iou[i, j] >= min_iou]
 
 
-def match_boxes(
-    a: Sequence[NormBox], b: Sequence[NormBox], *, min_iou: float = 0.5
-) -> list[tuple[int, int, float]]:
+def match_boxes(a: Sequence[NormBox], b: Sequence[NormBox], *, min_iou: float = 0.5) -> list[tuple[int, int, float]]:
     """Optimal one-to-one matching of ``a`` to ``b`` maximising total IoU (Hungarian).
 
     Returns ``(index_in_a, index_in_b, iou)`` for every matched pair, ordered by
@@ -129,9 +127,7 @@ def match_boxes(
     return _match_iou(iou_matrix(a, b), min_iou)
 
 
-def _edit(
-    predicted: PredictedBox, annotated: AnnotatedBox, iou: float, same_box_iou: float
-) -> BoxEdit:
+def _edit(predicted: PredictedBox, annotated: AnnotatedBox, iou: float, same_box_iou: float) -> BoxEdit:
     # A class change is the bigger error, so it names the edit even if the box moved too.
     if annotated.class_name != predicted.class_name:
         kind: EditKind = "relabelled"
@@ -346,9 +342,7 @@ def box_label_pairs(
         raise ValueError(f"none_label {none_label!r} is also used as a class name")
     matches = match_boxes([box for _, box in a], [box for _, box in b], min_iou=min_iou)
     partner = {i: j for i, j, _ in matches}
-    pairs = [
-        (name, b[partner[i]][0] if i in partner else none_label) for i, (name, _) in enumerate(a)
-    ]
+    pairs = [(name, b[partner[i]][0] if i in partner else none_label) for i, (name, _) in enumerate(a)]
     matched = set(partner.values())
     pairs.extend((none_label, name) for j, (name, _) in enumerate(b) if j not in matched)
     return pairs

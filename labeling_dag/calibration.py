@@ -100,21 +100,13 @@ def _as_correct(correct: npt.ArrayLike) -> np.ndarray:
     return ok
 
 
-def _check_settings(
-    target_precision: float, min_support: int, confidence_level: float | None
-) -> None:
+def _check_settings(target_precision: float, min_support: int, confidence_level: float | None) -> None:
     if not 0.0 < target_precision <= 1.0:  # also rejects NaN
         raise ValueError(f"target_precision must lie in (0, 1]; got {target_precision!r}")
-    if (
-        isinstance(min_support, bool)
-        or not isinstance(min_support, (int, np.integer))
-        or min_support < 1
-    ):
+    if isinstance(min_support, bool) or not isinstance(min_support, (int, np.integer)) or min_support < 1:
         raise ValueError(f"min_support must be an integer >= 1; got {min_support!r}")
     if confidence_level is not None and not 0.0 < confidence_level < 1.0:
-        raise ValueError(
-            f"confidence_level must be None or lie in (0, 1); got {confidence_level!r}"
-        )
+        raise ValueError(f"confidence_level must be None or lie in (0, 1); got {confidence_level!r}")
 
 
 def _wilson_lower(n_correct: np.ndarray, n: np.ndarray, confidence_level: float) -> np.ndarray:
@@ -147,9 +139,7 @@ def _fit(
     # run of ties is a tail that a threshold can produce.
     is_tail = np.ones(c.size, dtype=np.bool_)
     is_tail[:-1] = c[1:] != c[:-1]
-    evidence = precision if confidence_level is None else _wilson_lower(
-        n_correct, n_tail, confidence_level
-    )
+    evidence = precision if confidence_level is None else _wilson_lower(n_correct, n_tail, confidence_level)
     passing = np.flatnonzero(is_tail & (n_tail >= min_support) & (evidence >= target_precision))
     if passing.size == 0:
         return None, None
@@ -308,9 +298,7 @@ def image_threshold(
         min_support: fewest judged images at or above ``t``, >= 1.
     """
     ok = _as_correct(fully_right)
-    t, accuracy = precision_threshold(
-        least_confidences, ok, target_precision=target_accuracy, min_support=min_support
-    )
+    t, accuracy = precision_threshold(least_confidences, ok, target_precision=target_accuracy, min_support=min_support)
     return ImageGate(threshold=t, accuracy=accuracy, support=int(ok.shape[0]))
 
 
@@ -348,9 +336,7 @@ def auto_accept_images(
     ids = list(image_ids)
     cls = list(classes)
     if len(cls) != len(ids):
-        raise ValueError(
-            f"image_ids and classes must have equal lengths; got {len(ids)} and {len(cls)}"
-        )
+        raise ValueError(f"image_ids and classes must have equal lengths; got {len(ids)} and {len(cls)}")
     conf = _as_confidences(confidences, len(ids))
     if gate is not None and gate.threshold is None:
         return []

@@ -35,11 +35,15 @@ def _check_result(
 @dg.asset_check(asset="cleaned_images", blocking=True, description="GX suite: ids, paths, sizes, quality measures")
 def cleaned_images_gate(context: dg.AssetCheckExecutionContext, store: LabelStore) -> dg.AssetCheckResult:
     """Validate the ingestion batch's cleaned-images table with its Great Expectations suite."""
-    return _check_result(validate_cleaned_images(store.read_partition(CLEANED, context.partition_key, "images", CLEANED_COLUMNS)))
+    return _check_result(
+        validate_cleaned_images(store.read_partition(CLEANED, context.partition_key, "images", CLEANED_COLUMNS))
+    )
 
 
 @dg.asset_check(
-    asset="pre_labels", blocking=True, description="GX suite: boxes inside the image, classes, confidences, model version"
+    asset="pre_labels",
+    blocking=True,
+    description="GX suite: boxes inside the image, classes, confidences, model version",
 )
 def pre_labels_gate(context: dg.AssetCheckExecutionContext, store: LabelStore) -> dg.AssetCheckResult:
     """Validate the batch's pre-label boxes against the class list of the model that produced them."""
@@ -69,7 +73,11 @@ def review_quality_gate(context: dg.AssetCheckExecutionContext, store: LabelStor
     return _check_result(validate_review_quality(mine), severity)
 
 
-@dg.asset_check(asset="verified_labels", blocking=True, description="GX suite: unique ids, boxes inside the image, known class and source")
+@dg.asset_check(
+    asset="verified_labels",
+    blocking=True,
+    description="GX suite: unique ids, boxes inside the image, known class and source",
+)
 def verified_labels_gate(store: LabelStore) -> dg.AssetCheckResult:
     """Validate the labels in force against the project's class list."""
     labels = active(store.read_table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS))

@@ -130,8 +130,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run_loop(args: argparse.Namespace) -> int:
+    from labeling_dag.class_map import ClassMapError, parse_class_map
+    from labeling_dag.loop_start import SeedModelError
     from labeling_dag.run_loop import LoopSettings, run_and_report
 
+    try:
+        class_map = parse_class_map(args.class_map)
+    except ClassMapError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if args.rounds is None and not args.until_labelled:
         args.rounds = 3
     settings = LoopSettings(
@@ -152,8 +159,13 @@ def _run_loop(args: argparse.Namespace) -> int:
         fine_tune_epochs=args.fine_tune_epochs,
         max_human_seconds=args.max_human_seconds,
         seed_model=args.seed_model.resolve() if args.seed_model else None,
+        class_map=class_map,
     )
-    run_and_report(settings, args.report)
+    try:
+        run_and_report(settings, args.report)
+    except SeedModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -219,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(run=_init)
 
     from labeling_dag.dataset_export import FORMATS, SOURCES
+    from labeling_dag.sampling import strategy_names
 
     export = commands.add_parser("export", help="write the verified labels as a YOLO, COCO or Label Studio dataset")
     export.add_argument("--workdir", help="pipeline workdir (default: $LABELING_DAG_WORKDIR)")
@@ -256,12 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--until-labelled", action="store_true", help="go on until every pool image has verified labels")
     loop.add_argument("--max-human-seconds", type=float, help="stop once the modelled human seconds reach this")
     loop.add_argument(
-        "--seed-model", type=Path, help="start from this ultralytics .pt of the pool's classes (warm start)"
+        "--seed-model",
+        type=Path,
+        help="start from this ultralytics detector: of the pool's classes (or mapped by --class-map) it pre-labels "
+        "round 0 (warm start); of other classes the first model trains from its weights (pretrained start)",
+    )
+    loop.add_argument(
+        "--class-map", default="", help="seed model class -> pool class, for a warm start: person=pedestrian,..."
     )
     loop.add_argument("--batch-size", type=int, default=20)
-    loop.add_argument(
-        "--strategy", default="hybrid", choices=("least_confidence", "margin", "entropy", "random", "hybrid")
-    )
+    loop.add_argument("--strategy", default="hybrid", choices=strategy_names())
     loop.add_argument("--diversity", action="store_true", help="diversity-aware selection (k-means over embeddings)")
     loop.add_argument("--seed-labels", type=int, default=40, help="images in the random seed batch (round 0)")
     loop.add_argument("--target-precision", type=float, default=0.95, help="auto-accepted boxes that must be right")

@@ -19,7 +19,8 @@ Boxes = Sequence[tuple[str, NormBox]]
 
 @dataclass(frozen=True)
 class Counts:
-    """Matched (tp), spurious (fp) and missed (fn) boxes over some images; ``exact_images`` had none wrong or missing."""
+    """Matched (tp), spurious (fp) and missed (fn) boxes over some images; ``exact_images`` had
+    none wrong or missing."""
 
     images: int = 0
     exact_images: int = 0

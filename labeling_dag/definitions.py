@@ -15,8 +15,8 @@ from labeling_dag.assets.verification import review_annotations, verified_labels
 from labeling_dag.checks import cleaned_images_gate, pre_labels_gate, review_quality_gate, verified_labels_gate
 from labeling_dag.jobs import export_dataset, merge_review, prelabel_batch, retrain, select_review_batch
 from labeling_dag.resources.detector import Detector
-from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.label_studio import LabelStudioReview
+from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview, ReviewBackend
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import ImageSource, LabelStore
@@ -87,7 +87,6 @@ def run_executor(name: str) -> dg.ExecutorDefinition | None:
 
         return k8s_job_executor
     raise ValueError(f"LABELING_DAG_EXECUTOR={name!r}: choose 'default', 'in_process', 'celery' or 'k8s'")
-
 
 
 def review_backend(name: str) -> ReviewBackend:

@@ -115,9 +115,7 @@ def load_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     return image
 
 
-def inspect_image(
-    path: Path, *, max_pixels: int = MAX_PIXELS
-) -> tuple[Image.Image, InspectedImage]:
+def inspect_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, InspectedImage]:
     """Decode ``path`` as :func:`load_image` does and measure it.
 
     Returns:
@@ -263,15 +261,11 @@ def _decode(path: Path, max_pixels: int) -> tuple[Image.Image, str | None, bool]
             if exif_transposed:
                 image = ImageOps.exif_transpose(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageRejected(
-                path, "decompression_bomb", f"possible decompression bomb ({exc})"
-            ) from exc
+            raise ImageRejected(path, "decompression_bomb", f"possible decompression bomb ({exc})") from exc
         # Pillow's decoders raise an open-ended set of types on hostile data (OSError,
         # SyntaxError, ValueError, EOFError, struct.error, ...); all mean the same here.
         except Exception as exc:
-            raise ImageRejected(
-                path, "truncated", f"truncated or corrupt image data ({exc})"
-            ) from exc
+            raise ImageRejected(path, "truncated", f"truncated or corrupt image data ({exc})") from exc
     rgb, converted_mode = _to_rgb(path, image)
     return rgb, converted_mode, exif_transposed
 
@@ -294,19 +288,14 @@ def _open_header(path: Path, fp: BinaryIO, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise ImageRejected(path, "not_an_image", "not a recognised image format") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(
-                path, "decompression_bomb", f"possible decompression bomb ({exc})"
-            ) from exc
+        raise ImageRejected(path, "decompression_bomb", f"possible decompression bomb ({exc})") from exc
     except Exception as exc:  # a recognised signature followed by a broken header
-        raise ImageRejected(
-            path, "truncated", f"truncated or corrupt image header ({exc})"
-        ) from exc
+        raise ImageRejected(path, "truncated", f"truncated or corrupt image header ({exc})") from exc
     if image.format not in SUPPORTED_FORMATS:
         raise ImageRejected(
             path,
             "unsupported_format",
-            f"{image.format} images are not supported "
-            f"(supported: {', '.join(sorted(SUPPORTED_FORMATS))})",
+            f"{image.format} images are not supported (supported: {', '.join(sorted(SUPPORTED_FORMATS))})",
         )
     width, height = image.size
     if width * height > max_pixels:
@@ -350,9 +339,7 @@ def _to_rgb(path: Path, image: Image.Image) -> tuple[Image.Image, str | None]:
             return canvas.convert("RGB"), mode
         return image.convert("RGB"), mode
     except ValueError as exc:  # a mode Pillow decodes but cannot convert (e.g. "La")
-        raise ImageRejected(
-            path, "unsupported_format", f"cannot convert {mode} pixels to RGB ({exc})"
-        ) from exc
+        raise ImageRejected(path, "unsupported_format", f"cannot convert {mode} pixels to RGB ({exc})") from exc
 
 
 def _hash_bytes(hex_hash: str) -> bytes:

@@ -15,7 +15,7 @@ import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -82,25 +82,18 @@ def _finite(value: Any, what: str) -> float:
     return float(value)
 
 
-def _clipped_edges(
-    left: float, top: float, width: float, height: float
-) -> tuple[float, float, float, float]:
+def _clipped_edges(left: float, top: float, width: float, height: float) -> tuple[float, float, float, float]:
     """Validate a top-left percent box and return its edges clipped to the image."""
     if width <= 0 or height <= 0:
         raise ValueError(f"box size must be positive, got width={width!r} height={height!r}")
     right, bottom = left + width, top + height
     low, high = -_EDGE_TOLERANCE_PERCENT, 100.0 + _EDGE_TOLERANCE_PERCENT
     if left < low or top < low or right > high or bottom > high:
-        raise ValueError(
-            f"box lies outside the image: x={left!r} y={top!r} width={width!r} height={height!r}"
-        )
+        raise ValueError(f"box lies outside the image: x={left!r} y={top!r} width={width!r} height={height!r}")
     left, top = min(max(left, 0.0), 100.0), min(max(top, 0.0), 100.0)
     right, bottom = min(max(right, 0.0), 100.0), min(max(bottom, 0.0), 100.0)
     if right <= left or bottom <= top:
-        raise ValueError(
-            f"box has no area inside the image: x={left!r} y={top!r} "
-            f"width={width!r} height={height!r}"
-        )
+        raise ValueError(f"box has no area inside the image: x={left!r} y={top!r} width={width!r} height={height!r}")
     return left, top, right, bottom
 
 
@@ -114,9 +107,7 @@ def norm_to_ls_percent(box: NormBox) -> dict[str, float]:
     """
     cx, cy = _as_real(box.x, "box.x"), _as_real(box.y, "box.y")
     w, h = _as_real(box.w, "box.w"), _as_real(box.h, "box.h")
-    left, top, right, bottom = _clipped_edges(
-        (cx - w / 2) * 100.0, (cy - h / 2) * 100.0, w * 100.0, h * 100.0
-    )
+    left, top, right, bottom = _clipped_edges((cx - w / 2) * 100.0, (cy - h / 2) * 100.0, w * 100.0, h * 100.0)
     return {"x": left, "y": top, "width": right - left, "height": bottom - top}
 
 
@@ -149,9 +140,7 @@ def ls_percent_to_norm(value: Mapping[str, float]) -> NormBox:
     )
 
 
-def review_task(
-    image: ReviewImage, *, batch_id: str, model_version: str, pre_label_run_id: str
-) -> dict[str, Any]:
+def review_task(image: ReviewImage, *, batch_id: str, model_version: str, pre_label_run_id: str) -> dict[str, Any]:
     """Build one importable Label Studio task with the model's boxes as a prediction.
 
     ``data`` carries the image URL (``$image`` in the config) plus ``image_id``,
@@ -167,17 +156,14 @@ def review_task(
     confidence is not a finite number (JSON has no NaN; Label Studio would refuse the file).
     """
     if image.width <= 0 or image.height <= 0:
-        raise ValueError(
-            f"image {image.image_id!r} has invalid size {image.width}x{image.height}"
-        )
+        raise ValueError(f"image {image.image_id!r} has invalid size {image.width}x{image.height}")
     score = _finite(image.score, f"score of image {image.image_id!r}")
     regions: list[dict[str, Any]] = []
     seen_ids: set[str] = set()
     for pre_label in image.pre_labels:
         if pre_label.image_id != image.image_id:
             raise ValueError(
-                f"pre-label {pre_label.box_id!r} belongs to image {pre_label.image_id!r}, "
-                f"not {image.image_id!r}"
+                f"pre-label {pre_label.box_id!r} belongs to image {pre_label.image_id!r}, not {image.image_id!r}"
             )
         # One prediction carries one model_version, so mixing versions would misattribute boxes.
         if pre_label.model_version != model_version:
@@ -192,9 +178,7 @@ def review_task(
             percent = norm_to_ls_percent(pre_label.box)
             confidence = _finite(pre_label.confidence, "confidence")
         except ValueError as exc:
-            raise ValueError(
-                f"pre-label {pre_label.box_id!r} on image {image.image_id!r}: {exc}"
-            ) from exc
+            raise ValueError(f"pre-label {pre_label.box_id!r} on image {image.image_id!r}: {exc}") from exc
         regions.append(
             {
                 "id": pre_label.box_id,
@@ -325,8 +309,8 @@ def _parse_timestamp(raw: Any) -> datetime:
         raise ValueError(f"timestamp is not ISO 8601: {raw!r}") from exc
     # Label Studio writes UTC; a naive stamp is read as UTC so it stays comparable.
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def _annotation_order(annotation: Mapping[str, Any]) -> tuple[datetime, int, str]:
@@ -496,8 +480,7 @@ def _parse_tasks(
         image_id = annotations[0].image_id
         if image_id in seen:
             raise ReviewExportError(
-                f"{_task_label(index, task)}: image_id {image_id!r} already "
-                f"appeared in task #{seen[image_id]}"
+                f"{_task_label(index, task)}: image_id {image_id!r} already appeared in task #{seen[image_id]}"
             )
         seen[image_id] = index
         parsed.extend(annotations)

@@ -25,12 +25,18 @@ class Workdir:
     root: Path
 
     def table(self, folder: str, name: str, columns: dict[str, str]) -> pd.DataFrame:
-        """A parquet table of the workdir (the whole pool for a partitioned asset), empty with ``columns`` when absent."""
+        """A parquet table of the workdir (the whole pool for a partitioned asset), empty with
+        ``columns`` when absent."""
         return read_table(self.root, folder, name, columns)
 
     def history(self, folder: str) -> list[dict[str, str]]:
         """The DVC snapshot history of an asset folder (every batch's, for a partitioned asset)."""
-        return [entry for path in snapshot_histories(self.root, folder) if path.exists() for entry in json.loads(path.read_text())]
+        return [
+            entry
+            for path in snapshot_histories(self.root, folder)
+            if path.exists()
+            for entry in json.loads(path.read_text())
+        ]
 
     def snapshots_of_run(self, folder: str, run_id: str) -> list[str]:
         """Snapshot ids an asset folder got from the run ``run_id``."""
@@ -89,25 +95,33 @@ def trace_label(workdir: Workdir, label_id: str) -> list[str]:
         raise KeyError(f"no verified label {label_id!r} in {workdir.root}")
     label = match.iloc[0]
     lines = [
-        f"label {label_id}: {label['class_name']} at x={label['x']:.4f} y={label['y']:.4f} w={label['w']:.4f} h={label['h']:.4f} "
-        f"(source {label['source']}{', retired by merge ' + label['retired_by'] if label['retired_by'] else ', active'})"
+        f"label {label_id}: {label['class_name']} at x={label['x']:.4f} y={label['y']:.4f} "
+        f"w={label['w']:.4f} h={label['h']:.4f} "
+        f"(source {label['source']}"
+        f"{', retired by merge ' + label['retired_by'] if label['retired_by'] else ', active'})"
     ]
     lines += _image_origin(workdir, label["image_id"])
     if label["pre_label_id"]:
-        pre_snapshots = workdir.snapshots_of_run("pre_labels", label["pre_label_run_id"]) or workdir.first_snapshot_with_row(
-            "pre_labels", "boxes", "box_id", label["pre_label_id"]
-        )
+        pre_snapshots = workdir.snapshots_of_run(
+            "pre_labels", label["pre_label_run_id"]
+        ) or workdir.first_snapshot_with_row("pre_labels", "boxes", "box_id", label["pre_label_id"])
         lines.append(
             f"pre-label {label['pre_label_id']}: model {label['model_version']}, run {label['pre_label_run_id']}, "
             f"confidence {label['confidence']:.3f}, pre_labels snapshot {', '.join(pre_snapshots) or '?'}"
         )
     else:
-        lines.append("pre-label: none (drawn by a person)" if label["source"] != "gold" else "pre-label: none (gold answer)")
+        lines.append(
+            "pre-label: none (drawn by a person)" if label["source"] != "gold" else "pre-label: none (gold answer)"
+        )
     if label["source"] == "human":
         edits = workdir.table(ANNOTATIONS_FOLDER, "edits", EDIT_COLUMNS)
         edit = edits[(edits["batch_id"] == label["review_batch_id"]) & (edits["image_id"] == label["image_id"])]
         original = edit[edit["pre_label_id"] == label["pre_label_id"]] if label["pre_label_id"] else edit.iloc[0:0]
-        was = f", was {original['original_class'].iloc[0]}" if len(original) and label["edit_kind"] == "relabelled" else ""
+        was = (
+            f", was {original['original_class'].iloc[0]}"
+            if len(original) and label["edit_kind"] == "relabelled"
+            else ""
+        )
         batch, revision = split_revision(label["review_batch_id"])
         # A revision is the batch's tasks edited in the labelling tool after an earlier merge.
         which = f"batch {batch} revision {revision}" if revision > 1 else f"batch {batch}"
@@ -117,7 +131,8 @@ def trace_label(workdir: Workdir, label_id: str) -> list[str]:
     snapshots = label_snapshots(workdir, label)
     lines.append(f"verified_labels snapshots: {', '.join(snapshots) or 'none'}")
     lines += [
-        f"model {card['model_version']} trained on snapshot {card['training_snapshot']} (mAP50 {card['metrics']['map50']:.3f})"
+        f"model {card['model_version']} trained on snapshot {card['training_snapshot']} "
+        f"(mAP50 {card['metrics']['map50']:.3f})"
         for card in workdir.model_cards()
         if card["training_snapshot"] in snapshots
     ] or ["models trained on it: none yet"]
@@ -155,8 +170,8 @@ def _image_origin(workdir: Workdir, image_id: str) -> list[str]:
     ] or [f"raw file: unknown image {image_id}"]
     row = cleaned[cleaned["image_id"] == image_id]
     if len(row):
-        snapshots = workdir.snapshots_of_run("cleaned_images", row["run_id"].iloc[0]) or workdir.first_snapshot_with_row(
-            "cleaned_images", "images", "image_id", image_id
-        )
+        snapshots = workdir.snapshots_of_run(
+            "cleaned_images", row["run_id"].iloc[0]
+        ) or workdir.first_snapshot_with_row("cleaned_images", "images", "image_id", image_id)
         lines.append(f"cleaned: {row['path'].iloc[0]} in cleaned_images snapshot {', '.join(snapshots) or '?'}")
     return lines

@@ -100,7 +100,14 @@ VERIFIED_IMAGE_COLUMNS: dict[str, str] = {
     "merge_id": "str",
     "retired_by": "str",
 }
-GOLD_COLUMNS: dict[str, str] = {"image_id": "str", "class_name": "str", "x": "float64", "y": "float64", "w": "float64", "h": "float64"}
+GOLD_COLUMNS: dict[str, str] = {
+    "image_id": "str",
+    "class_name": "str",
+    "x": "float64",
+    "y": "float64",
+    "w": "float64",
+    "h": "float64",
+}
 
 
 def exported_predictions(task: Mapping[str, Any]) -> list[PredictedBox]:
@@ -165,7 +172,9 @@ def edit_rows(
 
 def returned_rows(annotations: Sequence[TaskAnnotation], *, batch_id: str) -> pd.DataFrame:
     """The images a returned batch or revision answered, one row each."""
-    return _frame([{"batch_id": batch_id, "image_id": annotation.image_id} for annotation in annotations], RETURNED_COLUMNS)
+    return _frame(
+        [{"batch_id": batch_id, "image_id": annotation.image_id} for annotation in annotations], RETURNED_COLUMNS
+    )
 
 
 def current_edits(edits: pd.DataFrame) -> pd.DataFrame:
@@ -174,7 +183,9 @@ def current_edits(edits: pd.DataFrame) -> pd.DataFrame:
     An image edited in the labelling tool after its merge was judged again; the earlier
     judgement is history, not more evidence.
     """
-    revision = pd.DataFrame(edits["batch_id"].map(split_revision).tolist(), columns=["base", "number"], index=edits.index)
+    revision = pd.DataFrame(
+        edits["batch_id"].map(split_revision).tolist(), columns=["base", "number"], index=edits.index
+    )
     latest = revision.groupby([revision["base"], edits["image_id"]])["number"].transform("max")
     return edits[revision["number"] == latest]
 
@@ -239,9 +250,7 @@ def calibration_from_edits(
     once, as revised (:func:`current_edits`).
     """
     edits = current_edits(edits)
-    judged = edits[
-        (edits["model_version"] == model_version) & edits["prediction_correct"].notna() & ~edits["is_gold"]
-    ]
+    judged = edits[(edits["model_version"] == model_version) & edits["prediction_correct"].notna() & ~edits["is_gold"]]
     return calibrate(
         judged["original_class"].tolist(),
         judged["confidence"].to_numpy(),
@@ -272,14 +281,18 @@ def image_gate_from_edits(
     cleared = proposed["confidence"].to_numpy() >= [
         _threshold_or_inf(calibration, name) for name in proposed["original_class"]
     ]
-    per_image = pd.DataFrame(
-        {
-            "image_id": proposed["image_id"].to_numpy(),
-            "cleared": cleared,
-            "correct": proposed["prediction_correct"].to_numpy() == 1.0,
-            "confidence": proposed["confidence"].to_numpy(),
-        }
-    ).groupby("image_id").agg(cleared=("cleared", "all"), correct=("correct", "all"), least=("confidence", "min"))
+    per_image = (
+        pd.DataFrame(
+            {
+                "image_id": proposed["image_id"].to_numpy(),
+                "cleared": cleared,
+                "correct": proposed["prediction_correct"].to_numpy() == 1.0,
+                "confidence": proposed["confidence"].to_numpy(),
+            }
+        )
+        .groupby("image_id")
+        .agg(cleared=("cleared", "all"), correct=("correct", "all"), least=("confidence", "min"))
+    )
     added = set(mine.loc[mine["edit_kind"] == "added", "image_id"])
     judged = per_image[per_image["cleared"]]
     fully_right = judged["correct"].to_numpy() & ~judged.index.isin(added)
@@ -300,7 +313,11 @@ def auto_accepted_rows(
     pool = boxes[boxes["image_id"].isin(candidates)]
     accepted = set(
         auto_accept_images(
-            pool["image_id"].tolist(), pool["class_name"].tolist(), pool["confidence"].to_numpy(), calibration, gate=gate
+            pool["image_id"].tolist(),
+            pool["class_name"].tolist(),
+            pool["confidence"].to_numpy(),
+            calibration,
+            gate=gate,
         )
     )
     chosen = pool[pool["image_id"].isin(accepted)]
@@ -405,7 +422,10 @@ def merge_verified(
     revived), so the result is the same however often it runs.
     """
     merged = []
-    for table, additions, columns in ((labels, new_labels, LABEL_COLUMNS), (images, new_images, VERIFIED_IMAGE_COLUMNS)):
+    for table, additions, columns in (
+        (labels, new_labels, LABEL_COLUMNS),
+        (images, new_images, VERIFIED_IMAGE_COLUMNS),
+    ):
         table = table[table["merge_id"] != merge_id].copy()
         table.loc[table["retired_by"] == merge_id, "retired_by"] = ""
         superseded = (table["retired_by"] == "") & table["image_id"].isin(new_images["image_id"])

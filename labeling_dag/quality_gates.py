@@ -244,9 +244,7 @@ def _cleaned_images_expectations() -> list[Expectation]:
         *_not_null_and_between("width", min_value=1, description="width >= 1"),
         *_not_null_and_between("height", min_value=1, description="height >= 1"),
         *_not_null_and_between("blur_variance", min_value=0, description="blur_variance >= 0"),
-        *_not_null_and_between(
-            "contrast", min_value=0, max_value=1, description="contrast between 0 and 1"
-        ),
+        *_not_null_and_between("contrast", min_value=0, max_value=1, description="contrast between 0 and 1"),
     ]
 
 
@@ -258,12 +256,8 @@ def _pre_labels_expectations() -> list[Expectation]:
         gxe.ExpectColumnValuesToBeUnique(column="box_id", description="box_id unique"),
         gxe.ExpectColumnValuesToNotBeNull(column="image_id", description="image_id not null"),
         *_box_expectations(),
-        *_not_null_and_between(
-            "confidence", min_value=0, max_value=1, description="confidence between 0 and 1"
-        ),
-        gxe.ExpectColumnValuesToNotBeNull(
-            column="model_version", description="model_version not null"
-        ),
+        *_not_null_and_between("confidence", min_value=0, max_value=1, description="confidence between 0 and 1"),
+        gxe.ExpectColumnValuesToNotBeNull(column="model_version", description="model_version not null"),
         gxe.ExpectColumnValuesToMatchRegex(
             column="model_version",
             regex=SHA256_HEX_PATTERN,
@@ -312,12 +306,8 @@ def _box_expectations() -> list[Expectation]:
     return [
         *_not_null_and_between("x", min_value=0, max_value=1, description="x between 0 and 1"),
         *_not_null_and_between("y", min_value=0, max_value=1, description="y between 0 and 1"),
-        *_not_null_and_between(
-            "w", min_value=0, max_value=1, strict_min=True, description="w in (0, 1]"
-        ),
-        *_not_null_and_between(
-            "h", min_value=0, max_value=1, strict_min=True, description="h in (0, 1]"
-        ),
+        *_not_null_and_between("w", min_value=0, max_value=1, strict_min=True, description="w in (0, 1]"),
+        *_not_null_and_between("h", min_value=0, max_value=1, strict_min=True, description="h in (0, 1]"),
         # Edges are derived from x/y/w/h, whose nulls are already reported above.
         *(
             gxe.ExpectColumnValuesToBeBetween(
@@ -369,16 +359,12 @@ _SUITE_BUILDERS: Mapping[str, Callable[[], list[Expectation]]] = {
 }
 
 
-def _validate(
-    suite_name: str, frame: pd.DataFrame, *, expectation_parameters: dict[str, Any]
-) -> GateResult:
+def _validate(suite_name: str, frame: pd.DataFrame, *, expectation_parameters: dict[str, Any]) -> GateResult:
     with _LOCK:
         gate = _gate(suite_name)
         batch = gate.batch_definition.get_batch(batch_parameters={"dataframe": frame})
         # BASIC still reports unexpected_count but skips SUMMARY's value histograms.
-        suite_result = batch.validate(
-            gate.suite, result_format="BASIC", expectation_parameters=expectation_parameters
-        )
+        suite_result = batch.validate(gate.suite, result_format="BASIC", expectation_parameters=expectation_parameters)
 
     by_detail = {r.expectation_config.description: r for r in suite_result.results}
     outcomes = []
@@ -388,9 +374,7 @@ def _validate(
         # once evaluated; without it GX failed to evaluate the rule rather than the data failing.
         if "unexpected_count" not in result.result:
             errors = _exception_messages(result.exception_info or {})
-            raise RuntimeError(
-                f"{suite_name}: GX could not evaluate {expectation.description!r}: {errors}"
-            )
+            raise RuntimeError(f"{suite_name}: GX could not evaluate {expectation.description!r}: {errors}")
         outcomes.append(
             ExpectationOutcome(
                 expectation=result.expectation_config.type,

@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from labeling_dag.label_studio_format import ReviewExportError, is_complete, parse_export
 
-
 SAFE_BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 # Label Studio serves files under its LOCAL_FILES_DOCUMENT_ROOT (the workdir) at this path,
@@ -106,7 +105,9 @@ def judge_review_file(
     if sent is None:
         return Verdict(file, batch_id, f"unknown batch {batch_id!r}: no such batch was exported")
     if already_received(batch_id):
-        return Verdict(file, batch_id, f"batch {batch_id!r} was already received (re-run merge_review to merge it again)")
+        return Verdict(
+            file, batch_id, f"batch {batch_id!r} was already received (re-run merge_review to merge it again)"
+        )
     if not is_complete(tasks):
         done = sum(is_complete([task]) for task in tasks) if isinstance(tasks, list) else 0
         return Verdict(file, batch_id, f"incomplete: {done} of {len(tasks)} tasks annotated")
@@ -117,7 +118,9 @@ def judge_review_file(
     returned = {annotation.image_id for annotation in annotations}
     if returned != set(sent):
         unknown, missing = sorted(returned - set(sent)), sorted(set(sent) - returned)
-        return Verdict(file, batch_id, f"tasks do not match batch {batch_id!r}: unknown images {unknown}, missing images {missing}")
+        return Verdict(
+            file, batch_id, f"tasks do not match batch {batch_id!r}: unknown images {unknown}, missing images {missing}"
+        )
     for task in tasks:  # parse_export vouched for the shape: a list of objects with a data object
         data = task["data"]
         if "image" not in data and sent[data["image_id"]] is None:
@@ -165,7 +168,9 @@ def check_image_ref(ref: Any, *, data_root: Path | None = None, sent: str | None
             raise ValueError(f"image reference {ref!r} climbs out of its root with '..'")
         if ref != sent:
             kind = "a URL" if scheme else "an absolute path"
-            raise ValueError(f"image reference {ref!r} is {kind} other than the one the batch was exported with ({sent!r})")
+            raise ValueError(
+                f"image reference {ref!r} is {kind} other than the one the batch was exported with ({sent!r})"
+            )
         return None
     else:
         local = ref

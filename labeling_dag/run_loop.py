@@ -7,12 +7,11 @@ Dagster instance, and the sensors' own evaluation functions decide what runs nex
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,8 +43,11 @@ class LoopSettings:
     cold_start_epochs: int = 30
     fine_tune_epochs: int = 10
     retrain_min_new_boxes: int = 1
-    # A local ultralytics detector of the pool's classes to start from (warm start); None = cold start.
+    # A local ultralytics detector to start from (labeling_dag.loop_start): of the pool's classes, or
+    # mapped to them by class_map, it pre-labels round 0 (warm start); of other classes, the first
+    # model trains from its weights (pretrained start). None = cold start.
     seed_model: Path | None = None
+    class_map: Mapping[str, str] = field(default_factory=dict)  # seed model class -> pool class
     # False reviews every image (model-assisted labelling without auto-accept: the baseline arm).
     auto_accept: bool = True
     # Stop once the human seconds spent reach this; None = no budget.
@@ -104,6 +106,7 @@ JobExecutor = Callable[[LoopSettings, object, JobRequest], RunOutcome]
 
 def loop_resources(settings: LoopSettings) -> dict[str, object]:
     """The resources of the code location, bound to the simulated loop's workdir and sizes."""
+    from labeling_dag.loop_start import loop_start
     from labeling_dag.resources.detector import Detector
     from labeling_dag.resources.loop_policy import LoopPolicy
     from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
@@ -112,10 +115,13 @@ def loop_resources(settings: LoopSettings) -> dict[str, object]:
     from labeling_dag.sample_data import load_data_yaml
 
     spec = load_data_yaml(settings.dataset)
+    start = loop_start(settings.seed_model, settings.class_map, spec.names)
     return {
         "store": LabelStore(workdir=str(settings.workdir.resolve())),
         "source": ImageSource(folder=str(spec.train_images)),
-        "detector": Detector(imgsz=settings.imgsz, seed=settings.seed, training_cache=str(settings.training_cache or "")),
+        "detector": Detector(
+            imgsz=settings.imgsz, seed=settings.seed, training_cache=str(settings.training_cache or "")
+        ),
         "snapshots": SnapshotStore(),
         "exchange": FileReviewExchange(),
         "review": FolderReview(),
@@ -124,22 +130,29 @@ def loop_resources(settings: LoopSettings) -> dict[str, object]:
             retrain_min_new_boxes=settings.retrain_min_new_boxes,
             cold_start_epochs=settings.cold_start_epochs,
             fine_tune_epochs=settings.fine_tune_epochs,
+            pretrained_weights=str(start.weights) if start.kind == "pretrained" else "",
         ),
     }
 
 
-def execute_in_this_process(settings: LoopSettings, instance, request: JobRequest, *, run_id: str | None = None) -> RunOutcome:
+def execute_in_this_process(
+    settings: LoopSettings, instance, request: JobRequest, *, run_id: str | None = None
+) -> RunOutcome:
     """Run ``request`` here through the production definitions bound to ``settings``."""
     from labeling_dag.definitions import build_definitions
 
-    result = build_definitions(loop_resources(settings)).resolve_job_def(request.job_name).execute_in_process(
-        run_config=request.run_config,
-        instance=instance,
-        asset_selection=list(request.asset_selection) if request.asset_selection else None,
-        tags=request.tags,
-        partition_key=request.partition_key,
-        run_id=run_id,
-        raise_on_error=False,
+    result = (
+        build_definitions(loop_resources(settings))
+        .resolve_job_def(request.job_name)
+        .execute_in_process(
+            run_config=request.run_config,
+            instance=instance,
+            asset_selection=list(request.asset_selection) if request.asset_selection else None,
+            tags=request.tags,
+            partition_key=request.partition_key,
+            run_id=run_id,
+            raise_on_error=False,
+        )
     )
     return RunOutcome(result.run_id, result.dagster_run, list(result.all_events), result.success)
 
@@ -163,16 +176,21 @@ def run_loop(
 ) -> list[RoundRecord]:
     """Run the seed round and ``settings.rounds`` active-learning rounds; return one record per round.
 
-    ``execute`` runs each job (default: in this process, against the same instance).
+    ``execute`` runs each job (default: in this process, against the same instance). A seed model
+    that cannot start the loop (missing, no detector, a class map that does not fit) raises
+    :class:`labeling_dag.loop_start.SeedModelError` before any job runs.
     """
     import dagster as dg
 
     from labeling_dag.definitions import build_definitions
+    from labeling_dag.loop_start import loop_start, warm_seed_model
     from labeling_dag.resources.storage import LabelStore
     from labeling_dag.sample_data import load_data_yaml
     from labeling_dag.simulated_reviewer import load_truth
 
     spec = load_data_yaml(settings.dataset)
+    start = loop_start(settings.seed_model, settings.class_map, spec.names)
+    seed_model = warm_seed_model(start, spec.names, settings.workdir / "seed_model") if start.kind == "warm" else None
     resources = loop_resources(settings)
     defs = build_definitions(resources)
     # An instance on disk, as the daemon's: partitioned run requests resolve through its ref.
@@ -184,7 +202,7 @@ def run_loop(
     store.set_class_names(spec.names)
     truth = load_truth(settings.dataset, "train")
     _register_gold(store, truth, count=settings.gold_images, seed=settings.seed)
-    driver = _Driver(defs, instance, resources, settings, execute or execute_in_this_process)
+    driver = _Driver(defs, instance, resources, settings, execute or execute_in_this_process, seed_model)
 
     records: list[RoundRecord] = []
     driver.tick("ingest_batch_sensor")
@@ -216,23 +234,35 @@ def _next_batch(latest: str | None, answered: str, record: RoundRecord, settings
 class _Driver:
     """Runs jobs and evaluates sensors the way the daemon would, one step at a time."""
 
-    def __init__(self, defs, instance, resources, settings: LoopSettings, execute: JobExecutor) -> None:
-        self.defs, self.instance, self.resources, self.settings, self.execute = defs, instance, resources, settings, execute
+    def __init__(
+        self, defs, instance, resources, settings: LoopSettings, execute: JobExecutor, seed_model: Path | None
+    ) -> None:
+        self.defs, self.instance, self.resources = defs, instance, resources
+        self.settings, self.execute = settings, execute
+        self.seed_model = seed_model  # pre-labels round 0 of a warm start
         self.cursors: dict[str, str | None] = {}
         self.run_keys: set[str] = set()
         self.last_run = None
 
-    def run_job(self, job_name: str, *, run_config: dict | None = None, asset_selection=None, tags=None, partition_key=None):
+    def run_job(
+        self, job_name: str, *, run_config: dict | None = None, asset_selection=None, tags=None, partition_key=None
+    ):
         """Execute a job of the definitions in the instance, with the loop's settings filled in."""
         ops = {**(run_config or {}).get("ops", {})}
         if job_name == "select_review_batch":
             # The first batch is the random seed batch; later ones are the loop's rounds.
             size = self.settings.batch_size if len(self.batches_out()) else self.settings.seed_labels
             ops["review_batch"] = {
-                "config": {"size": size, "strategy": self.settings.strategy, "diversity": self.settings.diversity, "cost_aware": self.settings.cost_aware, "seed": self.settings.seed}
+                "config": {
+                    "size": size,
+                    "strategy": self.settings.strategy,
+                    "diversity": self.settings.diversity,
+                    "cost_aware": self.settings.cost_aware,
+                    "seed": self.settings.seed,
+                }
             }
-        if job_name == "prelabel_batch" and self.settings.seed_model is not None:
-            ops["pre_labels"] = {"config": {"seed_model": str(self.settings.seed_model)}}
+        if job_name == "prelabel_batch" and self.seed_model is not None:
+            ops["pre_labels"] = {"config": {"seed_model": str(self.seed_model)}}
         if "review_annotations" in ops:
             costs = asdict(self.settings.review_costs)
             ops["review_annotations"] = {"config": ops["review_annotations"]["config"] | {"review_costs": costs}}
@@ -296,7 +326,10 @@ class _Driver:
                 sensor = self.defs.resolve_sensor_def("loop_continues_sensor")
                 failure = next(e for e in run.all_events if e.event_type_value == "PIPELINE_FAILURE")
                 context = dg.build_run_status_sensor_context(
-                    sensor_name=sensor.name, dagster_event=failure, dagster_instance=self.instance, dagster_run=run.dagster_run
+                    sensor_name=sensor.name,
+                    dagster_event=failure,
+                    dagster_instance=self.instance,
+                    dagster_run=run.dagster_run,
                 ).for_run_failure()
                 self._launch(sensor(context), "select_review_batch", sensor.name)
             elif job_name == "merge_review":
@@ -352,7 +385,14 @@ def _register_gold(store, truth, *, count: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     chosen = [ids[i] for i in sorted(rng.choice(len(ids), size=min(count, len(ids)), replace=False))]
     rows = [
-        {"image_id": image_id, "class_name": box.class_name, "x": box.box.x, "y": box.box.y, "w": box.box.w, "h": box.box.h}
+        {
+            "image_id": image_id,
+            "class_name": box.class_name,
+            "x": box.box.x,
+            "y": box.box.y,
+            "w": box.box.w,
+            "h": box.box.h,
+        }
         for image_id in chosen
         for box in truth[image_id]
     ]
@@ -429,7 +469,8 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
     ``precision``/``recall`` (IoU 0.5, overall, ``per_class``, ``per_source``) are over the pool
     images with verified labels; ``hand_label_seconds`` prices looking at every pool image and
     drawing every true box with the same cost model; ``human_time_ratio`` is the loop's human
-    seconds over that.
+    seconds over that; ``start`` is how the loop started: ``warm``, ``pretrained`` or ``cold``
+    (see :mod:`labeling_dag.loop_start`).
     """
     from labeling_dag.dataset_quality import label_quality
     from labeling_dag.human_time import EFFORT_COLUMNS, hand_label_seconds
@@ -450,10 +491,11 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
     human = float(store.read_table("review_annotations", "effort", EFFORT_COLUMNS)["modelled_seconds"].sum())
     hand = hand_label_seconds(len(truth), sum(len(boxes) for boxes in truth.values()), settings.review_costs)
     models = ModelRegistry(store.root).entries()
-    first = models[0].source if models else ""
+    warm = bool(models) and models[0].source == "seed_model"
     return {
-        # A seed model registered first is a warm start; a first model trained on the seed round, a cold one.
-        "start": "warm" if first == "seed_model" else "cold",
+        # A seed model registered first is a warm start; one that was not registered had other
+        # classes and was the first training's starting point; without one, a cold start.
+        "start": "warm" if warm else "pretrained" if settings.seed_model is not None else "cold",
         "pool_images": len(truth),
         "images_labelled": len(sources),
         **{key: quality[key] for key in ("precision", "recall", "image_accuracy")},
@@ -465,75 +507,11 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
     }
 
 
-def write_report(records: list[RoundRecord], report: Path, settings: LoopSettings, dataset: dict[str, object]) -> Path:
-    """Write the JSON report and a PNG of human seconds against images labelled and mAP50 beside it; return the PNG path."""
-    from labeling_dag import atomic
-
-    payload = {
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
-        "rounds": [asdict(r) for r in records],
-        "dataset": dataset,
-    }
-    atomic.write_json(report, payload)
-    png = report.with_suffix(".png")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    seconds = [r.human_seconds for r in records]
-    figure, (labelled, quality) = plt.subplots(1, 2, figsize=(10, 4))
-    labelled.plot(seconds, [r.images_labelled for r in records], marker="o", label="this loop")
-    labelled.axhline(dataset["pool_images"], color="grey", linestyle=":", label="pool")
-    labelled.axvline(dataset["hand_label_seconds"], color="red", linestyle="--", label="hand labelling, whole pool")
-    labelled.set_xlabel("human seconds")
-    labelled.set_ylabel("images labelled")
-    quality.plot(seconds, [r.map50 for r in records], marker="o", label="mAP50")
-    quality.plot(seconds, [r.map50_95 for r in records], marker="s", label="mAP50-95")
-    quality.set_xlabel("human seconds")
-    quality.set_ylabel("validation mAP")
-    for axis in (labelled, quality):
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.suptitle(f"labeling-dag ({settings.strategy}): human time {dataset['human_time_ratio']} x hand labelling")
-    figure.tight_layout()
-    with atomic.atomic_path(png) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
-    return png
-
-
-def format_round(record: RoundRecord) -> str:
-    """One terminal line per round, as it finishes."""
-    return (
-        f"round {record.round}: {record.images_reviewed} images reviewed, {record.auto_accepted} boxes auto-accepted, "
-        f"{record.images_labelled} labelled, {record.human_seconds:.0f} human s, mAP50 {record.map50:.3f}"
-    )
-
-
-def format_dataset(dataset: dict[str, object]) -> str:
-    """The closing lines: the dataset's quality and its human time against hand labelling."""
-    def figure(value: object) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
-
-    return (
-        f"dataset: {dataset['images_labelled']} of {dataset['pool_images']} images labelled, "
-        f"precision {figure(dataset['precision'])}, recall {figure(dataset['recall'])} (IoU 0.5)\n"
-        f"human time: {dataset['human_seconds']:.0f} s against {dataset['hand_label_seconds']:.0f} s by hand "
-        f"= {figure(dataset['human_time_ratio'])} x"
-    )
-
-
-def format_table(records: list[RoundRecord]) -> str:
-    """The per-round table printed by the CLI and the demo."""
-    frame = pd.DataFrame([asdict(r) for r in records]).drop(columns=["batch_id"])
-    frame["model_version"] = frame["model_version"].str[:12]
-    return frame.to_string(index=False, float_format=lambda v: f"{v:.3f}")
-
-
 def run_and_report(settings: LoopSettings, report: Path) -> dict[str, object]:
     """Run the loop printing a line per round, write the report and its PNG, print the table
     and the dataset's closing lines; return the report's ``dataset`` object."""
+    from labeling_dag.loop_report import format_dataset, format_round, format_table, write_report
+
     records = run_loop(settings, on_round=lambda record: print(format_round(record), flush=True))
     dataset = dataset_summary(settings)
     png = write_report(records, report, settings, dataset)

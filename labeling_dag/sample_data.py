@@ -84,15 +84,32 @@ _FULL_RANGE = ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0))
 DOMAINS: dict[str, Domain] = {
     # Frozen: tests and benchmarks pin its bytes. Mildly imbalanced so that rare-class handling has work.
     "source": Domain(
-        class_weights=(0.5, 0.3, 0.2), size_range=(0.12, 0.40), max_shapes=4, background_low=_FULL_RANGE[0],
-        background_high=_FULL_RANGE[1], blotch_sigma=18.0, grain_sigma=10.0, gradient=0.0,
-        palette_low=_FULL_RANGE[0], palette_high=_FULL_RANGE[1], max_distractors=0, stream=(),
+        class_weights=(0.5, 0.3, 0.2),
+        size_range=(0.12, 0.40),
+        max_shapes=4,
+        background_low=_FULL_RANGE[0],
+        background_high=_FULL_RANGE[1],
+        blotch_sigma=18.0,
+        grain_sigma=10.0,
+        gradient=0.0,
+        palette_low=_FULL_RANGE[0],
+        palette_high=_FULL_RANGE[1],
+        max_distractors=0,
+        stream=(),
     ),
     # Dark, cold, unevenly lit backgrounds; smaller warm shapes, triangles first; clutter.
     "target": Domain(
-        class_weights=(0.2, 0.3, 0.5), size_range=(0.08, 0.28), max_shapes=6,
-        background_low=(0.0, 15.0, 40.0), background_high=(60.0, 90.0, 130.0), blotch_sigma=28.0, grain_sigma=5.0,
-        gradient=60.0, palette_low=(150.0, 60.0, 0.0), palette_high=(255.0, 230.0, 130.0), max_distractors=3,
+        class_weights=(0.2, 0.3, 0.5),
+        size_range=(0.08, 0.28),
+        max_shapes=6,
+        background_low=(0.0, 15.0, 40.0),
+        background_high=(60.0, 90.0, 130.0),
+        blotch_sigma=28.0,
+        grain_sigma=5.0,
+        gradient=60.0,
+        palette_low=(150.0, 60.0, 0.0),
+        palette_high=(255.0, 230.0, 130.0),
+        max_distractors=3,
         stream=(1,),
     ),
 }
@@ -304,9 +321,7 @@ def _parse_names(names: object, yaml_file: Path) -> tuple[str, ...]:
         except (TypeError, ValueError):
             raise ValueError(f"{yaml_file}: 'names:' keys must be class indices, got {list(names)}") from None
         if sorted(by_index) != list(range(len(by_index))):
-            raise ValueError(
-                f"{yaml_file}: 'names:' indices must be 0..{len(by_index) - 1}, got {sorted(by_index)}"
-            )
+            raise ValueError(f"{yaml_file}: 'names:' indices must be 0..{len(by_index) - 1}, got {sorted(by_index)}")
         values = [by_index[index] for index in range(len(by_index))]
     else:
         raise ValueError(f"{yaml_file}: 'names:' must be a list or an index -> name mapping, got {names!r}")
@@ -369,10 +384,7 @@ def _texture(rng: np.random.Generator, imgsz: int, domain: Domain) -> np.ndarray
     grid = int(rng.integers(3, 9))
     coarse = rng.normal(0.0, domain.blotch_sigma, size=(3, grid, grid)).astype(np.float32)
     smooth = np.stack(
-        [
-            np.asarray(Image.fromarray(channel).resize((imgsz, imgsz), Image.Resampling.BILINEAR))
-            for channel in coarse
-        ],
+        [np.asarray(Image.fromarray(channel).resize((imgsz, imgsz), Image.Resampling.BILINEAR)) for channel in coarse],
         axis=-1,
     ).astype(np.float64)
     texture = smooth + rng.normal(0.0, domain.grain_sigma, size=(imgsz, imgsz, 3))

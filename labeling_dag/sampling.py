@@ -85,9 +85,7 @@ def _pool_size(scores: Mapping[str, npt.ArrayLike]) -> int:
         raise ValueError(f"scores must hold at least one of {MEASURES}; got keys {list(scores)}")
     distinct = set(shapes.values())
     if len(distinct) != 1 or len(next(iter(distinct))) != 1:
-        raise ValueError(
-            f"scores must be 1-D arrays of one common length (n_images,); got shapes {shapes}"
-        )
+        raise ValueError(f"scores must be 1-D arrays of one common length (n_images,); got shapes {shapes}")
     return next(iter(distinct))[0]
 
 
@@ -105,9 +103,7 @@ def _as_embeddings(embeddings: npt.ArrayLike | None, n: int) -> np.ndarray:
         raise ValueError("diversity=True needs embeddings of shape (n_images, dim); got None")
     x = np.asarray(embeddings, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != n or x.shape[1] == 0:
-        raise ValueError(
-            f"embeddings must have shape (n_images, dim) = ({n}, dim >= 1); got {x.shape}"
-        )
+        raise ValueError(f"embeddings must have shape (n_images, dim) = ({n}, dim >= 1); got {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("embeddings contain NaN or infinite values")
     return x
@@ -154,9 +150,7 @@ def _top(u: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-u, kind="stable")[:k]
 
 
-def _diverse_top(
-    u: np.ndarray, k: int, embeddings: np.ndarray, *, pool_factor: int, seed: int
-) -> np.ndarray:
+def _diverse_top(u: np.ndarray, k: int, embeddings: np.ndarray, *, pool_factor: int, seed: int) -> np.ndarray:
     """k indices into ``u`` (n,): the most uncertain member of each of k clusters formed
     over the top ``pool_factor * k`` candidates' rows of ``embeddings`` (n, dim)."""
     candidates = _top(u, pool_factor * k)
@@ -236,9 +230,7 @@ def select_for_review(
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {strategy_names()}; got {strategy!r}")
     if uncertainty_measure not in MEASURES:
-        raise ValueError(
-            f"uncertainty_measure must be one of {MEASURES}; got {uncertainty_measure!r}"
-        )
+        raise ValueError(f"uncertainty_measure must be one of {MEASURES}; got {uncertainty_measure!r}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"k must be a positive integer; got {k!r}")
     if not 0.0 <= random_fraction <= 1.0:  # also rejects NaN
@@ -248,9 +240,7 @@ def select_for_review(
         or not isinstance(candidate_pool_factor, (int, np.integer))
         or candidate_pool_factor < 1
     ):
-        raise ValueError(
-            f"candidate_pool_factor must be an integer >= 1; got {candidate_pool_factor!r}"
-        )
+        raise ValueError(f"candidate_pool_factor must be an integer >= 1; got {candidate_pool_factor!r}")
 
     n = _pool_size(scores)
     pool = Pool(
@@ -308,4 +298,6 @@ def random_batch(pool: Pool) -> np.ndarray:
 @register("hybrid")
 def hybrid(pool: Pool) -> np.ndarray:
     """``1 - random_fraction`` of the batch by ``uncertainty_measure``, the rest at random."""
-    return _uncertain_then_random(pool, pool.uncertainty_measure, int(np.floor(pool.k * (1.0 - pool.random_fraction) + 0.5)))
+    return _uncertain_then_random(
+        pool, pool.uncertainty_measure, int(np.floor(pool.k * (1.0 - pool.random_fraction) + 0.5))
+    )

@@ -18,8 +18,7 @@ from labeling_dag.jobs import merge_review, prelabel_batch, retrain, select_revi
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.partitions import ingest_batches
 from labeling_dag.resources.loop_policy import LoopPolicy
-from labeling_dag.resources.review_exchange import ReviewBackendError
-from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBackend
+from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBackend, ReviewBackendError
 from labeling_dag.resources.storage import ImageSource, LabelStore
 from labeling_dag.review_intake import judge_review_file
 
@@ -42,7 +41,9 @@ def ingest_batch_sensor(context: dg.SensorEvaluationContext, source: ImageSource
     known = set(context.instance.get_dynamic_partitions(ingest_batches.name))
     added = [batch for batch in changed if batch not in known]
     requests = [
-        dg.RunRequest(run_key=f"ingest-{batch}-{signatures[batch]}", partition_key=batch, tags={"labeling/ingest_batch": batch})
+        dg.RunRequest(
+            run_key=f"ingest-{batch}-{signatures[batch]}", partition_key=batch, tags={"labeling/ingest_batch": batch}
+        )
         for batch in changed
     ]
     return dg.SensorResult(
@@ -77,9 +78,9 @@ def review_complete_sensor(
     for file in exchange.inbox_files(store.root):
         verdict = judge_review_file(
             file,
-            exported_tasks=lambda batch: exchange.exported_tasks(store.root, batch)
-            if exchange.outbox_file(store.root, batch).exists()
-            else None,
+            exported_tasks=lambda batch: (
+                exchange.exported_tasks(store.root, batch) if exchange.outbox_file(store.root, batch).exists() else None
+            ),
             already_received=lambda batch: exchange.received_file(store.root, batch).exists(),
             class_names=store.class_names(),
             data_root=store.root,
@@ -106,16 +107,27 @@ def review_complete_sensor(
     cursor = json.dumps(sorted(requested | {r.run_key for r in requests}))
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=cursor)
-    return dg.SensorResult(skip_reason=dg.SkipReason("; ".join(problems) or "no completed review batch in the inbox"), cursor=cursor)
+    return dg.SensorResult(
+        skip_reason=dg.SkipReason("; ".join(problems) or "no completed review batch in the inbox"), cursor=cursor
+    )
 
 
 def merge_run_config(batch_id: str) -> dict:
     """Run config of the merge job for one returned batch."""
-    return {"ops": {"review_annotations": {"config": {"batch_id": batch_id}}, "verified_labels": {"config": {"batch_id": batch_id}}}}
+    return {
+        "ops": {
+            "review_annotations": {"config": {"batch_id": batch_id}},
+            "verified_labels": {"config": {"batch_id": batch_id}},
+        }
+    }
 
 
-@dg.sensor(jobs=[retrain, select_review_batch], minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def retraining_sensor(context: dg.SensorEvaluationContext, store: LabelStore, policy: LoopPolicy) -> dg.SensorResult | dg.SkipReason:
+@dg.sensor(
+    jobs=[retrain, select_review_batch], minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING
+)
+def retraining_sensor(
+    context: dg.SensorEvaluationContext, store: LabelStore, policy: LoopPolicy
+) -> dg.SensorResult | dg.SkipReason:
     """After each merge: retrain if the verified labels grew by ``retrain_min_new_boxes``
     since the current model's training data, otherwise send out the next review batch."""
     event = context.instance.get_latest_materialization_event(dg.AssetKey("verified_labels"))
@@ -128,24 +140,36 @@ def retraining_sensor(context: dg.SensorEvaluationContext, store: LabelStore, po
     model = ModelRegistry(store.root).current()
     if model is not None and model.training_snapshot == snapshot:
         # Retrained on exactly these labels already (e.g. by run-loop before a daemon started).
-        return dg.SensorResult(skip_reason=dg.SkipReason(f"model {model.model_version[:12]} was trained on {snapshot}"), cursor=snapshot)
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(f"model {model.model_version[:12]} was trained on {snapshot}"), cursor=snapshot
+        )
     trained_on = int(model.metrics.get("training_boxes", 0)) if model else 0
     if boxes - trained_on < policy.retrain_min_new_boxes:
-        context.log.info(f"{boxes - trained_on} new verified boxes < {policy.retrain_min_new_boxes}: next batch, same model")
+        context.log.info(
+            f"{boxes - trained_on} new verified boxes < {policy.retrain_min_new_boxes}: next batch, same model"
+        )
         request = dg.RunRequest(run_key=f"next-batch-{snapshot}", job_name=select_review_batch.name)
     else:
-        request = dg.RunRequest(run_key=f"retrain-{snapshot}", job_name=retrain.name, tags={"labeling/training_snapshot": snapshot})
+        request = dg.RunRequest(
+            run_key=f"retrain-{snapshot}", job_name=retrain.name, tags={"labeling/training_snapshot": snapshot}
+        )
     return dg.SensorResult(run_requests=[request], cursor=snapshot)
 
 
-@dg.sensor(jobs=[prelabel_batch, select_review_batch], minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    jobs=[prelabel_batch, select_review_batch],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def model_promoted_sensor(context: dg.SensorEvaluationContext, store: LabelStore) -> dg.SensorResult:
     """When the current model changes (or the pool is first scored): pre-label again the batches
     it has not seen, and once every batch is scored with it, select the next review batch."""
     model = ModelRegistry(store.root).current()
     version = model.model_version if model else ""
     if context.cursor == f"selected:{version}":
-        return dg.SensorResult(skip_reason=dg.SkipReason(f"batch already selected with model {version[:12] or '(none)'}"))
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(f"batch already selected with model {version[:12] or '(none)'}")
+        )
     batches = context.instance.get_dynamic_partitions(ingest_batches.name)
     if not batches:
         return dg.SensorResult(skip_reason=dg.SkipReason("no ingestion batch yet"))
@@ -164,9 +188,14 @@ def model_promoted_sensor(context: dg.SensorEvaluationContext, store: LabelStore
             for batch in stale
             if batch in scored
         ]
-        return dg.SensorResult(run_requests=requests, skip_reason=None if requests else dg.SkipReason(f"waiting for {len(stale)} batches to be scored"))
+        return dg.SensorResult(
+            run_requests=requests,
+            skip_reason=None if requests else dg.SkipReason(f"waiting for {len(stale)} batches to be scored"),
+        )
     request = dg.RunRequest(
-        run_key=f"select-{version or 'cold-start'}", job_name=select_review_batch.name, tags={"labeling/model_version": version}
+        run_key=f"select-{version or 'cold-start'}",
+        job_name=select_review_batch.name,
+        tags={"labeling/model_version": version},
     )
     return dg.SensorResult(run_requests=[request], cursor=f"selected:{version}")
 
@@ -181,7 +210,9 @@ def _scored_batches(store: LabelStore, batches: list[str]) -> dict[str, ScoredBa
 
 
 @dg.run_failure_sensor(
-    monitored_jobs=[merge_review, retrain], request_job=select_review_batch, default_status=dg.DefaultSensorStatus.RUNNING
+    monitored_jobs=[merge_review, retrain],
+    request_job=select_review_batch,
+    default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def loop_continues_sensor(context: dg.RunFailureSensorContext) -> dg.RunRequest:
     """Keep the loop going when a gate says no: a batch quarantined for poor gold accuracy

@@ -71,9 +71,7 @@ def load_truth(data_yaml: Path, split: str = "train") -> dict[str, tuple[TrueBox
     if not folder.is_dir():
         raise ValueError(f"{folder}: the {split!r} split is not an image folder")
     image_paths = sorted(
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in INGESTED_SUFFIXES and path.is_file()
+        path for path in folder.rglob("*") if path.suffix.lower() in INGESTED_SUFFIXES and path.is_file()
     )
     truth: dict[str, tuple[TrueBox, ...]] = {}
     for image_path in image_paths:
@@ -83,16 +81,13 @@ def load_truth(data_yaml: Path, split: str = "train") -> dict[str, tuple[TrueBox
         for class_id, xc, yc, w, h in rows:
             if class_id >= len(spec.names):
                 raise ValueError(
-                    f"{label_file}: class id {class_id} is not in data.yaml names "
-                    f"(0..{len(spec.names) - 1})"
+                    f"{label_file}: class id {class_id} is not in data.yaml names (0..{len(spec.names) - 1})"
                 )
             boxes.append(TrueBox(class_name=spec.names[class_id], box=NormBox(xc, yc, w, h)))
         image_id = file_sha256(image_path)
         # Identical bytes are one image to the pipeline, so they must carry one truth.
         if truth.setdefault(image_id, tuple(boxes)) != tuple(boxes):
-            raise ValueError(
-                f"{image_path}: same bytes as another image in the split but different labels"
-            )
+            raise ValueError(f"{image_path}: same bytes as another image in the split but different labels")
     return truth
 
 
@@ -179,9 +174,7 @@ def simulate_review(
             result = _answer(task, image_id, tuple(truth[image_id]), names, error_rate, seed)
         except ValueError as exc:
             raise ValueError(f"task #{index} (image {image_id!r}): {exc}") from exc
-        stamp = (start + timedelta(seconds=index * seconds_per_task)).isoformat(
-            timespec="microseconds"
-        )
+        stamp = (start + timedelta(seconds=index * seconds_per_task)).isoformat(timespec="microseconds")
         out = copy.deepcopy(dict(task))
         out.setdefault("id", index + 1)
         out["annotations"] = [
@@ -308,32 +301,23 @@ def _predicted_regions(task: Mapping[str, Any]) -> list[tuple[Mapping[str, Any],
         if not isinstance(labels, list) or len(labels) != 1 or not isinstance(labels[0], str):
             raise ValueError(f"predicted region {item.get('id')!r} must carry exactly one label")
         if not isinstance(item.get("id"), str) or not item["id"]:
-            raise ValueError(
-                f"predicted region id must be a non-empty string, got {item.get('id')!r}"
-            )
+            raise ValueError(f"predicted region id must be a non-empty string, got {item.get('id')!r}")
         regions.append((item, ls_percent_to_norm(value), labels[0]))
     return regions
 
 
-def _image_size(
-    task: Mapping[str, Any], predicted: list[tuple[Mapping[str, Any], NormBox, str]]
-) -> tuple[int, int]:
+def _image_size(task: Mapping[str, Any], predicted: list[tuple[Mapping[str, Any], NormBox, str]]) -> tuple[int, int]:
     """The image size in pixels that the task's regions and data agree on."""
-    sizes = {
-        (region.get("original_width"), region.get("original_height")) for region, _, _ in predicted
-    }
+    sizes = {(region.get("original_width"), region.get("original_height")) for region, _, _ in predicted}
     data = task["data"]
     if "width" in data or "height" in data:
         sizes.add((data.get("width"), data.get("height")))
     if not sizes:
         raise ValueError(
-            "no predicted region and no data.width/data.height to tell the image size "
-            "that new regions need"
+            "no predicted region and no data.width/data.height to tell the image size that new regions need"
         )
     if len(sizes) > 1:
-        raise ValueError(
-            f"the task's regions and data disagree on the image size: {sorted(sizes, key=repr)}"
-        )
+        raise ValueError(f"the task's regions and data disagree on the image size: {sorted(sizes, key=repr)}")
     ((width, height),) = sizes
     for what, size in (("width", width), ("height", height)):
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
@@ -341,9 +325,7 @@ def _image_size(
     return width, height
 
 
-def _match(
-    predicted: Sequence[NormBox], true: Sequence[NormBox]
-) -> tuple[dict[int, int], np.ndarray]:
+def _match(predicted: Sequence[NormBox], true: Sequence[NormBox]) -> tuple[dict[int, int], np.ndarray]:
     """One-to-one matches ``{true index: predicted index}`` and the (true, predicted) IoU matrix."""
     if not predicted or not true:
         return {}, np.zeros((len(true), len(predicted)))

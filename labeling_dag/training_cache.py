@@ -26,11 +26,13 @@ _IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", "
 def training_key(data_yaml: Path, base: str, args: dict[str, Any], *, environment: dict[str, Any]) -> str:
     """The sha256 naming one training request.
 
-    ``base`` is the architecture YAML name (cold start) or the base weights file's sha256
-    (fine-tune); ``args`` are the trainer arguments (paths are left out: where the data lies
-    does not change the weights); ``environment`` names what else decides the numbers (library
-    versions, torch's thread count). Every image and label file of both splits is read, so
-    a relabelled box or a replaced image gives another key.
+    ``base`` is what training starts from: the architecture YAML name (from scratch) or the
+    sha256 of the weights it starts from (a fine-tune's parent, or pretrained weights of other
+    classes), so another starting point is another training; ``args`` are the trainer
+    arguments (paths are left out: where the data lies does not change the weights);
+    ``environment`` names what else decides the numbers (library versions, torch's thread
+    count). Every image and label file of both splits is read, so a relabelled box or a
+    replaced image gives another key.
     """
     spec = load_data_yaml(data_yaml)
     digest = hashlib.sha256()

@@ -66,9 +66,13 @@ def _fill(
         source = Path(row.path)
         _link(source, staging / "images" / "train" / f"{row.image_id}{source.suffix}")
         group = by_image.get(row.image_id)
-        lines = [] if group is None else [
-            f"{index[box.class_name]} {box.x:.6f} {box.y:.6f} {box.w:.6f} {box.h:.6f}" for box in group.itertuples()
-        ]
+        lines = (
+            []
+            if group is None
+            else [
+                f"{index[box.class_name]} {box.x:.6f} {box.y:.6f} {box.w:.6f} {box.h:.6f}" for box in group.itertuples()
+            ]
+        )
         (staging / "labels" / "train" / f"{row.image_id}.txt").write_text("".join(f"{line}\n" for line in lines))
     spec = {
         "path": str(out_dir.resolve()),

@@ -30,9 +30,7 @@ def _as_probs(probs: npt.ArrayLike) -> np.ndarray:
     if np.isnan(p).any():
         raise ValueError("probs contains NaN")
     if ((p < 0.0) | (p > 1.0)).any():
-        raise ValueError(
-            f"probs must lie in [0, 1]; got values in [{p.min():.6g}, {p.max():.6g}]"
-        )
+        raise ValueError(f"probs must lie in [0, 1]; got values in [{p.min():.6g}, {p.max():.6g}]")
     return p
 
 
@@ -111,8 +109,7 @@ def _as_box_index(box_image_index: npt.ArrayLike, n_boxes: int, n_images: int) -
     idx = np.asarray(box_image_index)
     if idx.ndim != 1 or idx.shape[0] != n_boxes:
         raise ValueError(
-            f"box_image_index must have shape (n_boxes,) = ({n_boxes},) to match probs; "
-            f"got shape {idx.shape}"
+            f"box_image_index must have shape (n_boxes,) = ({n_boxes},) to match probs; got shape {idx.shape}"
         )
     if idx.size == 0:
         # np.asarray([]) is float64; an empty index is valid whatever its dtype.
@@ -121,8 +118,7 @@ def _as_box_index(box_image_index: npt.ArrayLike, n_boxes: int, n_images: int) -
         raise ValueError(f"box_image_index must hold integers; got dtype {idx.dtype}")
     if idx.min() < 0 or idx.max() >= n_images:
         raise ValueError(
-            f"box_image_index must lie in [0, n_images) = [0, {n_images}); "
-            f"got values in [{idx.min()}, {idx.max()}]"
+            f"box_image_index must lie in [0, n_images) = [0, {n_images}); got values in [{idx.min()}, {idx.max()}]"
         )
     return idx.astype(np.intp)
 

@@ -77,8 +77,11 @@ class Detector(dg.ConfigurableResource):
         """Train on a YOLO dataset and return the best checkpoint, written reproducibly
         (``weights/model.pt``: the same weights give the same bytes, hence the same version).
 
-        Without ``base_weights`` the model is built from ``architecture`` (cold start).
-        ``overrides`` are passed to ultralytics' trainer (e.g. ``lr0``, ``mosaic`` for fine-tuning).
+        Without ``base_weights`` the model is built from ``architecture`` (cold start). With them,
+        training starts from their tensors: a parent of the same classes (fine-tuning), or pretrained
+        weights of other classes, where ultralytics keeps every tensor whose shape fits and builds a
+        new class head for the dataset's classes. ``overrides`` are passed to ultralytics' trainer
+        (e.g. ``lr0``, ``mosaic`` for fine-tuning).
         """
         configure_offline()
         from ultralytics import YOLO
@@ -125,7 +128,12 @@ class Detector(dg.ConfigurableResource):
 
         base = file_sha256(Path(base_weights)) if base_weights else self.architecture
         # On CPU ultralytics trains with NUM_THREADS torch threads, whatever was set before.
-        environment = {"ultralytics": ultralytics.__version__, "torch": torch.__version__, "device": self.device, "threads": NUM_THREADS}
+        environment = {
+            "ultralytics": ultralytics.__version__,
+            "torch": torch.__version__,
+            "device": self.device,
+            "threads": NUM_THREADS,
+        }
         return training_key(Path(data_yaml), base, args, environment=environment)
 
     def evaluate(self, weights: Path, data_yaml: Path, out_dir: Path) -> ModelEvaluation:
@@ -210,6 +218,31 @@ def model_info(weights: Path) -> tuple[str, tuple[str, ...]]:
     model = _load_model(weights)
     names = model.names
     return model.task, tuple(names[i] for i in sorted(names))
+
+
+class NotADetectorError(ValueError):
+    """A weights file that is missing or holds no ultralytics detection model."""
+
+
+def detector_classes(weights: Path, *, role: str) -> tuple[str, ...]:
+    """The class names of the ultralytics detector in ``weights``.
+
+    Raises :class:`NotADetectorError` naming the file and its ``role`` (e.g. ``"seed model"``) when
+    it is missing, is no ultralytics model or is one of another task. Loading runs pickle: call
+    this only on a file its owner trusts.
+    """
+    weights = Path(weights).expanduser()
+    if not weights.is_file():
+        raise NotADetectorError(f"{weights}: {role} does not exist")
+    try:
+        task, names = model_info(weights)
+    except Exception as error:  # pickle, torch and ultralytics each raise their own errors
+        raise NotADetectorError(
+            f"{weights}: {role} is not an ultralytics model ({type(error).__name__}: {error})"
+        ) from error
+    if task != "detect":
+        raise NotADetectorError(f"{weights}: {role} is a {task} model, not a detector")
+    return names
 
 
 def _probability_predictor_class(task: str) -> type:

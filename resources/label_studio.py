@@ -57,12 +57,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from labeling_dag.resources.label_studio_api import LabelStudioApi, NotFound, display_url
+from labeling_dag.resources.review_exchange import CollectedBatch, Edits, ReviewBackend, ReviewBackendError
 from pydantic import Field
 
 from labeling_dag import atomic
 from labeling_dag.label_studio_format import FROM_NAME, TO_NAME, is_complete, labeling_config
-from labeling_dag.resources.label_studio_api import LabelStudioApi, NotFound, display_url
-from labeling_dag.resources.review_exchange import CollectedBatch, Edits, ReviewBackend, ReviewBackendError
 from labeling_dag.review_intake import SAFE_BATCH_ID
 from labeling_dag.revisions import checked_until
 
@@ -226,7 +226,9 @@ class LabelStudioReview(ReviewBackend):
         with self._api() as api:
             for project_id in projects:
                 since = checked.get(str(project_id))
-                after = [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": since}]
+                after = [
+                    {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": since}
+                ]
                 updated = {"conjunction": "and", "items": after if since else []}
                 try:
                     tasks = api.tasks(
@@ -353,7 +355,9 @@ class LabelStudioReview(ReviewBackend):
             doing=f"connect {wanted} as local-files storage",
         )
 
-    def _batch_tasks(self, api: LabelStudioApi, project_id: int, batch_ids: Sequence[str], *, full: bool) -> list[dict[str, Any]]:
+    def _batch_tasks(
+        self, api: LabelStudioApi, project_id: int, batch_ids: Sequence[str], *, full: bool
+    ) -> list[dict[str, Any]]:
         """The project's tasks of ``batch_ids``: light (data and counts) or ``full`` (annotations too)."""
         filters = {
             "conjunction": "or",
@@ -371,7 +375,9 @@ class LabelStudioReview(ReviewBackend):
             f"(deleted?); batches {list(batch_ids)} cannot come back from it: re-export them",
         )
 
-    def _present_tasks(self, api: LabelStudioApi, project_id: int, batch_id: str, wanted: Sequence[str]) -> dict[str, int]:
+    def _present_tasks(
+        self, api: LabelStudioApi, project_id: int, batch_id: str, wanted: Sequence[str]
+    ) -> dict[str, int]:
         """Image id -> task id of this batch's tasks already in the project."""
         present: dict[str, int] = {}
         for task in self._batch_tasks(api, project_id, [batch_id], full=False):
@@ -407,7 +413,9 @@ class LabelStudioReview(ReviewBackend):
             )
         return [int(task_id) for task_id in task_ids]
 
-    def _show_predictions_of(self, api: LabelStudioApi, project: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> None:
+    def _show_predictions_of(
+        self, api: LabelStudioApi, project: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]
+    ) -> None:
         """Point the project's model_version at the batch's model (see the module docstring)."""
         versions = Counter(
             prediction.get("model_version", "") for task in tasks for prediction in task.get("predictions") or []

@@ -13,7 +13,6 @@ from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-
 from labeling_dag.resources.review_exchange import ReviewBackendError
 
 # Large enough that a typical poll is one request, small enough to bound one response.

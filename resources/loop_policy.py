@@ -1,7 +1,9 @@
 """When and how the loop retrains and promotes models."""
 
+from pathlib import Path
+
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
 
 
 class LoopPolicy(dg.ConfigurableResource):
@@ -24,3 +26,18 @@ class LoopPolicy(dg.ConfigurableResource):
     cold_start_epochs: int = Field(default=30, ge=1)
     fine_tune_epochs: int = Field(default=10, ge=1)
     fine_tune_lr0: float = Field(default=1e-4, gt=0.0, allow_inf_nan=False)
+    # A local ultralytics detector of any classes (COCO-pretrained, another project's model) that
+    # the first model trains from, for cold_start_epochs: ultralytics keeps its tensors whose shapes
+    # fit and builds a new class head. "" trains the first model from the detector's YAML.
+    pretrained_weights: str = ""
+
+    @field_validator("pretrained_weights", mode="before")
+    @classmethod
+    def _pretrained_detector(cls, value: object) -> object:
+        # Before pydantic's own coercion, which turns an EnvVar into its name: an EnvVar is
+        # checked here again with its value when a run builds the resource.
+        if value and not isinstance(value, dg.EnvVar):
+            from labeling_dag.resources.detector import detector_classes
+
+            detector_classes(Path(str(value)), role="pretrained_weights")
+        return value

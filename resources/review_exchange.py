@@ -119,7 +119,9 @@ class ReviewBackend(dg.ConfigurableResource):
             try:
                 problems += exchange.deliver_revision(workdir, batch, merged=merged, class_names=store.class_names())
             except (OSError, ValueError, KeyError, TypeError) as error:
-                problems.append(f"edits of batch {batch.batch_id!r} wait: its exchange files are unreadable ({error!r})")
+                problems.append(
+                    f"edits of batch {batch.batch_id!r} wait: its exchange files are unreadable ({error!r})"
+                )
                 blocked = True
         # Unchecked, the same tasks come back next tick; those just delivered then wait for their merge.
         if not blocked:
@@ -202,7 +204,11 @@ class FileReviewExchange(dg.ConfigurableResource):
     def received_revisions(self, workdir: Path, batch_id: str) -> dict[str, Path]:
         """The received files of a batch and of its revisions, by id, oldest revision first."""
         received = self.root(workdir) / "received"
-        found = [path for path in received.glob("*.json") if split_revision(path.stem)[0] == batch_id] if received.is_dir() else []
+        found = (
+            [path for path in received.glob("*.json") if split_revision(path.stem)[0] == batch_id]
+            if received.is_dir()
+            else []
+        )
         return {path.stem: path for path in sorted(found, key=lambda path: split_revision(path.stem)[1])}
 
     def deliver_revision(
@@ -220,7 +226,9 @@ class FileReviewExchange(dg.ConfigurableResource):
         outbox file) when the batch's received or exported files cannot be read.
         """
         revisions = self.received_revisions(workdir, batch.batch_id)
-        merged_tasks = {revision: json.loads(path.read_text()) for revision, path in revisions.items() if revision in merged}
+        merged_tasks = {
+            revision: json.loads(path.read_text()) for revision, path in revisions.items() if revision in merged
+        }
         labels = merged_labels(merged_tasks, class_names=class_names)
         changed, problems = changed_tasks(batch.tasks, labels, batch_id=batch.batch_id, class_names=class_names)
         if not changed:
@@ -241,9 +249,7 @@ class FileReviewExchange(dg.ConfigurableResource):
         entries = [
             entry
             for entry in os.scandir(inbox)
-            if entry.is_file()
-            and not entry.name.startswith(".")
-            and not entry.name.endswith(_INCOMPLETE_SUFFIXES)
+            if entry.is_file() and not entry.name.startswith(".") and not entry.name.endswith(_INCOMPLETE_SUFFIXES)
         ]
         return [Path(entry.path) for entry in sorted(entries, key=lambda e: (e.stat().st_mtime_ns, e.name))]
 

@@ -71,7 +71,9 @@ class SnapshotStore(dg.ConfigurableResource):
             atomic.write_json(self.history_path(workdir, folder), history)
             # A partition folder (asset/batch) is ignored by git through its parent's .gitignore.
             ignores = sorted({".gitignore", str(Path(folder).parent / ".gitignore")})
-            self._commit(workdir, f"{folder} snapshot {snapshot_id} (run {run_id})", f"{folder}.dvc", "snapshots", *ignores)
+            self._commit(
+                workdir, f"{folder} snapshot {snapshot_id} (run {run_id})", f"{folder}.dvc", "snapshots", *ignores
+            )
         return snapshot_id
 
     def tag_artifact(self, workdir: Path, name: str, *, version: int, message: str) -> str:
@@ -145,7 +147,9 @@ class SnapshotStore(dg.ConfigurableResource):
         # outputs, and walking them made each snapshot slower as the pool grew (4.4 of 5.4 s
         # per 5000-image batch at 100 000 images).
         _write_if_changed(workdir / ".dvcignore", b"snapshots/\n.dvc-storage/\n.*.tmp\n/raw_images/\n/training/\n")
-        _write_if_changed(workdir / "dvc.yaml", resources.files("labeling_dag").joinpath("dvc_template.yaml").read_bytes())
+        _write_if_changed(
+            workdir / "dvc.yaml", resources.files("labeling_dag").joinpath("dvc_template.yaml").read_bytes()
+        )
         remote = self.remote_url(workdir)
         endpoint = self.remote_endpoint_url or os.environ.get("LABELING_DAG_DVC_ENDPOINT_URL", "")
         wanted = {"url": remote} | ({"endpointurl": endpoint} if endpoint else {})
@@ -154,7 +158,9 @@ class SnapshotStore(dg.ConfigurableResource):
             self._dvc(workdir, "remote", "add", "--force", "--default", "storage", remote)
             if endpoint:
                 self._dvc(workdir, "remote", "modify", "storage", "endpointurl", endpoint)
-        self._commit(workdir, "labeling-dag workdir", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore", "dvc.yaml")
+        self._commit(
+            workdir, "labeling-dag workdir", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore", "dvc.yaml"
+        )
 
     def _commit(self, workdir: Path, message: str, *paths: str) -> None:
         present = [path for path in paths if (workdir / path).exists()]

@@ -105,7 +105,9 @@ class LabelStore(dg.ConfigurableResource):
         _checked(batch)
         with closing(sqlite3.connect(self.root / ".claims.sqlite", timeout=_CLAIMS_TIMEOUT_S)) as claims, claims:
             claims.execute("CREATE TABLE IF NOT EXISTS claims (image_id TEXT PRIMARY KEY, batch TEXT NOT NULL)")
-            claims.executemany("INSERT OR IGNORE INTO claims VALUES (?, ?)", [(image_id, batch) for image_id in image_ids])
+            claims.executemany(
+                "INSERT OR IGNORE INTO claims VALUES (?, ?)", [(image_id, batch) for image_id in image_ids]
+            )
             claims.execute("CREATE TEMP TABLE wanted (image_id TEXT PRIMARY KEY)")
             claims.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(image_id,) for image_id in image_ids])
             return dict(claims.execute("SELECT claims.image_id, claims.batch FROM claims JOIN wanted USING (image_id)"))
@@ -170,7 +172,9 @@ class ImageSource(dg.ConfigurableResource):
             return sorted(path for path in root.iterdir() if path.is_file() and not path.name.startswith("."))
         folder = root / _checked(batch)
         if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: ingestion batch {batch!r} is not in the source folder (moved or deleted?)")
+            raise FileNotFoundError(
+                f"{folder}: ingestion batch {batch!r} is not in the source folder (moved or deleted?)"
+            )
         return sorted(
             path
             for path in folder.rglob("*")
@@ -246,10 +250,14 @@ def _object_files(root: UPath, batch: str) -> dict[str, dict[str, Any]]:
         folder = f"{prefix}/{_checked(batch)}"
         listed = root.fs.find(folder, detail=True)
         if not listed:
-            raise FileNotFoundError(f"{root / batch}: ingestion batch {batch!r} is not in the source folder (moved or deleted?)")
+            raise FileNotFoundError(
+                f"{root / batch}: ingestion batch {batch!r} is not in the source folder (moved or deleted?)"
+            )
     # Keys ending in "/" are empty "folder" markers some tools create, not files.
     relative = {
-        name.removeprefix(f"{prefix}/"): info for name, info in listed.items() if not name.endswith("/") and name != prefix
+        name.removeprefix(f"{prefix}/"): info
+        for name, info in listed.items()
+        if not name.endswith("/") and name != prefix
     }
     return {name: relative[name] for name in sorted(relative) if not _hidden(name)}
 

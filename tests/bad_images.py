@@ -47,13 +47,15 @@ def write_bad_images(folder: Path) -> dict[str, str]:
         "truncated.webp": (_encode(source, "WEBP")[:60], "truncated"),
         "truncated.tif": (_encode(source, "TIFF")[:200], "truncated"),
         "html_page.jpg": (
-            b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>"
-            b"<body><h1>Not Found</h1></body></html>\n",
+            b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>\n",
             "not_an_image",
         ),
         "random_bytes.png": (rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "not_an_image"),
         "png_signature_only.png": (b"\x89PNG\r\n\x1a\n", "not_an_image"),
-        "document.jpg": (b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n", "not_an_image"),
+        "document.jpg": (
+            b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n",
+            "not_an_image",
+        ),
         "drawing.png": (
             b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
             b'<rect width="64" height="64"/></svg>',
@@ -126,9 +128,7 @@ def write_special_images(folder: Path) -> dict[str, str]:
     original = content(0)
     original.save(folder / "original.png")
     shutil.copyfile(folder / "original.png", folder / "exact_duplicate.png")
-    ImageEnhance.Brightness(original).enhance(1.05).save(
-        folder / "near_duplicate.jpg", quality=70
-    )
+    ImageEnhance.Brightness(original).enhance(1.05).save(folder / "near_duplicate.jpg", quality=70)
     content(1).filter(ImageFilter.GaussianBlur(radius=4)).save(folder / "blurry.png")
 
     noise = np.random.default_rng([_SPECIAL_SEED, 2]).integers(-2, 3, (64, 64, 3))

@@ -253,9 +253,7 @@ def test_classify_edits_is_a_partition(review: tuple[list[PredictedBox], list[An
     assert all(e.region_id is None for e in edits if e.edit_kind == "deleted")
     for edit in edits:
         if edit.edit_kind in ("accepted", "moved", "relabelled"):
-            assert edit.iou is not None and (edit.class_name != edit.original_class) == (
-                edit.edit_kind == "relabelled"
-            )
+            assert edit.iou is not None and (edit.class_name != edit.original_class) == (edit.edit_kind == "relabelled")
         if edit.edit_kind == "accepted":
             assert edit.iou >= 0.98  # type: ignore[operator]
 
@@ -322,9 +320,7 @@ def test_box_label_pairs() -> None:
 
 def test_cohens_kappa_hand_computed() -> None:
     pairs = (
-        [("car", "car")] * 3
-        + [("person", "person")] * 2
-        + [("car", "<none>"), ("<none>", "person"), ("car", "person")]
+        [("car", "car")] * 3 + [("person", "person")] * 2 + [("car", "<none>"), ("<none>", "person"), ("car", "person")]
     )
     # 8 items.  Rows = rater a, columns = rater b:
     #            car  person  <none> | row total

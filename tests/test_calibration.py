@@ -48,9 +48,7 @@ def test_hand_made_curve(target: float, expected_t: float, expected_p: float) ->
 def test_input_order_does_not_matter() -> None:
     perm = np.random.default_rng(3).permutation(CONF.size)
     kwargs = {"target_precision": 0.86, "min_support": 1}
-    assert precision_threshold(CONF[perm], CORRECT[perm], **kwargs) == precision_threshold(
-        CONF, CORRECT, **kwargs
-    )
+    assert precision_threshold(CONF[perm], CORRECT[perm], **kwargs) == precision_threshold(CONF, CORRECT, **kwargs)
 
 
 def test_min_support_is_enforced() -> None:
@@ -72,9 +70,7 @@ def test_unattainable_target() -> None:
 def test_tied_confidences_pass_or_fail_together() -> None:
     # Tails: 0.9 -> 1/1 (support 1 < 2); 0.8 -> both 0.8 boxes, 2/3 < 0.9. Splitting the
     # tie after the correct 0.8 box would give 2/2 at support 2, which no threshold can.
-    fit = precision_threshold(
-        [0.9, 0.8, 0.8], [True, True, False], target_precision=0.9, min_support=2
-    )
+    fit = precision_threshold([0.9, 0.8, 0.8], [True, True, False], target_precision=0.9, min_support=2)
     assert fit == (None, None)
 
 
@@ -93,9 +89,7 @@ def test_wilson_bound_is_stricter() -> None:
     for n, expected in [(20, None), (30, 0.5)]:
         conf = np.linspace(0.99, 0.5, n)
         correct = np.ones(n, dtype=bool)
-        t, _ = precision_threshold(
-            conf, correct, target_precision=0.9, min_support=1, confidence_level=0.95
-        )
+        t, _ = precision_threshold(conf, correct, target_precision=0.9, min_support=1, confidence_level=0.95)
         assert t == expected
         assert precision_threshold(conf, correct, target_precision=0.9, min_support=1)[0] == 0.5
 
@@ -106,9 +100,7 @@ def test_wilson_lower_matches_scipy() -> None:
     for level in (0.8, 0.95):
         ours = _wilson_lower(k, n, level)
         theirs = [
-            binomtest(int(ki), int(ni), alternative="greater")
-            .proportion_ci(level, method="wilson")
-            .low
+            binomtest(int(ki), int(ni), alternative="greater").proportion_ci(level, method="wilson").low
             for ki, ni in zip(k, n, strict=True)
         ]
         np.testing.assert_allclose(ours, theirs, atol=1e-12)
@@ -159,9 +151,7 @@ NAMES = ["car", "person", "bike", "truck"]
 
 
 def test_calibrate_per_class_and_global_fallback() -> None:
-    cal = calibrate(
-        CLASSES, REVIEW_CONF, REVIEW_OK, class_names=NAMES, target_precision=0.6, min_support=4
-    )
+    cal = calibrate(CLASSES, REVIEW_CONF, REVIEW_OK, class_names=NAMES, target_precision=0.6, min_support=4)
     assert cal.global_threshold == 0.5
     assert cal.global_estimated_precision == pytest.approx(6 / 9)
     assert dict(cal.thresholds) == {"car": 0.6, "person": None, "bike": 0.5, "truck": 0.5}
@@ -181,9 +171,7 @@ def test_calibrate_per_class_and_global_fallback() -> None:
 
 
 def test_calibrate_global_unattainable() -> None:
-    cal = calibrate(
-        CLASSES, REVIEW_CONF, REVIEW_OK, class_names=NAMES, target_precision=0.8, min_support=4
-    )
+    cal = calibrate(CLASSES, REVIEW_CONF, REVIEW_OK, class_names=NAMES, target_precision=0.8, min_support=4)
     # car: 3/4 < 0.8 -> None; pooled tails with >= 4 boxes peak at 5/7 = 0.714 -> None.
     assert cal.global_threshold is None
     assert all(t is None for t in cal.thresholds.values())
@@ -319,9 +307,7 @@ def _qualifies(conf: np.ndarray, ok: np.ndarray, t: float, target: float, min_su
     target=st.sampled_from([0.5, 0.7, 0.8, 0.9, 0.95, 1.0]),
     min_support=st.integers(min_value=1, max_value=10),
 )
-def test_threshold_is_valid_and_minimal(
-    boxes: list[tuple[float, bool]], target: float, min_support: int
-) -> None:
+def test_threshold_is_valid_and_minimal(boxes: list[tuple[float, bool]], target: float, min_support: int) -> None:
     conf = np.array([c for c, _ in boxes], dtype=np.float64)
     ok = np.array([o for _, o in boxes], dtype=bool)
     t, p = precision_threshold(conf, ok, target_precision=target, min_support=min_support)

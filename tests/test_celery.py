@@ -48,7 +48,12 @@ def _start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen
     ]  # fmt: skip
     with log.open("w") as out:
         return subprocess.Popen(
-            [str(part) for part in command], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            [str(part) for part in command],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -92,8 +97,17 @@ def test_backfill_runs_every_step_on_two_celery_workers(
         runs = {
             batch: subprocess.Popen(
                 [
-                    str(BIN / "dagster"), "job", "execute", "-m", "labeling_dag.definitions", "-j", "prelabel_batch",
-                    "--tags", json.dumps({"dagster/partition": batch}), "-c", str(config),
+                    str(BIN / "dagster"),
+                    "job",
+                    "execute",
+                    "-m",
+                    "labeling_dag.definitions",
+                    "-j",
+                    "prelabel_batch",
+                    "--tags",
+                    json.dumps({"dagster/partition": batch}),
+                    "-c",
+                    str(config),
                 ],  # fmt: skip
                 cwd=REPO,
                 env=env,
@@ -124,7 +138,9 @@ def test_backfill_runs_every_step_on_two_celery_workers(
                 metadata = entry.dagster_event.event_specific_data.metadata
                 if "Celery worker" in metadata:
                     hostnames.add(metadata["Celery worker"].value)
-            step_starts += [entry.dagster_event for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)]
+            step_starts += [
+                entry.dagster_event for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+            ]
         step_pids = {event.pid for event in step_starts}
         started = {event.step_key for event in step_starts}
 

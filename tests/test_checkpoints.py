@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from labeling_dag.resources.detector import Detector, model_info
 
 from labeling_dag.checkpoints import portable_args, write_reproducible
 from labeling_dag.model_registry import file_sha256
-from labeling_dag.resources.detector import Detector, model_info
 
 pytestmark = pytest.mark.slow
 
@@ -44,14 +44,22 @@ def test_two_trainings_of_one_recipe_give_identical_files(trainings: list[Path])
 
 def test_the_file_names_no_path_date_or_commit(trainings: list[Path], tmp_path_factory: pytest.TempPathFactory) -> None:
     data = zipfile.ZipFile(trainings[0]).read("archive/data.pkl")
-    for marker in (str(trainings[0].parents[2]).encode(), str(tmp_path_factory.getbasetemp()).encode(), b"save_dir", b"pt_path", b"2026-"):
+    for marker in (
+        str(trainings[0].parents[2]).encode(),
+        str(tmp_path_factory.getbasetemp()).encode(),
+        b"save_dir",
+        b"pt_path",
+        b"2026-",
+    ):
         assert marker not in data, marker
     content = torch.load(trainings[0], weights_only=False)
     assert not {"date", "git", "train_results", "train_metrics"} & content.keys()
     assert "data" not in content["train_args"] and content["train_args"]["imgsz"] == 64
 
 
-def test_reproducible_file_loads_and_fine_tunes_reproducibly(trainings: list[Path], dataset: Path, tmp_path: Path) -> None:
+def test_reproducible_file_loads_and_fine_tunes_reproducibly(
+    trainings: list[Path], dataset: Path, tmp_path: Path
+) -> None:
     assert model_info(trainings[0]) == ("detect", ("circle", "square", "triangle"))
     detector = Detector(imgsz=64, batch=8, epochs=1, seed=3)
     tuned = [
@@ -68,5 +76,13 @@ def test_rewriting_is_idempotent(trainings: list[Path], tmp_path: Path) -> None:
 
 
 def test_portable_args_keep_the_recipe_and_drop_the_places() -> None:
-    args = {"data": "/a/data.yaml", "project": "/a", "name": "run", "save_dir": "/a/run", "model": "/a/m.pt", "imgsz": 64, "lr0": 0.01}
+    args = {
+        "data": "/a/data.yaml",
+        "project": "/a",
+        "name": "run",
+        "save_dir": "/a/run",
+        "model": "/a/m.pt",
+        "imgsz": 64,
+        "lr0": 0.01,
+    }
     assert portable_args(args) == {"imgsz": 64, "lr0": 0.01}

@@ -10,9 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TEST_IMGSZ
+from labeling_dag.assets.training import card_path, promotion_gate
+from labeling_dag.resources.detector import Detector
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag import atomic
-from labeling_dag.assets.training import card_path, promotion_gate
 from labeling_dag.evaluation import (
     ClassDrop,
     ClassQuality,
@@ -22,9 +25,6 @@ from labeling_dag.evaluation import (
     confusion_table,
 )
 from labeling_dag.model_registry import ModelRegistry
-from labeling_dag.resources.detector import Detector
-from labeling_dag.resources.snapshots import SnapshotStore
-from labeling_dag.resources.storage import LabelStore
 from labeling_dag.sample_data import CLASS_NAMES, load_data_yaml
 
 

@@ -41,7 +41,7 @@ HEAVY_MODULES = ("torch", "ultralytics", "great_expectations", "sklearn", "scipy
 
 # Installed into a subprocess through PYTHONPATH: records, then refuses, every attempt to
 # reach a non-loopback address, so that a test can assert that a command stays offline.
-_NETWORK_GUARD = '''
+_NETWORK_GUARD = """
 import ipaddress, os, socket
 
 _LOG = os.environ["NETWORK_GUARD_LOG"]
@@ -77,7 +77,7 @@ def getaddrinfo(host, *args, **kwargs):
 
 socket.socket.connect = connect
 socket.getaddrinfo = getaddrinfo
-'''
+"""
 
 
 @pytest.fixture
@@ -221,7 +221,17 @@ def test_materialize_with_asset_selection(dagster_env: dict[str, str], tmp_path:
         instance.add_dynamic_partitions("ingest_batches", ["2026-11-25"])
 
     completed = _run(
-        [BIN / "dagster", "asset", "materialize", "-m", MODULE, "--select", "raw_images,cleaned_images", "--partition", "2026-11-25"],
+        [
+            BIN / "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            MODULE,
+            "--select",
+            "raw_images,cleaned_images",
+            "--partition",
+            "2026-11-25",
+        ],
         env=env,
         timeout=180,
     )
@@ -240,7 +250,9 @@ def test_materialize_with_asset_selection(dagster_env: dict[str, str], tmp_path:
     assert sorted(cleaned["image_id"]) == sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in images)
     assert sorted(cleaned["source_path"]) == sorted(str(p) for p in images)
     assert all((workdir / path).is_file() for path in cleaned["path"])
-    assert (workdir / "cleaned_images" / "2026-11-25.dvc").is_file(), "the batch of cleaned_images was not snapshotted with DVC"
+    assert (workdir / "cleaned_images" / "2026-11-25.dvc").is_file(), (
+        "the batch of cleaned_images was not snapshotted with DVC"
+    )
 
 
 # --- 4. snapshot of the definitions ---------------------------------------------------
@@ -311,7 +323,9 @@ def test_definitions_snapshot() -> None:
         "review_complete_sensor",
     ]
     # One dynamic partition per ingestion batch on the pre-label path; selection stays global.
-    partitioned = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).partitions_def is not None}
+    partitioned = {
+        key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).partitions_def is not None
+    }
     assert partitioned == set(PARTITIONED_STAGES)
     assert {graph.get(dg.AssetKey(name)).partitions_def.name for name in PARTITIONED_STAGES} == {"ingest_batches"}
 

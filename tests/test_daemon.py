@@ -15,10 +15,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from labeling_dag.resources.storage import LabelStore
 
 from bench.processes import stop_process_group
 from labeling_dag import atomic
-from labeling_dag.resources.storage import LabelStore
 from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
 from labeling_dag.simulated_reviewer import load_truth, simulate_review
 
@@ -93,7 +93,7 @@ def _wait_until(condition, *, timeout: float) -> bool:
 
 def _wait_for_runs(instance: dg.DagsterInstance, job_name: str, *, timeout: float) -> list[dg.DagsterRun]:
     runs: list[dg.DagsterRun] = []
-    assert _wait_until(lambda: runs.extend(instance.get_runs(filters=dg.RunsFilter(job_name=job_name))) or runs, timeout=timeout), (
-        f"the daemon did not launch {job_name} within {timeout} s"
-    )
+    assert _wait_until(
+        lambda: runs.extend(instance.get_runs(filters=dg.RunsFilter(job_name=job_name))) or runs, timeout=timeout
+    ), f"the daemon did not launch {job_name} within {timeout} s"
     return runs

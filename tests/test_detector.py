@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import TEST_IMGSZ
+from labeling_dag.resources.detector import Detector, model_info
 from PIL import Image
 
 from labeling_dag.model_registry import ModelIntegrityError, ModelRegistry, file_sha256
 from labeling_dag.records import ImagePrediction
-from labeling_dag.resources.detector import Detector, model_info
-from conftest import TEST_IMGSZ
 
 CLASS_NAMES = ("circle", "square", "triangle")
 WHOLE_IMAGE_BOX = [0.5, 0.5, 1.0, 1.0]
@@ -268,7 +268,9 @@ def test_registry_register_verify_and_tamper(tiny_model: Path, cls_model: Path, 
     assert again == entry  # the existing entry, not a new one with the new source
     assert registry.entries() == [entry]
 
-    other = registry.register(cls_model, task="classify", class_names=CLASS_NAMES, source="retrained", parent=entry.model_version)
+    other = registry.register(
+        cls_model, task="classify", class_names=CLASS_NAMES, source="retrained", parent=entry.model_version
+    )
     assert registry.current() == other
     assert [e.model_version for e in registry.entries()] == [entry.model_version, other.model_version]
     assert registry.get(other.model_version).parent == entry.model_version

@@ -8,14 +8,14 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from labeling_dag.assets.export import dataset_export
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import LabelStore
 from verified_workdir import VerifiedWorkdir, build_verified_workdir, tree_digest
 
-from labeling_dag.assets.export import dataset_export
 from labeling_dag.cli import main as cli
 from labeling_dag.dataset_export import PROVENANCE_COLUMNS
 from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
-from labeling_dag.resources.snapshots import SnapshotStore
-from labeling_dag.resources.storage import LabelStore
 from labeling_dag.sample_data import CLASS_NAMES, load_data_yaml, read_yolo_labels
 
 

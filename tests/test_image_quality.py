@@ -65,9 +65,7 @@ def inspected_specials(
 
 
 @pytest.mark.parametrize("reason", REJECT_REASONS)
-def test_each_bad_kind_is_rejected_with_its_reason_and_names_the_file(
-    bad_images: dict[Path, str], reason: str
-) -> None:
+def test_each_bad_kind_is_rejected_with_its_reason_and_names_the_file(bad_images: dict[Path, str], reason: str) -> None:
     paths = [path for path, expected in bad_images.items() if expected == reason]
     assert paths, f"write_bad_images wrote no file for {reason}"
     for path in paths:
@@ -157,9 +155,7 @@ def test_rejection_survives_pickling(bad_images: dict[Path, str]) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=2048))
-def test_random_bytes_raise_only_image_rejected(
-    tmp_path_factory: pytest.TempPathFactory, data: bytes
-) -> None:
+def test_random_bytes_raise_only_image_rejected(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
     path = tmp_path_factory.getbasetemp() / "random.jpg"
     path.write_bytes(data)
     try:
@@ -382,9 +378,7 @@ def test_duplicates_found_among_real_images(
     duplicate_of = find_near_duplicates(hashes)
     found = {kinds[i]: kinds[j] for i, j in enumerate(duplicate_of) if j is not None}
     assert found == {"exact_duplicate": "original", "near_duplicate": "original"}
-    assert phash_distance(
-        inspected_specials["original"][1].phash, inspected_specials["exact_duplicate"][1].phash
-    ) == 0
+    assert phash_distance(inspected_specials["original"][1].phash, inspected_specials["exact_duplicate"][1].phash) == 0
 
 
 def test_reference_hashes_come_first_in_the_index() -> None:
@@ -420,11 +414,7 @@ def _brute_force(phashes: list[str], reference: list[str], max_distance: int) ->
     result: list[int | None] = []
     for index in range(len(reference), len(hashes)):
         match = next(
-            (
-                k
-                for k in range(index)
-                if kept[k] and phash_distance(hashes[k], hashes[index]) <= max_distance
-            ),
+            (k for k in range(index) if kept[k] and phash_distance(hashes[k], hashes[index]) <= max_distance),
             None,
         )
         result.append(match)

@@ -24,6 +24,10 @@ def test_stale_batches_follow_the_model_and_skip_settled_ones() -> None:
         "settled": ScoredBatch(model_version="v1", unsettled=0),
         "cold": ScoredBatch(model_version="", unsettled=9),
     }
-    assert stale_batches(["fresh", "old", "settled", "cold", "new"], scored, model_version="v2") == ["old", "cold", "new"]
+    assert stale_batches(["fresh", "old", "settled", "cold", "new"], scored, model_version="v2") == [
+        "old",
+        "cold",
+        "new",
+    ]
     assert stale_batches(["fresh", "old"], scored, model_version="v1") == ["fresh"]
     assert stale_batches([], scored, model_version="v2") == []

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 import requests
+from labeling_dag.resources.label_studio import LabelStudioReview
+from labeling_dag.resources.review_exchange import ReviewBackendError
 from PIL import Image
 
 from labeling_dag.label_studio_format import labeling_config, parse_export, review_task
 from labeling_dag.merge import edit_rows
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
-from labeling_dag.resources.label_studio import LabelStudioReview
-from labeling_dag.resources.review_exchange import ReviewBackendError
 from tests.label_studio_server import LabelStudioServer, free_port, label_studio_fixture
 
 pytestmark = pytest.mark.slow
@@ -308,12 +308,14 @@ def test_gold_items_carry_nothing_that_marks_them(label_studio: LabelStudioServe
     assert set(tasks[2]["data"]) == set(tasks[0]["data"])
 
 
-def test_sensor_merges_a_batch_completed_in_label_studio(label_studio: LabelStudioServer, api: Api, workdir: Path) -> None:
+def test_sensor_merges_a_batch_completed_in_label_studio(
+    label_studio: LabelStudioServer, api: Api, workdir: Path
+) -> None:
     """review_complete_sensor polls Label Studio, delivers the finished batch to the inbox and requests its merge."""
     import dagster as dg
-
     from labeling_dag.resources.review_exchange import FileReviewExchange
     from labeling_dag.resources.storage import LabelStore
+
     from labeling_dag.sensors import merge_run_config, review_complete_sensor
 
     batch = "b-sensor"
@@ -353,8 +355,9 @@ def test_label_studios_own_json_export_is_accepted_by_the_inbox(
 ) -> None:
     """The file a user gets from Export -> JSON (predictions as bare ids, Label Studio's own
     task and annotation fields) passes the inbox as downloaded, and keeps the annotators' lead_time."""
-    from labeling_dag import atomic
     from labeling_dag.resources.review_exchange import FileReviewExchange
+
+    from labeling_dag import atomic
     from labeling_dag.review_intake import judge_review_file
 
     batch = "b-own-export"
@@ -377,9 +380,9 @@ def test_label_studios_own_json_export_is_accepted_by_the_inbox(
     exported = json.loads(response.content)
     assert [task["id"] for task in exported] == task_ids
     # The shape that used to be refused: predictions listed by id, not as objects.
-    assert all(
-        len(task["predictions"]) == 1 and isinstance(task["predictions"][0], int) for task in exported
-    ), [task["predictions"] for task in exported]
+    assert all(len(task["predictions"]) == 1 and isinstance(task["predictions"][0], int) for task in exported), [
+        task["predictions"] for task in exported
+    ]
     inbox_file = workdir / "exchange" / "inbox" / f"{batch}.json"
     atomic.write_bytes(inbox_file, response.content)
     if capture := os.environ.get(CAPTURE_ENV):
@@ -417,9 +420,9 @@ def test_label_studios_own_json_export_is_accepted_by_the_inbox(
 def test_sensor_reports_a_stopped_server_and_recovers(workdir: Path) -> None:
     """With Label Studio down the tick skips with the cause (and no token); nothing is lost."""
     import dagster as dg
-
     from labeling_dag.resources.review_exchange import FileReviewExchange
     from labeling_dag.resources.storage import LabelStore
+
     from labeling_dag.sensors import review_complete_sensor
 
     store, exchange = LabelStore(workdir=str(workdir)), FileReviewExchange()
@@ -427,7 +430,9 @@ def test_sensor_reports_a_stopped_server_and_recovers(workdir: Path) -> None:
     exchange.export(workdir, "b-down", batch_tasks("b-down", 2, prefix="down"))
     dead = LabelStudioReview(url=f"http://127.0.0.1:{free_port()}", api_token="secret-token-xyz")
     (workdir / "exchange" / "label_studio").mkdir(parents=True)
-    (workdir / "exchange" / "label_studio" / "b-down.json").write_text(json.dumps({"project_id": 1, "task_ids": [1, 2]}))
+    (workdir / "exchange" / "label_studio" / "b-down.json").write_text(
+        json.dumps({"project_id": 1, "task_ids": [1, 2]})
+    )
     context = dg.build_sensor_context(
         instance=dg.DagsterInstance.ephemeral(), resources={"store": store, "exchange": exchange, "review": dead}
     )
@@ -443,7 +448,6 @@ class Pipeline:
 
     def __init__(self, server: LabelStudioServer, workdir: Path, batch: str, title: str, images: int) -> None:
         import dagster as dg
-
         from labeling_dag.resources.review_exchange import FileReviewExchange
         from labeling_dag.resources.storage import LabelStore
 
@@ -454,7 +458,9 @@ class Pipeline:
         self.instance = dg.DagsterInstance.ephemeral()
         self.cursor: str | None = None
         # What review_batch records and writes before handing the batch over.
-        self.store.write_table("review_batch", "batches", batch_rows(batch, [t["data"]["image_id"] for t in self.tasks]))
+        self.store.write_table(
+            "review_batch", "batches", batch_rows(batch, [t["data"]["image_id"] for t in self.tasks])
+        )
         self.exchange.export(workdir, batch, self.tasks)
         self.review.export(workdir, batch, copy.deepcopy(self.tasks), CLASSES)
         self.task_ids = recorded(workdir, batch)["task_ids"]
@@ -486,10 +492,10 @@ class Pipeline:
     def merge(self, merge_id: str) -> None:
         """The merge_review job of one returned batch or revision, as the sensor's run request configures it."""
         import dagster as dg
-
         from labeling_dag.assets.verification import review_annotations, verified_labels
-        from labeling_dag.checks import review_quality_gate
         from labeling_dag.resources.snapshots import SnapshotStore
+
+        from labeling_dag.checks import review_quality_gate
         from labeling_dag.sensors import merge_run_config
 
         result = dg.materialize(
@@ -594,7 +600,9 @@ def test_an_annotation_edited_after_the_merge_comes_back_as_a_revision(
 
     # Edited once more: compared with what revision 2 brought in, it becomes revision 3.
     relabelled = copy.deepcopy(moved)
-    relabelled[0]["value"]["rectanglelabels"] = ["bicycle" if relabelled[0]["value"]["rectanglelabels"] != ["bicycle"] else "car"]
+    relabelled[0]["value"]["rectanglelabels"] = [
+        "bicycle" if relabelled[0]["value"]["rectanglelabels"] != ["bicycle"] else "car"
+    ]
     api.send("PATCH", f"/api/annotations/{annotation['id']}/", {"result": relabelled})
     assert pipeline.tick() == [f"{batch}.r3"]
     pipeline.merge(f"{batch}.r3")
@@ -623,12 +631,19 @@ def test_an_edit_that_cannot_be_merged_is_reported_and_taken_once_fixed(
     result = pipeline.evaluate(pipeline.cursor)
 
     assert not result.run_requests
-    assert f"task {task_id} (image {pipeline.tasks[0]['data']['image_id']!r}) of merged batch {batch!r}" in result.skip_message
-    assert "unknown class label 'truck'" in result.skip_message and "fix it in the labelling tool" in result.skip_message
+    assert (
+        f"task {task_id} (image {pipeline.tasks[0]['data']['image_id']!r}) of merged batch {batch!r}"
+        in result.skip_message
+    )
+    assert (
+        "unknown class label 'truck'" in result.skip_message and "fix it in the labelling tool" in result.skip_message
+    )
     assert not list((workdir / "exchange" / "inbox").glob("*")) and not (workdir / "exchange" / "quarantine").exists()
 
     fixed = copy.deepcopy(wrong)
-    fixed[0]["value"]["rectanglelabels"] = ["person" if results[task_id][0]["value"]["rectanglelabels"] != ["person"] else "car"]
+    fixed[0]["value"]["rectanglelabels"] = [
+        "person" if results[task_id][0]["value"]["rectanglelabels"] != ["person"] else "car"
+    ]
     api.send("PATCH", f"/api/annotations/{annotation['id']}/", {"result": fixed})
     assert pipeline.tick() == [f"{batch}.r2"]
 

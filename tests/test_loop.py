@@ -32,11 +32,14 @@ def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict
     report = root / "report.json"
     command = [
         BIN / "labeling-dag", "run-loop", "--dataset", data_yaml, "--workdir", root / "work", "--rounds", "4",
-        "--batch-size", "30", "--strategy", "hybrid", "--seed-labels", "60", "--target-precision", "0.6", "--target-image-accuracy", "0.6",
+        "--batch-size", "30", "--strategy", "hybrid", "--seed-labels", "60", "--target-precision", "0.6",
+        "--target-image-accuracy", "0.6",
         "--reviewer-error-rate", "0.0", "--seed", "0", "--imgsz", "128", "--cold-start-epochs", "40",
         "--fine-tune-epochs", "10", "--report", report,
     ]  # fmt: skip
-    completed = subprocess.run([str(part) for part in command], capture_output=True, text=True, timeout=900, check=False)
+    completed = subprocess.run(
+        [str(part) for part in command], capture_output=True, text=True, timeout=900, check=False
+    )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return root, data_yaml, json.loads(report.read_text())
 
@@ -71,7 +74,9 @@ def test_report_prices_every_round_and_the_dataset_in_human_seconds(loop_run):
     assert dataset["pool_images"] == len(truth)
     assert dataset["hand_label_seconds"] == pytest.approx(len(truth) * 1.0 + sum(map(len, truth.values())) * 7.0)
     assert dataset["human_seconds"] == pytest.approx(seconds[-1])
-    assert dataset["human_time_ratio"] == pytest.approx(dataset["human_seconds"] / dataset["hand_label_seconds"], abs=1e-4)
+    assert dataset["human_time_ratio"] == pytest.approx(
+        dataset["human_seconds"] / dataset["hand_label_seconds"], abs=1e-4
+    )
     assert dataset["images_labelled"] == rounds[-1]["images_labelled"] <= len(truth)
     assert 0.9 <= dataset["precision"] <= 1 and 0.9 <= dataset["recall"] <= 1  # an error-free reviewer, a strict gate
     assert set(dataset["per_source"]) >= {"human", "gold"}
@@ -143,7 +148,9 @@ def test_auto_accept_precision_is_measured_against_the_true_labels(loop_run):
             )
             tp, fp = tp + score.true_positives, fp + score.false_positives
         assert record["auto_accept_precision"] == pytest.approx(tp / (tp + fp))
-    assert sum(r["auto_accepted"] for r in report["rounds"]) > 0, "by round 4 the image gate has seen enough judged images"
+    assert sum(r["auto_accepted"] for r in report["rounds"]) > 0, (
+        "by round 4 the image gate has seen enough judged images"
+    )
 
 
 @pytest.mark.slow
@@ -154,7 +161,10 @@ def test_verified_labels_are_traceable(loop_run):
     labels = pd.read_parquet(work / "verified_labels" / "labels.parquet").astype(LABEL_COLUMNS)
     human = labels[(labels["source"] == "human") & (labels["pre_label_id"] != "")].iloc[0]
     out = subprocess.run(
-        [str(BIN / "labeling-dag"), "trace", human["label_id"], "--workdir", str(work)], capture_output=True, text=True, timeout=60
+        [str(BIN / "labeling-dag"), "trace", human["label_id"], "--workdir", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     text = out.stdout
@@ -164,7 +174,10 @@ def test_verified_labels_are_traceable(loop_run):
     assert "verified_labels snapshots: " in text and " trained on snapshot " in text
 
     sample = subprocess.run(
-        [str(BIN / "labeling-dag"), "trace", "--workdir", str(work), "--sample", "3"], capture_output=True, text=True, timeout=60
+        [str(BIN / "labeling-dag"), "trace", "--workdir", str(work), "--sample", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert sample.returncode == 0, sample.stderr
     assert sample.stdout.count("\nraw file: ") >= 3
@@ -182,7 +195,12 @@ def test_trace_finds_the_snapshot_when_the_writing_run_took_none(loop_run, tmp_p
     label = labels[(labels["source"] == "human") & (labels["pre_label_id"] != "")].iloc[0]
 
     def trace() -> str:
-        out = subprocess.run([str(BIN / "labeling-dag"), "trace", label["label_id"], "--workdir", str(work)], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [str(BIN / "labeling-dag"), "trace", label["label_id"], "--workdir", str(work)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout
 
@@ -193,5 +211,7 @@ def test_trace_finds_the_snapshot_when_the_writing_run_took_none(loop_run, tmp_p
     labels.assign(pre_label_run_id="killed-run").to_parquet(work / "verified_labels" / "labels.parquet")
     after = trace()
     assert "snapshot ?" not in after
-    snapshot_lines = [line.split(" snapshot ")[-1] for line in before.splitlines() if line.startswith(("cleaned:", "pre-label "))]
+    snapshot_lines = [
+        line.split(" snapshot ")[-1] for line in before.splitlines() if line.startswith(("cleaned:", "pre-label "))
+    ]
     assert len(snapshot_lines) == 2 and all(snapshot in after for snapshot in snapshot_lines)

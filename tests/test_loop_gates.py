@@ -9,14 +9,14 @@ import dagster as dg
 import pandas as pd
 import pytest
 from conftest import TEST_IMGSZ, make_resources
+from labeling_dag.resources.loop_policy import LoopPolicy
+from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag import atomic
 from labeling_dag.definitions import build_definitions
 from labeling_dag.ingest_batches import ROOT_BATCH
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.partitions import ingest_batches
-from labeling_dag.resources.loop_policy import LoopPolicy
-from labeling_dag.resources.storage import LabelStore
 from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
 from labeling_dag.sensors import merge_run_config
 from labeling_dag.simulated_reviewer import load_truth, simulate_review
@@ -33,14 +33,20 @@ def _loop(tmp_path: Path, tiny_model: Path, **policy: object):
     truth = load_truth(data_yaml, "train")
     gold_ids = sorted(truth)[:4]
     gold = pd.DataFrame(
-        [{"image_id": i, "class_name": b.class_name, "x": b.box.x, "y": b.box.y, "w": b.box.w, "h": b.box.h} for i in gold_ids for b in truth[i]]
+        [
+            {"image_id": i, "class_name": b.class_name, "x": b.box.x, "y": b.box.y, "w": b.box.w, "h": b.box.h}
+            for i in gold_ids
+            for b in truth[i]
+        ]
     )
     LabelStore(workdir=str(work)).write_table("gold", "labels", gold)
     defs = build_definitions(resources)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(ingest_batches.name, [ROOT_BATCH])
     prelabelled = defs.resolve_job_def("prelabel_batch").execute_in_process(
-        run_config={"ops": {"pre_labels": {"config": {"seed_model": str(tiny_model)}}}}, instance=instance, partition_key=ROOT_BATCH
+        run_config={"ops": {"pre_labels": {"config": {"seed_model": str(tiny_model)}}}},
+        instance=instance,
+        partition_key=ROOT_BATCH,
     )
     assert prelabelled.success
     first = defs.resolve_job_def("select_review_batch").execute_in_process(
@@ -59,7 +65,8 @@ def _answer(work: Path, batch_id: str, truth, *, error_rate: float) -> None:
 
 @pytest.mark.slow
 def test_a_batch_failing_its_gold_items_is_quarantined_and_not_merged(tmp_path, tiny_model):
-    """Every gold answer wrong → the review-quality gate fails, verified_labels does not run, the images return to the pool."""
+    """Every gold answer wrong → the review-quality gate fails, verified_labels does not run, the
+    images return to the pool."""
     defs, instance, work, truth, batches, _ = _loop(tmp_path, tiny_model)
     batch_id = batches["batch_id"].iloc[0]
     assert batches["is_gold"].sum() == 4
@@ -89,7 +96,11 @@ def test_a_model_worse_than_the_current_one_is_refused(tmp_path, tiny_model):
     defs, instance, work, truth, batches, _ = _loop(tmp_path, tiny_model, promotion_tolerance=-1.0)
     batch_id = batches["batch_id"].iloc[0]
     _answer(work, batch_id, truth, error_rate=0.0)
-    assert defs.resolve_job_def("merge_review").execute_in_process(run_config=merge_run_config(batch_id), instance=instance).success
+    assert (
+        defs.resolve_job_def("merge_review")
+        .execute_in_process(run_config=merge_run_config(batch_id), instance=instance)
+        .success
+    )
     before = ModelRegistry(work).current().model_version
 
     retrain = defs.resolve_job_def("retrain").execute_in_process(instance=instance, raise_on_error=False)
@@ -107,7 +118,11 @@ def test_a_promoted_model_is_a_dvc_artifact_with_metrics(tmp_path, tiny_model):
     defs, instance, work, truth, batches, _ = _loop(tmp_path, tiny_model, promotion_tolerance=1.0)
     batch_id = batches["batch_id"].iloc[0]
     _answer(work, batch_id, truth, error_rate=0.0)
-    assert defs.resolve_job_def("merge_review").execute_in_process(run_config=merge_run_config(batch_id), instance=instance).success
+    assert (
+        defs.resolve_job_def("merge_review")
+        .execute_in_process(run_config=merge_run_config(batch_id), instance=instance)
+        .success
+    )
     no_class_rule = {"ops": {"retrained_model": {"config": {"class_tolerance": None}}}}
     retrain = defs.resolve_job_def("retrain").execute_in_process(run_config=no_class_rule, instance=instance)
     assert retrain.success
@@ -124,7 +139,9 @@ def test_a_promoted_model_is_a_dvc_artifact_with_metrics(tmp_path, tiny_model):
     assert model_card["parent_evaluation_same_validation"]["confusion"]["labels"][-1] == "background"
 
     got = tmp_path / "artifact.pt"
-    fetched = subprocess.run(["dvc", "artifacts", "get", ".", "detector", "-o", str(got)], cwd=work, capture_output=True, text=True)
+    fetched = subprocess.run(
+        ["dvc", "artifacts", "get", ".", "detector", "-o", str(got)], cwd=work, capture_output=True, text=True
+    )
     assert fetched.returncode == 0, fetched.stderr
     assert got.read_bytes() == (work / current.path).read_bytes()
     metrics = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=work, capture_output=True, text=True)

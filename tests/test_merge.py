@@ -14,10 +14,10 @@ from labeling_dag.calibration import Calibration, ImageGate, calibrate
 from labeling_dag.label_studio_format import AnnotatedBox, TaskAnnotation, review_task
 from labeling_dag.merge import (
     EDIT_COLUMNS,
-    RETURNED_COLUMNS,
     GOLD_COLUMNS,
     LABEL_COLUMNS,
     QUALITY_COLUMNS,
+    RETURNED_COLUMNS,
     VERIFIED_IMAGE_COLUMNS,
     active,
     auto_accepted_rows,
@@ -99,7 +99,9 @@ def _edit(**fields: object) -> dict[str, object]:
     return row | fields
 
 
-def _label(label_id: str, image_id: str, *, merge_id: str, source: str = "auto_accepted", retired_by: str = "") -> dict[str, object]:
+def _label(
+    label_id: str, image_id: str, *, merge_id: str, source: str = "auto_accepted", retired_by: str = ""
+) -> dict[str, object]:
     """One verified-label row; only the fields the merge looks at vary."""
     return {
         "label_id": label_id,
@@ -177,21 +179,65 @@ def test_edit_rows_classify_accept_move_delete_add_against_the_exported_task() -
     expected = _table(
         [
             common
-            | {"edit_kind": "accepted", "pre_label_id": "pl-0", "region_id": "pl-0", "class_name": "cat",
-               "x": 0.2, "y": 0.5, "w": 0.2, "h": 0.2, "original_class": "cat", "confidence": 0.9,
-               "iou": 1.0, "prediction_correct": 1.0},
+            | {
+                "edit_kind": "accepted",
+                "pre_label_id": "pl-0",
+                "region_id": "pl-0",
+                "class_name": "cat",
+                "x": 0.2,
+                "y": 0.5,
+                "w": 0.2,
+                "h": 0.2,
+                "original_class": "cat",
+                "confidence": 0.9,
+                "iou": 1.0,
+                "prediction_correct": 1.0,
+            },
             common
-            | {"edit_kind": "moved", "pre_label_id": "pl-1", "region_id": "pl-1", "class_name": "dog",
-               "x": 0.52, "y": 0.5, "w": 0.2, "h": 0.2, "original_class": "dog", "confidence": 0.7,
-               "iou": moved_iou, "prediction_correct": 1.0},
+            | {
+                "edit_kind": "moved",
+                "pre_label_id": "pl-1",
+                "region_id": "pl-1",
+                "class_name": "dog",
+                "x": 0.52,
+                "y": 0.5,
+                "w": 0.2,
+                "h": 0.2,
+                "original_class": "dog",
+                "confidence": 0.7,
+                "iou": moved_iou,
+                "prediction_correct": 1.0,
+            },
             common
-            | {"edit_kind": "deleted", "pre_label_id": "pl-2", "region_id": "", "class_name": "",
-               "x": NAN, "y": NAN, "w": NAN, "h": NAN, "original_class": "cat", "confidence": 0.4,
-               "iou": NAN, "prediction_correct": 0.0},
+            | {
+                "edit_kind": "deleted",
+                "pre_label_id": "pl-2",
+                "region_id": "",
+                "class_name": "",
+                "x": NAN,
+                "y": NAN,
+                "w": NAN,
+                "h": NAN,
+                "original_class": "cat",
+                "confidence": 0.4,
+                "iou": NAN,
+                "prediction_correct": 0.0,
+            },
             common
-            | {"edit_kind": "added", "pre_label_id": "", "region_id": "new-1", "class_name": "dog",
-               "x": 0.5, "y": 0.2, "w": 0.1, "h": 0.1, "original_class": "", "confidence": NAN,
-               "iou": NAN, "prediction_correct": NAN},
+            | {
+                "edit_kind": "added",
+                "pre_label_id": "",
+                "region_id": "new-1",
+                "class_name": "dog",
+                "x": 0.5,
+                "y": 0.2,
+                "w": 0.1,
+                "h": 0.1,
+                "original_class": "",
+                "confidence": NAN,
+                "iou": NAN,
+                "prediction_correct": NAN,
+            },
         ],
         EDIT_COLUMNS,
     )
@@ -269,12 +315,40 @@ def test_quality_rows_per_reviewer_and_micro_averaged_batch_row() -> None:
 
     expected = _table(
         [
-            {"batch_id": "batch-1", "reviewer": "alice", "gold_tasks": 1, "gold_accuracy": 1.0, "min_gold_accuracy": 0.8, "run_id": "run-q"},
-            {"batch_id": "batch-1", "reviewer": "bob", "gold_tasks": 1, "gold_accuracy": 2 / 3, "min_gold_accuracy": 0.8, "run_id": "run-q"},
-            {"batch_id": "batch-1", "reviewer": "carol", "gold_tasks": 0, "gold_accuracy": NAN, "min_gold_accuracy": 0.8, "run_id": "run-q"},
+            {
+                "batch_id": "batch-1",
+                "reviewer": "alice",
+                "gold_tasks": 1,
+                "gold_accuracy": 1.0,
+                "min_gold_accuracy": 0.8,
+                "run_id": "run-q",
+            },
+            {
+                "batch_id": "batch-1",
+                "reviewer": "bob",
+                "gold_tasks": 1,
+                "gold_accuracy": 2 / 3,
+                "min_gold_accuracy": 0.8,
+                "run_id": "run-q",
+            },
+            {
+                "batch_id": "batch-1",
+                "reviewer": "carol",
+                "gold_tasks": 0,
+                "gold_accuracy": NAN,
+                "min_gold_accuracy": 0.8,
+                "run_id": "run-q",
+            },
             # micro average: tp (3 + 2) / (tp 5 + fp 0 + fn 1) = 5/6. The mean of the two
             # reviewers' rates happens to be 5/6 too; the next test tells the two apart.
-            {"batch_id": "batch-1", "reviewer": "*", "gold_tasks": 2, "gold_accuracy": 5 / 6, "min_gold_accuracy": 0.8, "run_id": "run-q"},
+            {
+                "batch_id": "batch-1",
+                "reviewer": "*",
+                "gold_tasks": 2,
+                "gold_accuracy": 5 / 6,
+                "min_gold_accuracy": 0.8,
+                "run_id": "run-q",
+            },
         ],
         QUALITY_COLUMNS,
     )
@@ -307,8 +381,22 @@ def test_quality_rows_without_gold_give_a_batch_row_with_nan_accuracy() -> None:
 
     expected = _table(
         [
-            {"batch_id": "batch-1", "reviewer": "alice", "gold_tasks": 0, "gold_accuracy": NAN, "min_gold_accuracy": 0.8, "run_id": "run-q"},
-            {"batch_id": "batch-1", "reviewer": "*", "gold_tasks": 0, "gold_accuracy": NAN, "min_gold_accuracy": 0.8, "run_id": "run-q"},
+            {
+                "batch_id": "batch-1",
+                "reviewer": "alice",
+                "gold_tasks": 0,
+                "gold_accuracy": NAN,
+                "min_gold_accuracy": 0.8,
+                "run_id": "run-q",
+            },
+            {
+                "batch_id": "batch-1",
+                "reviewer": "*",
+                "gold_tasks": 0,
+                "gold_accuracy": NAN,
+                "min_gold_accuracy": 0.8,
+                "run_id": "run-q",
+            },
         ],
         QUALITY_COLUMNS,
     )
@@ -334,10 +422,14 @@ def test_calibration_from_edits_uses_only_judged_non_gold_edits_of_the_model() -
             _edit(edit_kind="moved", original_class="cat", confidence=0.8, prediction_correct=1.0),
             _edit(edit_kind="deleted", original_class="cat", confidence=0.7, prediction_correct=0.0),
             _edit(original_class="dog", class_name="dog", confidence=0.6, prediction_correct=1.0),
-            _edit(model_version="mv-2", original_class="cat", confidence=0.95, prediction_correct=0.0, edit_kind="deleted"),
+            _edit(
+                model_version="mv-2", original_class="cat", confidence=0.95, prediction_correct=0.0, edit_kind="deleted"
+            ),
             _edit(is_gold=True, original_class="dog", confidence=0.65, prediction_correct=0.0, edit_kind="relabelled"),
             _edit(is_gold=True, original_class="cat", confidence=0.75, prediction_correct=1.0),
-            _edit(edit_kind="added", pre_label_id="", original_class="", confidence=NAN, iou=NAN, prediction_correct=NAN),
+            _edit(
+                edit_kind="added", pre_label_id="", original_class="", confidence=NAN, iou=NAN, prediction_correct=NAN
+            ),
         ],
         EDIT_COLUMNS,
     )
@@ -393,13 +485,21 @@ def test_calibration_counts_a_revised_judgement_once_as_revised() -> None:
         [
             _edit(image_id="img-a", original_class="cat", confidence=0.9, prediction_correct=1.0),
             _edit(image_id="img-b", original_class="cat", confidence=0.7, prediction_correct=1.0),
-            _edit(batch_id="batch-1.r2", image_id="img-a", edit_kind="deleted", original_class="cat", confidence=0.9,
-                  prediction_correct=0.0),
+            _edit(
+                batch_id="batch-1.r2",
+                image_id="img-a",
+                edit_kind="deleted",
+                original_class="cat",
+                confidence=0.9,
+                prediction_correct=0.0,
+            ),
         ],
         EDIT_COLUMNS,
     )
 
-    calibration = calibration_from_edits(edits, model_version="mv-1", class_names=["cat"], target_precision=1.0, min_support=1)
+    calibration = calibration_from_edits(
+        edits, model_version="mv-1", class_names=["cat"], target_precision=1.0, min_support=1
+    )
 
     assert dict(calibration.support) == {"cat": 2}
     assert calibration == calibrate(
@@ -413,8 +513,10 @@ def test_returned_rows_one_per_answered_image_boxes_or_not() -> None:
 
     pd.testing.assert_frame_equal(
         returned_rows(annotations, batch_id="batch-1.r2"),
-        _table([{"batch_id": "batch-1.r2", "image_id": "img-a"}, {"batch_id": "batch-1.r2", "image_id": "img-b"}],
-               RETURNED_COLUMNS),
+        _table(
+            [{"batch_id": "batch-1.r2", "image_id": "img-a"}, {"batch_id": "batch-1.r2", "image_id": "img-b"}],
+            RETURNED_COLUMNS,
+        ),
     )
 
 
@@ -432,7 +534,14 @@ def test_image_gate_counts_a_missing_box_against_an_image_whose_boxes_all_cleare
         [
             _edit(image_id="img-a", confidence=0.95),
             _edit(image_id="img-b", confidence=0.9),
-            _edit(image_id="img-b", edit_kind="added", pre_label_id="", original_class="", confidence=NAN, prediction_correct=NAN),
+            _edit(
+                image_id="img-b",
+                edit_kind="added",
+                pre_label_id="",
+                original_class="",
+                confidence=NAN,
+                prediction_correct=NAN,
+            ),
             _edit(image_id="img-c", confidence=0.85),
             _edit(image_id="img-c", original_class="dog", class_name="dog", confidence=0.97),
             _edit(image_id="img-d", confidence=0.7),
@@ -447,7 +556,10 @@ def test_image_gate_counts_a_missing_box_against_an_image_whose_boxes_all_cleare
 
     loose = image_gate_from_edits(edits, THRESHOLDS, model_version="mv-1", target_accuracy=0.6, min_support=3)
     assert loose == ImageGate(threshold=0.85, accuracy=pytest.approx(2 / 3), support=3)
-    assert image_gate_from_edits(edits, THRESHOLDS, model_version="mv-1", target_accuracy=0.6, min_support=4).threshold is None
+    assert (
+        image_gate_from_edits(edits, THRESHOLDS, model_version="mv-1", target_accuracy=0.6, min_support=4).threshold
+        is None
+    )
 
 
 def test_auto_accepted_rows_apply_the_image_gate() -> None:
@@ -528,10 +640,30 @@ def test_auto_accepted_rows_take_candidate_images_whose_every_box_clears() -> No
     }
     expected = _table(
         [
-            {"label_id": "vl-m1-pl-a0", "image_id": "img-a", "class_name": "cat", "x": 0.1, "y": 0.5, "w": 0.1, "h": 0.2,
-             "pre_label_id": "pl-a0", "confidence": 0.8} | provenance,
-            {"label_id": "vl-m1-pl-a1", "image_id": "img-a", "class_name": "dog", "x": 0.2, "y": 0.5, "w": 0.1, "h": 0.2,
-             "pre_label_id": "pl-a1", "confidence": 0.9} | provenance,
+            {
+                "label_id": "vl-m1-pl-a0",
+                "image_id": "img-a",
+                "class_name": "cat",
+                "x": 0.1,
+                "y": 0.5,
+                "w": 0.1,
+                "h": 0.2,
+                "pre_label_id": "pl-a0",
+                "confidence": 0.8,
+            }
+            | provenance,
+            {
+                "label_id": "vl-m1-pl-a1",
+                "image_id": "img-a",
+                "class_name": "dog",
+                "x": 0.2,
+                "y": 0.5,
+                "w": 0.1,
+                "h": 0.2,
+                "pre_label_id": "pl-a1",
+                "confidence": 0.9,
+            }
+            | provenance,
         ],
         LABEL_COLUMNS,
     )
@@ -566,36 +698,117 @@ def test_human_rows_keep_reviewed_boxes_without_deleted_or_gold() -> None:
     edits = _table(
         [
             _edit(edit_kind="accepted", pre_label_id="pl-0", confidence=0.9),
-            _edit(edit_kind="deleted", pre_label_id="pl-1", region_id="", class_name="", x=NAN, y=NAN, w=NAN, h=NAN,
-                  confidence=0.3, prediction_correct=0.0),
-            _edit(edit_kind="relabelled", pre_label_id="pl-2", class_name="dog", x=0.3, confidence=0.6, prediction_correct=0.0),
-            _edit(edit_kind="added", pre_label_id="", region_id="new-1", class_name="dog", x=0.7, original_class="",
-                  confidence=NAN, iou=NAN, prediction_correct=NAN),
+            _edit(
+                edit_kind="deleted",
+                pre_label_id="pl-1",
+                region_id="",
+                class_name="",
+                x=NAN,
+                y=NAN,
+                w=NAN,
+                h=NAN,
+                confidence=0.3,
+                prediction_correct=0.0,
+            ),
+            _edit(
+                edit_kind="relabelled",
+                pre_label_id="pl-2",
+                class_name="dog",
+                x=0.3,
+                confidence=0.6,
+                prediction_correct=0.0,
+            ),
+            _edit(
+                edit_kind="added",
+                pre_label_id="",
+                region_id="new-1",
+                class_name="dog",
+                x=0.7,
+                original_class="",
+                confidence=NAN,
+                iou=NAN,
+                prediction_correct=NAN,
+            ),
             _edit(image_id="img-g", is_gold=True, pre_label_id="pl-g"),
-            _edit(image_id="img-b", edit_kind="moved", pre_label_id="pl-b", x=0.45, confidence=0.7, reviewer="bob",
-                  pre_label_run_id="run-b"),
+            _edit(
+                image_id="img-b",
+                edit_kind="moved",
+                pre_label_id="pl-b",
+                x=0.45,
+                confidence=0.7,
+                reviewer="bob",
+                pre_label_run_id="run-b",
+            ),
         ],
         EDIT_COLUMNS,
     )
 
     rows = human_rows(edits, merge_id="m2")
 
-    reviewed = {"source": "human", "review_batch_id": "batch-1", "reviewed_at": "2026-01-02T03:04:05+00:00",
-                "merge_id": "m2", "retired_by": "", "y": 0.5, "w": 0.2, "h": 0.2}
+    reviewed = {
+        "source": "human",
+        "review_batch_id": "batch-1",
+        "reviewed_at": "2026-01-02T03:04:05+00:00",
+        "merge_id": "m2",
+        "retired_by": "",
+        "y": 0.5,
+        "w": 0.2,
+        "h": 0.2,
+    }
     expected = _table(
         [
-            reviewed | {"label_id": "vl-m2-img-a-000", "image_id": "img-a", "class_name": "cat", "x": 0.5,
-                        "model_version": "mv-1", "pre_label_id": "pl-0", "pre_label_run_id": "run-p",
-                        "reviewer": "alice", "edit_kind": "accepted", "confidence": 0.9},
-            reviewed | {"label_id": "vl-m2-img-a-001", "image_id": "img-a", "class_name": "dog", "x": 0.3,
-                        "model_version": "mv-1", "pre_label_id": "pl-2", "pre_label_run_id": "run-p",
-                        "reviewer": "alice", "edit_kind": "relabelled", "confidence": 0.6},
-            reviewed | {"label_id": "vl-m2-img-a-002", "image_id": "img-a", "class_name": "dog", "x": 0.7,
-                        "model_version": "", "pre_label_id": "", "pre_label_run_id": "",
-                        "reviewer": "alice", "edit_kind": "added", "confidence": NAN},
-            reviewed | {"label_id": "vl-m2-img-b-003", "image_id": "img-b", "class_name": "cat", "x": 0.45,
-                        "model_version": "mv-1", "pre_label_id": "pl-b", "pre_label_run_id": "run-b",
-                        "reviewer": "bob", "edit_kind": "moved", "confidence": 0.7},
+            reviewed
+            | {
+                "label_id": "vl-m2-img-a-000",
+                "image_id": "img-a",
+                "class_name": "cat",
+                "x": 0.5,
+                "model_version": "mv-1",
+                "pre_label_id": "pl-0",
+                "pre_label_run_id": "run-p",
+                "reviewer": "alice",
+                "edit_kind": "accepted",
+                "confidence": 0.9,
+            },
+            reviewed
+            | {
+                "label_id": "vl-m2-img-a-001",
+                "image_id": "img-a",
+                "class_name": "dog",
+                "x": 0.3,
+                "model_version": "mv-1",
+                "pre_label_id": "pl-2",
+                "pre_label_run_id": "run-p",
+                "reviewer": "alice",
+                "edit_kind": "relabelled",
+                "confidence": 0.6,
+            },
+            reviewed
+            | {
+                "label_id": "vl-m2-img-a-002",
+                "image_id": "img-a",
+                "class_name": "dog",
+                "x": 0.7,
+                "model_version": "",
+                "pre_label_id": "",
+                "pre_label_run_id": "",
+                "reviewer": "alice",
+                "edit_kind": "added",
+                "confidence": NAN,
+            },
+            reviewed
+            | {
+                "label_id": "vl-m2-img-b-003",
+                "image_id": "img-b",
+                "class_name": "cat",
+                "x": 0.45,
+                "model_version": "mv-1",
+                "pre_label_id": "pl-b",
+                "pre_label_run_id": "run-b",
+                "reviewer": "bob",
+                "edit_kind": "moved",
+                "confidence": 0.7,
+            },
         ],
         LABEL_COLUMNS,
     )
@@ -612,7 +825,11 @@ def _empty_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
 def _first_merge() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Merge m1 onto empty tables: img-a (two boxes) and img-b (one box), both auto-accepted."""
     additions = _table(
-        [_label("vl-m1-a0", "img-a", merge_id="m1"), _label("vl-m1-a1", "img-a", merge_id="m1"), _label("vl-m1-b0", "img-b", merge_id="m1")],
+        [
+            _label("vl-m1-a0", "img-a", merge_id="m1"),
+            _label("vl-m1-a1", "img-a", merge_id="m1"),
+            _label("vl-m1-b0", "img-b", merge_id="m1"),
+        ],
         LABEL_COLUMNS,
     )
     covered = verified_image_rows({"img-a": "auto_accepted", "img-b": "auto_accepted"}, merge_id="m1")
@@ -628,8 +845,13 @@ def test_first_merge_adds_its_rows() -> None:
     pd.testing.assert_frame_equal(labels, additions)
     pd.testing.assert_frame_equal(
         images,
-        _table([_image("img-a", source="auto_accepted", merge_id="m1"), _image("img-b", source="auto_accepted", merge_id="m1")],
-               VERIFIED_IMAGE_COLUMNS),
+        _table(
+            [
+                _image("img-a", source="auto_accepted", merge_id="m1"),
+                _image("img-b", source="auto_accepted", merge_id="m1"),
+            ],
+            VERIFIED_IMAGE_COLUMNS,
+        ),
     )
     pd.testing.assert_frame_equal(images, covered)
 
@@ -637,7 +859,10 @@ def test_first_merge_adds_its_rows() -> None:
 def _second_merge_inputs() -> tuple[pd.DataFrame, pd.DataFrame]:
     """Merge m2: humans reviewed img-a (one box kept) and the new img-c (one box)."""
     additions = _table(
-        [_label("vl-m2-a0", "img-a", merge_id="m2", source="human"), _label("vl-m2-c0", "img-c", merge_id="m2", source="human")],
+        [
+            _label("vl-m2-a0", "img-a", merge_id="m2", source="human"),
+            _label("vl-m2-c0", "img-c", merge_id="m2", source="human"),
+        ],
         LABEL_COLUMNS,
     )
     return additions, verified_image_rows({"img-a": "human", "img-c": "human"}, merge_id="m2")
@@ -682,7 +907,9 @@ def test_a_later_merge_keeps_earlier_retirements() -> None:
     labels, images = merge_verified(labels, images, *_second_merge_inputs(), merge_id="m2")
     additions = _table([_label("vl-m3-a0", "img-a", merge_id="m3", source="human")], LABEL_COLUMNS)
 
-    labels, images = merge_verified(labels, images, additions, verified_image_rows({"img-a": "human"}, merge_id="m3"), merge_id="m3")
+    labels, images = merge_verified(
+        labels, images, additions, verified_image_rows({"img-a": "human"}, merge_id="m3"), merge_id="m3"
+    )
 
     img_a = labels[labels["image_id"] == "img-a"]
     assert img_a[["label_id", "retired_by"]].values.tolist() == [
@@ -723,10 +950,16 @@ def test_rerunning_a_merge_with_changed_rows_replaces_its_previous_result() -> N
     once = merge_verified(labels, images, *_second_merge_inputs(), merge_id="m2")
     only_c = _table([_label("vl-m2-c0", "img-c", merge_id="m2", source="human")], LABEL_COLUMNS)
 
-    labels, images = merge_verified(*once, only_c, verified_image_rows({"img-c": "human"}, merge_id="m2"), merge_id="m2")
+    labels, images = merge_verified(
+        *once, only_c, verified_image_rows({"img-c": "human"}, merge_id="m2"), merge_id="m2"
+    )
 
     assert active(labels)["label_id"].tolist() == ["vl-m1-a0", "vl-m1-a1", "vl-m1-b0", "vl-m2-c0"]
-    assert active(images)[["image_id", "merge_id"]].values.tolist() == [["img-a", "m1"], ["img-b", "m1"], ["img-c", "m2"]]
+    assert active(images)[["image_id", "merge_id"]].values.tolist() == [
+        ["img-a", "m1"],
+        ["img-b", "m1"],
+        ["img-c", "m2"],
+    ]
     assert (labels["retired_by"] == "").all() and (images["retired_by"] == "").all()
 
 
@@ -744,8 +977,10 @@ def test_an_image_reviewed_empty_is_verified_and_loses_its_old_labels() -> None:
     assert active(labels)["image_id"].tolist() == ["img-a", "img-a"]
     pd.testing.assert_frame_equal(
         active(images).reset_index(drop=True),
-        _table([_image("img-a", source="auto_accepted", merge_id="m1"), _image("img-b", source="human", merge_id="m2")],
-               VERIFIED_IMAGE_COLUMNS),
+        _table(
+            [_image("img-a", source="auto_accepted", merge_id="m1"), _image("img-b", source="human", merge_id="m2")],
+            VERIFIED_IMAGE_COLUMNS,
+        ),
     )
 
 
@@ -761,7 +996,10 @@ def test_active_keeps_only_rows_not_retired() -> None:
         LABEL_COLUMNS,
     )
     images = _table(
-        [_image("img-a", source="human", merge_id="m1", retired_by="m2"), _image("img-a", source="human", merge_id="m2")],
+        [
+            _image("img-a", source="human", merge_id="m1", retired_by="m2"),
+            _image("img-a", source="human", merge_id="m2"),
+        ],
         VERIFIED_IMAGE_COLUMNS,
     )
 
@@ -784,7 +1022,10 @@ def test_a_revision_retires_only_the_images_it_holds_and_keeps_the_old_rows() ->
         LABEL_COLUMNS,
     )
     labels, images = merge_verified(
-        *_empty_tables(), batch, verified_image_rows({"img-a": "human", "img-b": "human"}, merge_id="batch-1"), merge_id="batch-1"
+        *_empty_tables(),
+        batch,
+        verified_image_rows({"img-a": "human", "img-b": "human"}, merge_id="batch-1"),
+        merge_id="batch-1",
     )
     revised = _table(
         [

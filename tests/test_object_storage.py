@@ -17,17 +17,17 @@ import pytest
 import requests
 import s3fs
 from bad_images import write_bad_images, write_good_images
-from moto.server import ThreadedMotoServer
-
 from labeling_dag.assets.cleaning import cleaned_images
 from labeling_dag.assets.ingestion import raw_images
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import ImageSource, LabelStore
+from moto.server import ThreadedMotoServer
+
 from labeling_dag.cleaning import IMAGE_COLUMNS, REJECT_COLUMNS
 from labeling_dag.cli import main as cli
 from labeling_dag.definitions import defs
 from labeling_dag.ingest import RAW_COLUMNS
 from labeling_dag.partitions import ingest_batches
-from labeling_dag.resources.snapshots import SnapshotStore
-from labeling_dag.resources.storage import ImageSource, LabelStore
 from labeling_dag.sensors import ingest_batch_sensor
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,13 @@ def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     endpoint = f"http://{host}:{port}"
     # moto keeps its buckets per process, not per server: start every test from an empty S3.
     requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
-    unset = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "LABELING_DAG_DVC_REMOTE", "LABELING_DAG_DVC_ENDPOINT_URL")
+    unset = (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL_S3",
+        "LABELING_DAG_DVC_REMOTE",
+        "LABELING_DAG_DVC_ENDPOINT_URL",
+    )
     for name in unset:
         monkeypatch.delenv(name, raising=False)
     # A developer's own ~/.aws must not leak into the test, nor the test into it.
@@ -83,7 +89,11 @@ def _keys(prefix: str) -> list[str]:
 
 def _tick(source: ImageSource, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorExecutionData:
     context = dg.build_sensor_context(
-        instance=instance, instance_ref=instance.get_ref(), cursor=cursor, resources={"source": source}, definitions=defs
+        instance=instance,
+        instance_ref=instance.get_ref(),
+        cursor=cursor,
+        resources={"source": source},
+        definitions=defs,
     )
     return ingest_batch_sensor.evaluate_tick(context)
 
@@ -135,14 +145,18 @@ def test_batches_from_s3_prefixes_are_ingested_cleaned_and_snapshotted_to_s3(
     resources = {"store": LabelStore(workdir=str(work)), "source": source, "snapshots": snapshots}
     snapshot_ids = {}
     for batch in (FIRST, SECOND):
-        result = dg.materialize([raw_images, cleaned_images], resources=resources, instance=instance, partition_key=batch)
+        result = dg.materialize(
+            [raw_images, cleaned_images], resources=resources, instance=instance, partition_key=batch
+        )
         assert result.success
         [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("cleaned_images")]
         snapshot_ids[batch] = event.step_materialization_data.materialization.metadata["dvc_snapshot"].value
 
     store = LabelStore(workdir=str(work))
     raw = store.read_partition("raw_images", FIRST, "index", RAW_COLUMNS)
-    expected_first = sorted([f"{SOURCE}/{FIRST}/{p.name}" for p in good[:3]] + [f"{SOURCE}/{FIRST}/camera-2/{good[3].name}"])
+    expected_first = sorted(
+        [f"{SOURCE}/{FIRST}/{p.name}" for p in good[:3]] + [f"{SOURCE}/{FIRST}/camera-2/{good[3].name}"]
+    )
     assert sorted(raw["source_path"]) == expected_first
     for row in raw.itertuples():
         assert hashlib.sha256((work / row.stored_path).read_bytes()).hexdigest() == row.image_id
@@ -155,7 +169,9 @@ def test_batches_from_s3_prefixes_are_ingested_cleaned_and_snapshotted_to_s3(
     assert rejects[["source_path", "reason"]].to_dict("records") == [
         {"source_path": f"{SOURCE}/{SECOND}/truncated.png", "reason": "truncated"}
     ]
-    assert not store.read_partition("raw_images", SECOND, "index", RAW_COLUMNS)["source_path"].str.endswith(".txt").any()
+    assert (
+        not store.read_partition("raw_images", SECOND, "index", RAW_COLUMNS)["source_path"].str.endswith(".txt").any()
+    )
 
     # Each snapshot's directory object (and the files it lists) is on the S3 remote, not on local disk.
     stored = set(_keys("dvc/"))
@@ -190,5 +206,7 @@ def test_missing_prefix_or_batch_is_a_clear_error(s3: str) -> None:
     source = ImageSource(folder=SOURCE)
     assert source.batches() == (["_root"], [])
     assert [str(path) for path in source.files("_root")] == [f"{SOURCE}/loose.png"]
-    with pytest.raises(FileNotFoundError, match=f"{SOURCE}/{FIRST}: ingestion batch '{FIRST}' is not in the source folder"):
+    with pytest.raises(
+        FileNotFoundError, match=f"{SOURCE}/{FIRST}: ingestion batch '{FIRST}' is not in the source folder"
+    ):
         source.files(FIRST)

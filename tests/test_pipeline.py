@@ -9,15 +9,14 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import pytest
 from bad_images import write_bad_images, write_good_images
 from conftest import make_resources
-
 from labeling_dag.assets.cleaning import cleaned_images
 from labeling_dag.assets.ingestion import raw_images
 from labeling_dag.assets.prelabels import pre_labels
 from labeling_dag.assets.review import review_batch
 from labeling_dag.assets.scoring import uncertainty_scores
+
 from labeling_dag.checks import cleaned_images_gate, pre_labels_gate
 from labeling_dag.cli import main as cli
 from labeling_dag.ingest_batches import ROOT_BATCH
@@ -51,9 +50,7 @@ def run(assets, workdir: Path, source: Path, *, seed_model: Path | None = None, 
 
 def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     """The metadata values of the asset's materialisation in ``result``."""
-    (event,) = [
-        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)
-    ]
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)]
     return {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
 
 
@@ -180,7 +177,9 @@ def test_duplicates_exif_and_quality_flags(tmp_path):
     kind_of = {row.image_id: kinds[Path(row.source_path).name] for row in raw.itertuples()}
     flags = cleaned.assign(kind=cleaned["image_id"].map(kind_of)).set_index("kind")
     # Byte-identical copies share one id at ingestion; pixel-identical re-encodings are exact duplicates.
-    assert raw.loc[raw["source_path"].str.endswith(_name(kinds, "exact_duplicate")), "image_id"].iloc[0] in set(cleaned["image_id"])
+    assert raw.loc[raw["source_path"].str.endswith(_name(kinds, "exact_duplicate")), "image_id"].iloc[0] in set(
+        cleaned["image_id"]
+    )
     assert flags.loc["near_duplicate", "is_near_duplicate"]
     assert not flags.loc["original", "is_near_duplicate"]
     assert flags.loc["blurry", "is_blurry"] and not flags.loc["original", "is_blurry"]

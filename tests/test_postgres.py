@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import os
-from contextlib import closing
 import shlex
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from conftest import TEST_IMGSZ
+from labeling_dag.resources.storage import LabelStore
 from services import Postgres, postgres, postgres_home  # noqa: F401  (postgres is a fixture)
 
 from labeling_dag.ingest_batches import ROOT_BATCH
 from labeling_dag.merge import MERGE_COLUMNS, VERIFIED_FOLDER
-from labeling_dag.resources.storage import LabelStore
 from labeling_dag.run_loop import LoopSettings, RoundRecord, run_loop
 from labeling_dag.sample_data import generate_dataset
 

@@ -147,12 +147,8 @@ def test_outcomes_follow_suite_order_with_expectation_types() -> None:
             {"model_version is sha256 hex": 1},
             id="model-version-not-hex",
         ),
-        pytest.param(
-            lambda df: _set(df, 2, "box_id", "b0"), {"box_id unique": 2}, id="duplicate-box-id"
-        ),
-        pytest.param(
-            lambda df: _set(df, 1, "image_id", None), {"image_id not null": 1}, id="no-image-id"
-        ),
+        pytest.param(lambda df: _set(df, 2, "box_id", "b0"), {"box_id unique": 2}, id="duplicate-box-id"),
+        pytest.param(lambda df: _set(df, 1, "image_id", None), {"image_id not null": 1}, id="no-image-id"),
         # A NaN centre would slip through the range rules, which skip missing values.
         pytest.param(lambda df: _set(df, 0, "x", math.nan), {"x not null": 1}, id="nan-x"),
     ],
@@ -174,9 +170,7 @@ def test_edges_within_tolerance_pass_and_beyond_it_fail() -> None:
 
     boxes["w"] = 0.2
     boxes["x"] = 0.1 - 1e-5
-    assert _failed_counts(validate_pre_labels(boxes, class_names=CLASSES)) == {
-        "left edge x - w/2 in [0, 1]": 1
-    }
+    assert _failed_counts(validate_pre_labels(boxes, class_names=CLASSES)) == {"left edge x - w/2 in [0, 1]": 1}
 
 
 def test_class_names_are_bound_per_validation() -> None:
@@ -205,9 +199,7 @@ def test_class_names_as_single_string_is_rejected() -> None:
             {"image_id is sha256 hex": 1},
             id="short-image-id",
         ),
-        pytest.param(
-            lambda df: _set(df, 1, "image_id", HEX_A), {"image_id unique": 2}, id="duplicate-image"
-        ),
+        pytest.param(lambda df: _set(df, 1, "image_id", HEX_A), {"image_id unique": 2}, id="duplicate-image"),
         pytest.param(
             lambda df: _set(df, 0, "contrast", 1.2),
             {"contrast between 0 and 1": 1},

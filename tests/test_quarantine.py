@@ -14,18 +14,18 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
-
-from labeling_dag import atomic
 from labeling_dag.assets.review import review_batch
 from labeling_dag.assets.verification import review_annotations, verified_labels
+from labeling_dag.resources.review_exchange import FolderReview
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import LabelStore
+
+from labeling_dag import atomic
 from labeling_dag.checks import review_quality_gate
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.label_studio_format import review_task
 from labeling_dag.merge import ANNOTATIONS_FOLDER, LABEL_COLUMNS, QUALITY_COLUMNS, VERIFIED_FOLDER, active
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
-from labeling_dag.resources.review_exchange import FolderReview
-from labeling_dag.resources.snapshots import SnapshotStore
-from labeling_dag.resources.storage import LabelStore
 from labeling_dag.review_selection import BATCH_COLUMNS, quarantined_batches, quarantined_reviewers
 from labeling_dag.sensors import merge_run_config
 from tests.faults.review_files import ANSWERED_AT, CLASSES, EXCHANGE, MODEL, answer
@@ -197,8 +197,10 @@ def test_quarantine_is_decided_per_reviewer(
     """A reviewer below the threshold on gold is quarantined, one without gold items is not; a batch
     only when none of its reviewers is left, whatever its batch-wide row says."""
     reviewer, gold_tasks, accuracy = zip(*rows)
-    quality = pd.DataFrame(
-        {"batch_id": "x", "reviewer": reviewer, "gold_tasks": gold_tasks, "gold_accuracy": accuracy}
-    ).assign(min_gold_accuracy=0.7, run_id="")[list(QUALITY_COLUMNS)].astype(QUALITY_COLUMNS)
+    quality = (
+        pd.DataFrame({"batch_id": "x", "reviewer": reviewer, "gold_tasks": gold_tasks, "gold_accuracy": accuracy})
+        .assign(min_gold_accuracy=0.7, run_id="")[list(QUALITY_COLUMNS)]
+        .astype(QUALITY_COLUMNS)
+    )
     assert quarantined_reviewers(quality) == {("x", reviewer) for reviewer in reviewers}
     assert quarantined_batches(quality) == batches

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from labeling_dag.assets.training import card_path, current_model
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import LabelStore
 from verified_workdir import build_verified_workdir, tree_digest
 
 from labeling_dag import atomic
-from labeling_dag.assets.training import card_path, current_model
 from labeling_dag.cli import main as cli
 from labeling_dag.model_registry import ModelRegistry, file_sha256
-from labeling_dag.resources.snapshots import SnapshotStore
-from labeling_dag.resources.storage import LabelStore
 from labeling_dag.sample_data import CLASS_NAMES
 
 

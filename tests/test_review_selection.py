@@ -37,7 +37,9 @@ def test_a_batch_mixes_the_most_uncertain_images_with_a_confident_sample() -> No
     """k=20 with a quarter calibrating: 15 least-confident picks (the top of the ranking) and 5
     confident ones; the random strategy draws no separate sample."""
     candidates = _candidates()
-    settings = dict(k=20, uncertainty_measure="least_confidence", random_fraction=0.0, diversity=False, seed=0, cost_aware=False)
+    settings = dict(
+        k=20, uncertainty_measure="least_confidence", random_fraction=0.0, diversity=False, seed=0, cost_aware=False
+    )
     chosen = choose(candidates, strategy="least_confidence", calibration_fraction=0.25, **settings)
     ranks = [int(i[4:]) for i in chosen["image_id"]]
     assert ranks[:15] == list(range(39, 24, -1))

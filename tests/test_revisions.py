@@ -33,18 +33,25 @@ def _task(image_id: str, batch_id: str = "batch-1", *, task_id: int = 1) -> dict
         width=100,
         height=100,
         score=0.5,
-        pre_labels=(
-            PreLabel(f"{image_id}-b0", image_id, "cat", NormBox(0.3, 0.3, 0.2, 0.2), 0.8, (0.8, 0.2), "mv-1"),
-        ),
+        pre_labels=(PreLabel(f"{image_id}-b0", image_id, "cat", NormBox(0.3, 0.3, 0.2, 0.2), 0.8, (0.8, 0.2), "mv-1"),),
     )
     task = review_task(image, batch_id=batch_id, model_version="mv-1", pre_label_run_id="run-1")
     result = copy.deepcopy(task["predictions"][0]["result"])
     stamp = "2026-01-02T03:04:05.000001Z"
-    annotation = {"id": task_id, "completed_by": 7, "result": result, "was_cancelled": False, "created_at": stamp, "updated_at": stamp}
+    annotation = {
+        "id": task_id,
+        "completed_by": 7,
+        "result": result,
+        "was_cancelled": False,
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
     return {**task, "id": task_id, "annotations": [annotation]}
 
 
-def _edited(task: dict[str, Any], *, label: str | None = None, dx: float = 0.0, at: str = "2026-01-03T00:00:00.5Z") -> dict[str, Any]:
+def _edited(
+    task: dict[str, Any], *, label: str | None = None, dx: float = 0.0, at: str = "2026-01-03T00:00:00.5Z"
+) -> dict[str, Any]:
     """``task`` with its annotation saved again at ``at``, its box relabelled and/or moved."""
     task = copy.deepcopy(task)
     annotation = task["annotations"][0]
@@ -146,10 +153,16 @@ def test_as_revision_moves_copies_to_the_revision_and_leaves_the_tasks_alone() -
 # --- checked_until ----------------------------------------------------------------------------
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-stamps = st.lists(st.integers(min_value=1, max_value=10_000).map(lambda us: T0 + timedelta(microseconds=us)), max_size=20)
+stamps = st.lists(
+    st.integers(min_value=1, max_value=10_000).map(lambda us: T0 + timedelta(microseconds=us)), max_size=20
+)
 
 
-@given(seen=stamps, held=stamps, previous=st.none() | st.integers(0, 10_000).map(lambda us: T0 + timedelta(microseconds=us)))
+@given(
+    seen=stamps,
+    held=stamps,
+    previous=st.none() | st.integers(0, 10_000).map(lambda us: T0 + timedelta(microseconds=us)),
+)
 def test_checked_until_never_passes_a_held_task_nor_goes_back(
     seen: list[datetime], held: list[datetime], previous: datetime | None
 ) -> None:

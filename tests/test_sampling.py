@@ -72,9 +72,7 @@ def test_k_larger_than_pool_returns_everything_in_priority_order() -> None:
 
 def test_dataframe_scores() -> None:
     frame = pd.DataFrame(SCORES | {"image_id": list("abcde")})
-    np.testing.assert_array_equal(
-        select_for_review(frame, k=3, strategy="entropy"), [1, 3, 2]
-    )
+    np.testing.assert_array_equal(select_for_review(frame, k=3, strategy="entropy"), [1, 3, 2])
 
 
 def test_random_is_seeded_and_ignores_scores() -> None:
@@ -171,9 +169,7 @@ def test_diversity_takes_the_most_uncertain_of_each_blob() -> None:
 
 def test_diversity_only_clusters_the_candidate_pool() -> None:
     # pool = top 5 * 3 = 15 = blob A and images 10-14 of B: blob C cannot be picked
-    picked = select_for_review(
-        BLOB_SCORES, k=3, strategy="entropy", diversity=True, embeddings=BLOB_EMBEDDINGS
-    )
+    picked = select_for_review(BLOB_SCORES, k=3, strategy="entropy", diversity=True, embeddings=BLOB_EMBEDDINGS)
     assert len(set(picked.tolist())) == 3
     assert all(i < 15 for i in picked)
     assert any(10 <= i < 15 for i in picked)
@@ -197,9 +193,7 @@ def test_diversity_in_hybrid_shapes_only_the_uncertain_part() -> None:
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_diversity_with_coincident_embeddings_still_fills_the_batch() -> None:
     # one distinct point -> one cluster; the other two slots go to the next most uncertain
-    picked = select_for_review(
-        BLOB_SCORES, k=3, strategy="entropy", diversity=True, embeddings=np.ones((30, 4))
-    )
+    picked = select_for_review(BLOB_SCORES, k=3, strategy="entropy", diversity=True, embeddings=np.ones((30, 4)))
     np.testing.assert_array_equal(picked, [0, 1, 2])
 
 
@@ -265,9 +259,7 @@ def test_selection_is_unique_in_range_and_sized(
         "margin": np.array(data.draw(st.lists(unit, min_size=n, max_size=n))),
         "entropy": np.array(data.draw(st.lists(unit, min_size=n, max_size=n))),
     }
-    embeddings = np.array(
-        data.draw(st.lists(st.tuples(unit, unit), min_size=n, max_size=n))
-    ).reshape(n, 2)
+    embeddings = np.array(data.draw(st.lists(st.tuples(unit, unit), min_size=n, max_size=n))).reshape(n, 2)
     picked = select_for_review(
         scores,
         k=k,

@@ -14,16 +14,16 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from labeling_dag.resources.loop_policy import LoopPolicy
+from labeling_dag.resources.review_exchange import FileReviewExchange
+from labeling_dag.resources.storage import ImageSource, LabelStore
 
 from labeling_dag import atomic
 from labeling_dag.definitions import defs
 from labeling_dag.label_studio_format import review_task
 from labeling_dag.model_registry import ModelRegistry
-from labeling_dag.records import NormBox, PreLabel, ReviewImage
-from labeling_dag.resources.loop_policy import LoopPolicy
-from labeling_dag.resources.review_exchange import FileReviewExchange
 from labeling_dag.partitions import ingest_batches
-from labeling_dag.resources.storage import ImageSource, LabelStore
+from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.sensors import (
     PRELABEL_STEPS,
     ingest_batch_sensor,
@@ -70,11 +70,16 @@ def _image(batch_id: str, index: int) -> ReviewImage:
         class_probs=(0.6, 0.3, 0.1),
         model_version=MODEL,
     )
-    return ReviewImage(image_id=image_id, image_ref=f"/data/{image_id}.png", width=64, height=64, score=0.5, pre_labels=(pre_label,))
+    return ReviewImage(
+        image_id=image_id, image_ref=f"/data/{image_id}.png", width=64, height=64, score=0.5, pre_labels=(pre_label,)
+    )
 
 
 def _tasks(batch_id: str, images: int = 3) -> list[dict[str, Any]]:
-    return [review_task(_image(batch_id, i), batch_id=batch_id, model_version=MODEL, pre_label_run_id="run-1") for i in range(images)]
+    return [
+        review_task(_image(batch_id, i), batch_id=batch_id, model_version=MODEL, pre_label_run_id="run-1")
+        for i in range(images)
+    ]
 
 
 def _export(store: LabelStore, batch_id: str = BATCH, images: int = 3) -> list[dict[str, Any]]:
@@ -314,7 +319,9 @@ def test_received_batch_missing_from_cursor_is_requested(store: LabelStore, inst
     assert received.exists()
 
 
-def test_tick_replayed_with_its_old_cursor_requests_the_same_run_key(store: LabelStore, instance: dg.DagsterInstance) -> None:
+def test_tick_replayed_with_its_old_cursor_requests_the_same_run_key(
+    store: LabelStore, instance: dg.DagsterInstance
+) -> None:
     """A tick that moved a file but whose cursor was never committed, replayed with the previous
     cursor, asks again for the same run key (deduplicated by Dagster); with the new cursor it does not."""
     drop(store, "answer.json", _answer(_export(store)))
@@ -375,11 +382,15 @@ def fresh_instance(tmp_path: Path) -> dg.DagsterInstance:
 
 def _verified(instance: dg.DagsterInstance, snapshot: str, boxes: int) -> None:
     instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key="verified_labels", metadata={"dvc_snapshot": snapshot, "verified_boxes": boxes})
+        dg.AssetMaterialization(
+            asset_key="verified_labels", metadata={"dvc_snapshot": snapshot, "verified_boxes": boxes}
+        )
     )
 
 
-def _retrain_tick(store: LabelStore, instance: dg.DagsterInstance, cursor: str | None = None, min_new: int = 50) -> dg.SensorExecutionData:
+def _retrain_tick(
+    store: LabelStore, instance: dg.DagsterInstance, cursor: str | None = None, min_new: int = 50
+) -> dg.SensorExecutionData:
     policy = LoopPolicy(validation_dataset="unused", retrain_min_new_boxes=min_new)
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": store, "policy": policy})
     return retraining_sensor.evaluate_tick(context)
@@ -388,7 +399,9 @@ def _retrain_tick(store: LabelStore, instance: dg.DagsterInstance, cursor: str |
 def _register_model(store: LabelStore, training_boxes: int) -> None:
     weights = store.root / "weights.pt"
     weights.write_bytes(b"not really weights")
-    ModelRegistry(store.root).register(weights, task="detect", class_names=CLASSES, source="seed_model", metrics={"training_boxes": training_boxes})
+    ModelRegistry(store.root).register(
+        weights, task="detect", class_names=CLASSES, source="seed_model", metrics={"training_boxes": training_boxes}
+    )
 
 
 def test_retraining_skips_before_any_verified_labels(store: LabelStore, fresh_instance: dg.DagsterInstance) -> None:
@@ -399,7 +412,9 @@ def test_retraining_skips_before_any_verified_labels(store: LabelStore, fresh_in
     assert result.cursor is None
 
 
-def test_first_verified_labels_without_model_trigger_retrain(store: LabelStore, fresh_instance: dg.DagsterInstance) -> None:
+def test_first_verified_labels_without_model_trigger_retrain(
+    store: LabelStore, fresh_instance: dg.DagsterInstance
+) -> None:
     """Verified labels and no model: one retrain run keyed by the snapshot; the cursor is the snapshot."""
     _verified(fresh_instance, "s1", 120)
 
@@ -465,16 +480,28 @@ def test_only_the_latest_snapshot_counts(store: LabelStore, fresh_instance: dg.D
 def _current_model(store: LabelStore, tmp_path: Path, name: str) -> str:
     weights = tmp_path / f"{name}.pt"
     weights.write_bytes(f"weights of {name}, only hashed".encode())
-    return ModelRegistry(store.root).register(weights, task="detect", class_names=CLASSES, source="retrained").model_version
+    return (
+        ModelRegistry(store.root)
+        .register(weights, task="detect", class_names=CLASSES, source="retrained")
+        .model_version
+    )
 
 
 def _scored(store: LabelStore, batch: str, version: str, unsettled: int) -> None:
-    atomic.write_json(store.root / "uncertainty_scores" / batch / "state.json", {"model_version": version, "unsettled": unsettled})
+    atomic.write_json(
+        store.root / "uncertainty_scores" / batch / "state.json", {"model_version": version, "unsettled": unsettled}
+    )
 
 
-def _promoted_tick(store: LabelStore, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorExecutionData:
+def _promoted_tick(
+    store: LabelStore, instance: dg.DagsterInstance, cursor: str | None = None
+) -> dg.SensorExecutionData:
     context = dg.build_sensor_context(
-        instance=instance, instance_ref=instance.get_ref(), cursor=cursor, resources={"store": store}, definitions=DEFINITIONS
+        instance=instance,
+        instance_ref=instance.get_ref(),
+        cursor=cursor,
+        resources={"store": store},
+        definitions=DEFINITIONS,
     )
     return model_promoted_sensor.evaluate_tick(context)
 
@@ -487,7 +514,9 @@ def test_no_ingestion_batch_skips(store: LabelStore, fresh_instance: dg.DagsterI
     assert result.cursor is None
 
 
-def test_cold_start_waits_for_every_batch_then_selects_once(store: LabelStore, fresh_instance: dg.DagsterInstance) -> None:
+def test_cold_start_waits_for_every_batch_then_selects_once(
+    store: LabelStore, fresh_instance: dg.DagsterInstance
+) -> None:
     """No model: the first (random) batch is selected once every batch is scored, and only once."""
     fresh_instance.add_dynamic_partitions(ingest_batches.name, ["a", "b"])
     _scored(store, "a", "", 10)
@@ -543,7 +572,9 @@ def _ingest_tick(source: Path, instance: dg.DagsterInstance, cursor: str | None 
     return ingest_batch_sensor.evaluate_tick(context)
 
 
-def test_each_new_batch_folder_becomes_a_partition_and_a_run(tmp_path: Path, fresh_instance: dg.DagsterInstance) -> None:
+def test_each_new_batch_folder_becomes_a_partition_and_a_run(
+    tmp_path: Path, fresh_instance: dg.DagsterInstance
+) -> None:
     """Sub-folders are batches, loose files the batch _root; each new one is added as a dynamic
     partition and pre-labelled by one run; a badly named folder is reported, not ingested."""
     source = tmp_path / "source"
@@ -580,14 +611,20 @@ def test_snapshot_the_current_model_was_trained_on_is_skipped(tmp_path: Path) ->
     weights = tmp_path / "weights.pt"
     weights.write_bytes(b"not really weights, only hashed")
     ModelRegistry(store.root).register(
-        weights, task="detect", class_names=CLASSES, source="retrained", metrics={"training_boxes": 10}, training_snapshot="s9"
+        weights,
+        task="detect",
+        class_names=CLASSES,
+        source="retrained",
+        metrics={"training_boxes": 10},
+        training_snapshot="s9",
     )
     instance = dg.DagsterInstance.ephemeral()
     instance.report_runless_asset_event(
         dg.AssetMaterialization(asset_key="verified_labels", metadata={"dvc_snapshot": "s9", "verified_boxes": 500})
     )
     context = dg.build_sensor_context(
-        instance=instance, resources={"store": store, "policy": LoopPolicy(validation_dataset="unused", retrain_min_new_boxes=50)}
+        instance=instance,
+        resources={"store": store, "policy": LoopPolicy(validation_dataset="unused", retrain_min_new_boxes=50)},
     )
     result = retraining_sensor.evaluate_tick(context)
     assert not result.run_requests

@@ -35,9 +35,7 @@ def _iou(a: NormBox, b: NormBox) -> float:
     return inter / (a.w * a.h + b.w * b.h - inter)
 
 
-def _task(
-    image_id: str, predictions: list[tuple[str, str, NormBox]], *, size: int = 640
-) -> dict[str, Any]:
+def _task(image_id: str, predictions: list[tuple[str, str, NormBox]], *, size: int = 640) -> dict[str, Any]:
     """An exported review task whose prediction holds ``(box_id, class, box)`` regions."""
     image = ReviewImage(
         image_id=image_id,
@@ -150,16 +148,29 @@ def test_regions_follow_the_export_format_and_the_input_is_untouched() -> None:
         assert annotation["was_cancelled"] is False
         for region in annotation["result"]:
             assert set(region) == {
-                "id", "from_name", "to_name", "type", "original_width", "original_height",
-                "image_rotation", "value",
+                "id",
+                "from_name",
+                "to_name",
+                "type",
+                "original_width",
+                "original_height",
+                "image_rotation",
+                "value",
             }
             assert (region["from_name"], region["to_name"], region["type"]) == (
-                "label", "image", "rectanglelabels",
+                "label",
+                "image",
+                "rectanglelabels",
             )
             assert (region["original_width"], region["original_height"]) == (640, 640)
             assert region["image_rotation"] == 0
             assert set(region["value"]) == {
-                "x", "y", "width", "height", "rotation", "rectanglelabels",
+                "x",
+                "y",
+                "width",
+                "height",
+                "rotation",
+                "rectanglelabels",
             }
 
 
@@ -223,16 +234,19 @@ def test_bad_settings_are_rejected(kwargs: dict[str, Any]) -> None:
 
 def test_true_classes_must_be_in_class_names() -> None:
     with pytest.raises(ValueError, match="not in class_names"):
-        simulate_review(
-            _scenario_tasks(), TRUTH, class_names=("circle", "square"), annotated_at=START
-        )
+        simulate_review(_scenario_tasks(), TRUTH, class_names=("circle", "square"), annotated_at=START)
 
 
 def test_a_second_reviewer_adds_an_annotation_after_the_first() -> None:
     tasks, truth = _grid_dataset(10)
     first = _review(tasks, truth, error_rate=0.5, seed=1)
     both = _review(
-        first, truth, error_rate=0.5, seed=2, reviewer="reviewer-2", reviewer_id=2,
+        first,
+        truth,
+        error_rate=0.5,
+        seed=2,
+        reviewer="reviewer-2",
+        reviewer_id=2,
         annotated_at=START + timedelta(hours=1),
     )
 
@@ -291,9 +305,7 @@ def test_about_error_rate_of_the_boxes_are_affected() -> None:
     tasks, truth = _grid_dataset(300)  # 1200 boxes
     parsed = parse_export(_review(tasks, truth, error_rate=0.2, seed=3), class_names=CLASSES)
     affected = sum(
-        not _correctly_answered(true, annotation.boxes)
-        for annotation in parsed
-        for true in truth[annotation.image_id]
+        not _correctly_answered(true, annotation.boxes) for annotation in parsed for true in truth[annotation.image_id]
     )
     # 0.2 +- 4 standard deviations of a binomial over 1200 boxes (sd ~ 0.0115).
     assert abs(affected / 1200 - 0.2) < 0.046
@@ -337,9 +349,7 @@ def test_a_single_class_reviewer_still_errs_on_every_box() -> None:
     truth = {"one": (TrueBox("circle", A), TrueBox("circle", C))}
     tasks = [_task("one", [("o1", "circle", A)])]
     for seed in range(10):
-        out = simulate_review(
-            tasks, truth, class_names=("circle",), error_rate=1.0, seed=seed, annotated_at=START
-        )
+        out = simulate_review(tasks, truth, class_names=("circle",), error_rate=1.0, seed=seed, annotated_at=START)
         [annotation] = parse_export(out, class_names=("circle",))
         assert not any(_correctly_answered(true, annotation.boxes) for true in truth["one"])
 
@@ -364,9 +374,7 @@ def test_a_sloppy_box_at_the_image_corner_stays_inside_and_wrong() -> None:
 
 _coordinate = st.floats(0.1, 0.9)
 _size = st.floats(0.05, 0.3)
-_boxes = st.lists(
-    st.tuples(st.sampled_from(CLASSES), _coordinate, _coordinate, _size, _size), max_size=5
-)
+_boxes = st.lists(st.tuples(st.sampled_from(CLASSES), _coordinate, _coordinate, _size, _size), max_size=5)
 
 
 @settings(max_examples=60, deadline=None)
@@ -387,15 +395,11 @@ def test_error_free_answers_hold_every_true_box_once(true_rows, predicted_rows) 
     # Each true box gets its own region: the true box itself or an accepted prediction.
     unused = list(annotation.boxes)
     for t in true:
-        candidates = [
-            b for b in unused if b.class_name == t.class_name and _iou(b.box, t.box) >= 0.85 - 1e-9
-        ]
+        candidates = [b for b in unused if b.class_name == t.class_name and _iou(b.box, t.box) >= 0.85 - 1e-9]
         assert candidates
         unused.remove(max(candidates, key=lambda b: _iou(b.box, t.box)))
     predicted_ids = {box_id for box_id, _, _ in predictions}
-    assert all(
-        b.region_id in predicted_ids or b.region_id.startswith("sim-img-") for b in annotation.boxes
-    )
+    assert all(b.region_id in predicted_ids or b.region_id.startswith("sim-img-") for b in annotation.boxes)
 
 
 def test_load_truth_keys_by_image_bytes_and_reads_every_box(tmp_path: Path) -> None:

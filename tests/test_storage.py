@@ -1,7 +1,6 @@
 """The workdir store: claims of pictures that arrive in more than one ingestion batch."""
 
 import pytest
-
 from labeling_dag.resources.storage import LabelStore
 
 

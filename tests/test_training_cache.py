@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from labeling_dag.resources.detector import Detector
+
 from labeling_dag.sample_data import generate_dataset, label_path_for, load_data_yaml
 from labeling_dag.training_cache import training_key
 

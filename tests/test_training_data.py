@@ -84,7 +84,9 @@ def test_data_yaml_points_at_train_and_held_out_val(
     assert Path(spec["path"]).is_absolute() and Path(spec["val"]).is_absolute()
 
 
-def test_images_are_hard_linked_under_their_image_ids(tmp_path: Path, sources: dict[str, Path], val_images: Path) -> None:
+def test_images_are_hard_linked_under_their_image_ids(
+    tmp_path: Path, sources: dict[str, Path], val_images: Path
+) -> None:
     """Pins the image side: every image (labelled or not) appears as
     images/train/<image_id><source suffix>, hard-linked to its source (same inode) when
     both lie on one file system; the validation images are not copied in."""
@@ -103,7 +105,9 @@ def test_images_are_hard_linked_under_their_image_ids(tmp_path: Path, sources: d
     assert sorted(p.name for p in (out_dir / "images").iterdir()) == ["train"]
 
 
-def test_label_files_hold_class_indices_and_six_decimals(tmp_path: Path, sources: dict[str, Path], val_images: Path) -> None:
+def test_label_files_hold_class_indices_and_six_decimals(
+    tmp_path: Path, sources: dict[str, Path], val_images: Path
+) -> None:
     """Pins the label side: one labels/train/<image_id>.txt per image, a line
     "<class index> x y w h" per box in label order with 6-decimal values, and an empty file
     (not a missing one) for the image verified to hold no object."""
@@ -114,8 +118,7 @@ def test_label_files_hold_class_indices_and_six_decimals(tmp_path: Path, sources
     labels = out_dir / "labels" / "train"
     assert sorted(p.name for p in labels.iterdir()) == ["img-1.txt", "img-2.txt", "img-3.txt"]
     assert (labels / "img-1.txt").read_text() == (
-        "0 0.500000 0.250000 0.100000 0.200000\n"
-        "1 0.333333 0.123457 0.250000 0.500000\n"
+        "0 0.500000 0.250000 0.100000 0.200000\n1 0.333333 0.123457 0.250000 0.500000\n"
     )
     assert (labels / "img-2.txt").read_text() == "1 0.750000 0.750000 0.500000 0.500000\n"
     assert (labels / "img-3.txt").read_text() == ""
@@ -154,7 +157,9 @@ def test_rebuilding_replaces_the_folder_completely(tmp_path: Path, sources: dict
     assert all(path.exists() for path in sources.values())
 
 
-def test_ultralytics_parses_the_dataset(tmp_path: Path, sources: dict[str, Path], val_images: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ultralytics_parses_the_dataset(
+    tmp_path: Path, sources: dict[str, Path], val_images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Pins compatibility with ultralytics: check_det_dataset accepts the data.yaml (nc equals
     the number of class names, names and paths as written), and ultralytics' own
     image -> label path rule finds our label file for every training image."""

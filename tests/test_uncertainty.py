@@ -175,6 +175,4 @@ def test_image_scores_without_any_box() -> None:
 def test_image_scores_rejects_bad_input(kwargs: dict, message: str) -> None:
     args = {"box_image_index": BOX_IMAGE, "probs": BOX_PROBS, "n_images": 4} | kwargs
     with pytest.raises(ValueError, match=message):
-        image_scores(
-            args.pop("box_image_index"), args.pop("probs"), args.pop("n_images"), **args
-        )
+        image_scores(args.pop("box_image_index"), args.pop("probs"), args.pop("n_images"), **args)

@@ -12,13 +12,13 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 from conftest import TEST_IMGSZ, make_resources
+from labeling_dag.resources.loop_policy import LoopPolicy
 
 from labeling_dag import atomic
 from labeling_dag.cli import main as cli
 from labeling_dag.definitions import build_definitions
 from labeling_dag.ingest_batches import ROOT_BATCH
 from labeling_dag.partitions import ingest_batches
-from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
 from labeling_dag.sensors import merge_run_config
 from labeling_dag.simulated_reviewer import load_truth, simulate_review

@@ -20,12 +20,12 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
+from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag import atomic
 from labeling_dag.label_studio_format import review_task
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
-from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
-from labeling_dag.resources.storage import LabelStore
 from labeling_dag.review_selection import BATCH_COLUMNS
 from labeling_dag.sensors import review_complete_sensor
 
@@ -85,7 +85,12 @@ def export_batch(store: LabelStore, batch_id: str, images: int = 3) -> list[dict
 
 
 def answer(
-    tasks: list[dict[str, Any]], *, reviewer: str = "reviewer-1", label: str = "square", first_id: int = 1, delay: int = 0
+    tasks: list[dict[str, Any]],
+    *,
+    reviewer: str = "reviewer-1",
+    label: str = "square",
+    first_id: int = 1,
+    delay: int = 0,
 ) -> list[dict[str, Any]]:
     """A complete Label Studio export of ``tasks``: ``reviewer`` relabels every predicted box as ``label``."""
     answered = []

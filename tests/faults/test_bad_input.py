@@ -24,14 +24,18 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-from pydantic import ValidationError
-
 from conftest import make_resources
-from labeling_dag import cli
 from labeling_dag.assets.cleaning import cleaned_images
 from labeling_dag.assets.ingestion import raw_images
 from labeling_dag.assets.verification import review_annotations, verified_labels
+from labeling_dag.resources.detector import Detector
+from labeling_dag.resources.loop_policy import LoopPolicy
+from labeling_dag.resources.snapshots import SnapshotStore
+from labeling_dag.resources.storage import ClassListChanged, ImageSource, LabelStore
+from PIL import Image
+from pydantic import ValidationError
+
+from labeling_dag import cli
 from labeling_dag.calibration import calibrate
 from labeling_dag.cleaning import IMAGE_COLUMNS, REJECT_COLUMNS, clean_image, reject_row
 from labeling_dag.cold_start import NoModelError, current_or_seed_model
@@ -39,10 +43,6 @@ from labeling_dag.image_quality import ImageRejected, load_image
 from labeling_dag.ingest import RAW_COLUMNS, ingest
 from labeling_dag.merge import ANNOTATIONS_FOLDER, LABEL_COLUMNS, QUALITY_COLUMNS, VERIFIED_FOLDER, active
 from labeling_dag.model_registry import ModelRegistry
-from labeling_dag.resources.detector import Detector
-from labeling_dag.resources.loop_policy import LoopPolicy
-from labeling_dag.resources.snapshots import SnapshotStore
-from labeling_dag.resources.storage import ClassListChanged, ImageSource, LabelStore
 from labeling_dag.sample_data import load_data_yaml
 from labeling_dag.sampling import select_for_review
 from labeling_dag.sensors import merge_run_config
@@ -211,7 +211,9 @@ def test_cleaning_a_batch_of_bad_and_awkward_images_end_to_end(tmp_path: Path, i
     images = store.read_table("cleaned_images", "images", IMAGE_COLUMNS)
     # Every ingested file is accounted for, either cleaned or rejected (never both, never neither).
     raw = store.read_table("raw_images", "index", RAW_COLUMNS)
-    accepted = {Path(p).name for p, image_id in zip(raw["source_path"], raw["image_id"]) if image_id in set(images["image_id"])}
+    accepted = {
+        Path(p).name for p, image_id in zip(raw["source_path"], raw["image_id"]) if image_id in set(images["image_id"])
+    }
     assert accepted == {p.name for p in source.joinpath(batch).iterdir()} - set(IMAGE_REJECTS) - {"notes.txt"}
     assert not set(images["image_id"]) & set(rejects["image_id"])
     stored = {p.stem for p in (work / "cleaned_images").rglob("files/*") if p.is_file()}
@@ -275,13 +277,25 @@ REVIEW_REJECTS: list[tuple[str, Callable[[list[dict[str, Any]]], Any], str]] = [
     ("zero_byte", lambda export: b"", r"not a readable JSON file"),
     ("not_utf8", lambda export: b"\xff\xfe[\x00]\x00", r"not a readable JSON file"),
     ("deeply_nested", lambda export: b"[" * 100_000 + b"]" * 100_000, r"not a readable JSON file .*recursion"),
-    ("oversized_integer", _text(lambda export: json.dumps(export).replace('"id": 1,', '"id": ' + "9" * 5000 + ",", 1)), r"not a readable JSON file .*digits"),
+    (
+        "oversized_integer",
+        _text(lambda export: json.dumps(export).replace('"id": 1,', '"id": ' + "9" * 5000 + ",", 1)),
+        r"not a readable JSON file .*digits",
+    ),
     ("object_not_list", lambda export: {"tasks": export}, r"no data\.batch_id"),
     ("empty_list", lambda export: [], r"no data\.batch_id"),
     ("missing_batch_id", _edit(1, "data", "batch_id"), r"task #1 .*data\.batch_id"),
     ("missing_image_id", _edit(1, "data", "image_id"), r"task #1 .*data\.image_id"),
-    ("task_id_not_an_integer", _edit(1, "id", value="task-two"), r"task #1 .*task id must be an integer, got 'task-two'"),
-    ("image_id_not_a_string", _edit(1, "data", "image_id", value=42), r"task #1 .*data\.image_id must be a non-empty string"),
+    (
+        "task_id_not_an_integer",
+        _edit(1, "id", value="task-two"),
+        r"task #1 .*task id must be an integer, got 'task-two'",
+    ),
+    (
+        "image_id_not_a_string",
+        _edit(1, "data", "image_id", value=42),
+        r"task #1 .*data\.image_id must be a non-empty string",
+    ),
     ("missing_annotations", _edit(2, "annotations"), r"incomplete: 2 of 3 tasks annotated"),
     ("cancelled_annotation", _edit(2, "annotations", 0, "was_cancelled", value=True), r"incomplete: 2 of 3"),
     ("missing_reviewer", _edit(0, "annotations", 0, "completed_by"), r"task #0 .*completed_by"),
@@ -295,8 +309,16 @@ REVIEW_REJECTS: list[tuple[str, Callable[[list[dict[str, Any]]], Any], str]] = [
     ("rotated_box", _edit(*_VALUE, "rotation", value=15), r"task #0 .*rotated"),
     ("two_labels_on_a_box", _edit(*_VALUE, "rectanglelabels", value=["square", "circle"]), r"exactly one label"),
     ("unknown_class", _edit(*_VALUE, "rectanglelabels", value=["hexagon"]), r"unknown class label 'hexagon'"),
-    ("duplicate_region_id", lambda export: _edit(*_REGION, value=export[0]["annotations"][0]["result"] * 2)(export), r"appears twice"),
-    ("unknown_image_id", _edit(2, "data", "image_id", value="nobody-knows-me"), r"unknown images \['nobody-knows-me'\]"),
+    (
+        "duplicate_region_id",
+        lambda export: _edit(*_REGION, value=export[0]["annotations"][0]["result"] * 2)(export),
+        r"appears twice",
+    ),
+    (
+        "unknown_image_id",
+        _edit(2, "data", "image_id", value="nobody-knows-me"),
+        r"unknown images \['nobody-knows-me'\]",
+    ),
     ("missing_image", lambda export: export[:2], r"missing images \['batch-open-img2'\]"),
     ("repeated_image", lambda export: [*export[:2], copy.deepcopy(export[0])], r"already appeared in task #0"),
     ("unknown_batch", _each_task(batch_id="batch-nobody-sent"), r"unknown batch 'batch-nobody-sent'"),
@@ -343,7 +365,9 @@ def _open_tasks(store: LabelStore) -> list[dict[str, Any]]:
     return EXCHANGE.exported_tasks(store.root, OPEN)
 
 
-def _assert_quarantined(store: LabelStore, result: dg.SensorExecutionData, file: Path, data: bytes, problem: str) -> str:
+def _assert_quarantined(
+    store: LabelStore, result: dg.SensorExecutionData, file: Path, data: bytes, problem: str
+) -> str:
     """The file left the inbox for quarantine unchanged, with a report naming it and the problem."""
     [(moved, report)] = quarantined(store)
     assert moved.read_bytes() == data
@@ -415,7 +439,9 @@ def test_two_reviewers_disagreeing_is_merged_latest_wins_and_kappa_recorded(work
     tasks = _open_tasks(store)
     squares = answer(tasks, reviewer="reviewer-1", label="square")
     triangles = answer(tasks, reviewer="reviewer-2", label="triangle", first_id=100, delay=600)
-    both = [{**task, "annotations": task["annotations"] + other["annotations"]} for task, other in zip(squares, triangles)]
+    both = [
+        {**task, "annotations": task["annotations"] + other["annotations"]} for task, other in zip(squares, triangles)
+    ]
     drop(store, "both.json", both)
 
     result = tick(store, INSTANCE, cursor)
@@ -494,14 +520,30 @@ def test_bad_loop_policy_thresholds_are_refused_naming_the_field(field: str, val
 @pytest.mark.parametrize(
     ("call", "problem"),
     [
-        (lambda: calibrate(["circle"], [0.9], [True], class_names=CLASSES, target_precision=1.5), r"target_precision must lie in \(0, 1\]"),
-        (lambda: calibrate(["circle"], [0.9], [True], class_names=CLASSES, target_precision=math.nan), r"target_precision"),
+        (
+            lambda: calibrate(["circle"], [0.9], [True], class_names=CLASSES, target_precision=1.5),
+            r"target_precision must lie in \(0, 1\]",
+        ),
+        (
+            lambda: calibrate(["circle"], [0.9], [True], class_names=CLASSES, target_precision=math.nan),
+            r"target_precision",
+        ),
         (lambda: calibrate(["circle"], [0.9], [True], class_names=CLASSES, min_support=0), r"min_support"),
-        (lambda: select_for_review({"entropy": [0.1, 0.2]}, k=1, random_fraction=1.5), r"random_fraction must lie in \[0, 1\]"),
+        (
+            lambda: select_for_review({"entropy": [0.1, 0.2]}, k=1, random_fraction=1.5),
+            r"random_fraction must lie in \[0, 1\]",
+        ),
         (lambda: select_for_review({"entropy": [0.1, 0.2]}, k=0), r"k must be a positive integer"),
         (lambda: select_for_review({"entropy": [0.1, 0.2]}, k=1, strategy="clairvoyant"), r"strategy must be one of"),
     ],
-    ids=["target_precision_above_1", "target_precision_nan", "min_support_0", "random_fraction_1.5", "batch_size_0", "unknown_strategy"],
+    ids=[
+        "target_precision_above_1",
+        "target_precision_nan",
+        "min_support_0",
+        "random_fraction_1.5",
+        "batch_size_0",
+        "unknown_strategy",
+    ],
 )
 def test_bad_selection_and_calibration_settings_are_refused(call: Callable[[], object], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
@@ -556,4 +598,3 @@ def test_cli_names_the_missing_workdir_and_the_unknown_snapshot(
     error = capsys.readouterr().err
     assert "0123abcd" in error and str(work / "snapshots" / "cleaned_images") in error
     assert not (work / "cleaned_images").exists()
-

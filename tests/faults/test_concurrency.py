@@ -20,8 +20,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from labeling_dag.resources.storage import LabelStore
+
 from labeling_dag.review_intake import SETTLE_SECONDS, judge_review_file
 from tests.faults.review_files import (
     CLASSES,
@@ -191,15 +191,27 @@ def _merge_in_process(
     """One ``merge_review`` run of the production definitions, started together with the other process's."""
     try:
         from conftest import make_resources
-        from labeling_dag.definitions import build_definitions
         from labeling_dag.resources.loop_policy import LoopPolicy
 
-        resources = make_resources(Path(workdir), Path(source)) | {"policy": LoopPolicy(validation_dataset="unused.yaml")}
+        from labeling_dag.definitions import build_definitions
+
+        resources = make_resources(Path(workdir), Path(source)) | {
+            "policy": LoopPolicy(validation_dataset="unused.yaml")
+        }
         job = build_definitions(resources).resolve_job_def("merge_review")
-        config = {"ops": {"review_annotations": {"config": {"batch_id": batch_id}}, "verified_labels": {"config": {"batch_id": batch_id}}}}
+        config = {
+            "ops": {
+                "review_annotations": {"config": {"batch_id": batch_id}},
+                "verified_labels": {"config": {"batch_id": batch_id}},
+            }
+        }
         start.wait(timeout=120)
-        result = job.execute_in_process(run_config=config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
-        errors = [e.event_specific_data.error.to_string() for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        result = job.execute_in_process(
+            run_config=config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+        )
+        errors = [
+            e.event_specific_data.error.to_string() for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+        ]
         results.put(("ok" if result.success else "failed", errors))
     except BaseException as error:  # reported to the parent, which fails the test with it
         results.put(("error", f"{type(error).__name__}: {error}"))
@@ -210,7 +222,10 @@ def _merge_at_once(store: LabelStore, tmp_path: Path, batch_ids: list[str]) -> l
     start, results = context.Barrier(len(batch_ids)), context.Queue()
     source = tmp_path / "source"
     source.mkdir(exist_ok=True)
-    workers = [context.Process(target=_merge_in_process, args=(str(store.root), str(source), b, start, results)) for b in batch_ids]
+    workers = [
+        context.Process(target=_merge_in_process, args=(str(store.root), str(source), b, start, results))
+        for b in batch_ids
+    ]
     for worker in workers:
         worker.start()
     outcomes = [results.get(timeout=300) for _ in workers]

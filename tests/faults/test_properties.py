@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
+from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag.label_studio_format import (
     TaskAnnotation,
@@ -30,7 +31,6 @@ from labeling_dag.label_studio_format import (
     review_task,
 )
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
-from labeling_dag.resources.storage import LabelStore
 from labeling_dag.review_intake import judge_review_file
 from tests.faults.review_files import (
     CLASSES,
@@ -54,7 +54,9 @@ _json_leaf = (
     | st.integers(min_value=-(10**30), max_value=10**30)
     | st.floats()
     | st.text(max_size=12)
-    | st.sampled_from([*CLASSES, "rectanglelabels", "label", "image", BATCH, "2024-05-01T12:00:00Z", "../../etc/passwd"])
+    | st.sampled_from(
+        [*CLASSES, "rectanglelabels", "label", "image", BATCH, "2024-05-01T12:00:00Z", "../../etc/passwd"]
+    )
 )
 _json = st.recursive(
     _json_leaf,
@@ -73,7 +75,9 @@ def _xml_char(character: str) -> bool:
 
 @given(st.lists(st.text(max_size=12), max_size=6))
 def test_labeling_config_carries_every_class_name_exactly_or_refuses(names: list[str]) -> None:
-    usable = bool(names) and all(names) and len(set(names)) == len(names) and all(_xml_char(c) for n in names for c in n)
+    usable = (
+        bool(names) and all(names) and len(set(names)) == len(names) and all(_xml_char(c) for n in names for c in n)
+    )
     try:
         config = labeling_config(names)
     except ValueError:
@@ -147,7 +151,9 @@ def _review_images(draw: st.DrawFn, *, valid: bool) -> ReviewImage:
         )
     score = draw(st.floats(0.0, 1.0)) if valid else draw(_numbers)
     size = st.integers(1, 4096) if valid else st.integers(-2, 4096)
-    return ReviewImage(image_id, f"/data/local-files/?d=cleaned_images/{image_id}.png", draw(size), draw(size), score, tuple(boxes))
+    return ReviewImage(
+        image_id, f"/data/local-files/?d=cleaned_images/{image_id}.png", draw(size), draw(size), score, tuple(boxes)
+    )
 
 
 @given(_review_images(valid=False))
@@ -174,7 +180,9 @@ def test_accepting_every_prediction_imports_exactly_the_predicted_boxes(images: 
                     "id": index + 1,
                     "completed_by": 1,
                     "created_at": "2024-05-01T12:00:00Z",
-                    "result": [{k: v for k, v in region.items() if k != "score"} for region in task["predictions"][0]["result"]],
+                    "result": [
+                        {k: v for k, v in region.items() if k != "score"} for region in task["predictions"][0]["result"]
+                    ],
                 }
             ],
         }
@@ -190,7 +198,9 @@ def test_accepting_every_prediction_imports_exactly_the_predicted_boxes(images: 
         assert annotation.prediction_region_ids == tuple(p.box_id for p in image.pre_labels)
         for got, want in zip(annotation.boxes, image.pre_labels):
             assert got.class_name == want.class_name
-            for a, b in zip((got.box.x, got.box.y, got.box.w, got.box.h), (want.box.x, want.box.y, want.box.w, want.box.h)):
+            for a, b in zip(
+                (got.box.x, got.box.y, got.box.w, got.box.h), (want.box.x, want.box.y, want.box.w, want.box.h)
+            ):
                 assert abs(a - b) <= 1e-9
 
 
@@ -252,7 +262,14 @@ def test_an_inbox_file_is_received_byte_for_byte_or_quarantined_whole(data: st.D
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=512) | _json.map(lambda value: json.dumps(value).encode()))
 def test_judging_any_file_gives_a_verdict_and_never_raises(content: bytes) -> None:
-    tasks = [review_task(ReviewImage("img-0", "/data/local-files/?d=a.png", 8, 8, 0.5), batch_id=BATCH, model_version="m", pre_label_run_id="r")]
+    tasks = [
+        review_task(
+            ReviewImage("img-0", "/data/local-files/?d=a.png", 8, 8, 0.5),
+            batch_id=BATCH,
+            model_version="m",
+            pre_label_run_id="r",
+        )
+    ]
     with tempfile.TemporaryDirectory() as folder:
         file = Path(folder) / "answer.json"
         file.write_bytes(content)

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from conftest import make_resources
-from labeling_dag.definitions import build_definitions
-from labeling_dag.ingest_batches import ROOT_BATCH
-from labeling_dag.partitions import ingest_batches
 from labeling_dag.resources.label_studio import LabelStudioReview
 from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.storage import LabelStore
+
+from labeling_dag.definitions import build_definitions
+from labeling_dag.ingest_batches import ROOT_BATCH
+from labeling_dag.partitions import ingest_batches
 from tests.label_studio_server import LabelStudioServer, label_studio_fixture
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,9 @@ CLASSES = ("circle", "square", "triangle")
 label_studio = pytest.fixture(scope="module")(label_studio_fixture())
 
 
-def _materialise_review_batch(workdir: Path, pool: Path, instance: dg.DagsterInstance, title: str) -> dg.ExecuteInProcessResult:
+def _materialise_review_batch(
+    workdir: Path, pool: Path, instance: dg.DagsterInstance, title: str
+) -> dg.ExecuteInProcessResult:
     """Raw → cleaned for ``_root``, then the review batch handed to Label Studio; the last run's result."""
     resources = make_resources(workdir, pool) | {
         "review": LabelStudioReview(
@@ -69,7 +71,11 @@ def _places_holding(secret: str, instance: dg.DagsterInstance, run_id: str, prin
 
 
 def test_token_is_nowhere_in_a_successful_runs_logs(
-    label_studio: LabelStudioServer, tmp_path: Path, pool: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    label_studio: LabelStudioServer,
+    tmp_path: Path,
+    pool: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """The batch reaches the server (so the token was used) and the token is nowhere in the run's traces."""
     monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
@@ -83,11 +89,18 @@ def test_token_is_nowhere_in_a_successful_runs_logs(
         out, err = capfd.readouterr()
         assert _places_holding(label_studio.token, instance, result.run_id, out + err) == []
         # The search does read what the run recorded: the server URL, from the metadata, is found.
-        assert any(place.startswith("event ASSET_MATERIALIZATION") for place in _places_holding(label_studio.url, instance, result.run_id, ""))
+        assert any(
+            place.startswith("event ASSET_MATERIALIZATION")
+            for place in _places_holding(label_studio.url, instance, result.run_id, "")
+        )
 
 
 def test_token_is_nowhere_when_the_server_refuses_it(
-    label_studio: LabelStudioServer, tmp_path: Path, pool: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    label_studio: LabelStudioServer,
+    tmp_path: Path,
+    pool: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """A wrong token: the step fails with an error that says the server refused it, and neither the
     wrong token nor the real one appears in the event log, the instance's files or the output."""
@@ -105,4 +118,7 @@ def test_token_is_nowhere_when_the_server_refuses_it(
         for secret in (wrong, label_studio.token):
             assert _places_holding(secret, instance, result.run_id, out + err) == []
         # The search does read the failure: the error's own words are found in the event log.
-        assert any(place == "event STEP_FAILURE" for place in _places_holding(message.splitlines()[0][:60], instance, result.run_id, ""))
+        assert any(
+            place == "event STEP_FAILURE"
+            for place in _places_holding(message.splitlines()[0][:60], instance, result.run_id, "")
+        )

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from conftest import make_resources
 from labeling_dag.assets.prelabels import pre_labels
-from labeling_dag.model_registry import ModelIntegrityError, ModelRegistry, file_sha256
 from labeling_dag.resources.storage import LabelStore
+
+from labeling_dag.model_registry import ModelIntegrityError, ModelRegistry, file_sha256
 from labeling_dag.review_intake import check_image_ref, judge_review_file
 from tests.faults.review_files import (
     CLASSES,
@@ -71,7 +71,9 @@ def store(tmp_path: Path) -> LabelStore:
         (42, "must be a non-empty string"),
     ],
 )
-def test_review_file_pointing_outside_the_data_root_is_quarantined(store: LabelStore, ref: object, problem: str) -> None:
+def test_review_file_pointing_outside_the_data_root_is_quarantined(
+    store: LabelStore, ref: object, problem: str
+) -> None:
     """Through the real sensor: the whole file is refused, naming the task and the reference."""
     export = answer(EXCHANGE.exported_tasks(store.root, BATCH))
     export[1]["data"]["image"] = ref
@@ -166,7 +168,9 @@ def test_a_checkpoint_swapped_for_a_hostile_pickle_is_refused_unread(registry: M
     with pytest.raises(ModelIntegrityError) as caught:
         registry.verified_path(entry)
     message = str(caught.value)
-    assert message.startswith(f"{stored}: sha256 {file_sha256(stored)} does not match registered model version {entry.model_version}")
+    assert message.startswith(
+        f"{stored}: sha256 {file_sha256(stored)} does not match registered model version {entry.model_version}"
+    )
     assert "refusing to load" in message
     assert not marker.exists()
 
@@ -179,7 +183,9 @@ def test_registry_entries_and_symlinks_cannot_redirect_the_weights(registry: Mod
     hostile.write_bytes(pickle.dumps(_Payload(tmp_path / "payload-ran")))
 
     # An edited registry.json whose entry points at another file with matching sha256.
-    redirected = dataclasses.replace(entry, model_version=file_sha256(hostile), path=os.path.relpath(hostile, registry.workdir))
+    redirected = dataclasses.replace(
+        entry, model_version=file_sha256(hostile), path=os.path.relpath(hostile, registry.workdir)
+    )
     with pytest.raises(ModelIntegrityError, match=r"is registered at '\.\./hostile\.pt', not at the registry's copy"):
         registry.verified_path(redirected)
     with pytest.raises(ModelIntegrityError, match=r"model version '\.\./hostile' is not a sha256"):
@@ -190,7 +196,9 @@ def test_registry_entries_and_symlinks_cannot_redirect_the_weights(registry: Mod
     twin.write_bytes(stored.read_bytes())
     stored.unlink()
     stored.symlink_to(twin)
-    with pytest.raises(ModelIntegrityError, match=re.escape(f"{stored}: weights of model {entry.model_version} are a symlink")):
+    with pytest.raises(
+        ModelIntegrityError, match=re.escape(f"{stored}: weights of model {entry.model_version} are a symlink")
+    ):
         registry.verified_path(entry)
     assert not (tmp_path / "payload-ran").exists()
 
@@ -236,7 +244,9 @@ def _sources() -> list[Path]:
 
 
 def test_no_shell_anywhere_in_the_code() -> None:
-    pattern = re.compile(r"shell\s*=\s*True|os\.system\(|os\.popen\(|getstatusoutput\(|getoutput\(|create_subprocess_shell\(")
+    pattern = re.compile(
+        r"shell\s*=\s*True|os\.system\(|os\.popen\(|getstatusoutput\(|getoutput\(|create_subprocess_shell\("
+    )
     offenders = [
         f"{path.relative_to(REPO)}:{number}: {line.strip()}"
         for path in _sources()
@@ -253,12 +263,19 @@ def _list_bound(name: str, function: ast.AST) -> bool:
         for argument in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]:
             if argument.arg == name:
                 annotation = argument.annotation
-                return isinstance(annotation, ast.Subscript) and isinstance(annotation.value, ast.Name) and annotation.value.id == "list"
+                return (
+                    isinstance(annotation, ast.Subscript)
+                    and isinstance(annotation.value, ast.Name)
+                    and annotation.value.id == "list"
+                )
     values = [
         node.value
         for node in ast.walk(function)
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign))
-        and any(isinstance(target, ast.Name) and target.id == name for target in (node.targets if isinstance(node, ast.Assign) else [node.target]))
+        and any(
+            isinstance(target, ast.Name) and target.id == name
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        )
     ]
     return bool(values) and all(isinstance(value, ast.List) for value in values)
 
