@@ -11,7 +11,7 @@ from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBac
 from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
-from labeling_dag.label_studio_format import review_task
+from labeling_dag.formats.label_studio import review_task
 from labeling_dag.merge import (
     ANNOTATIONS_FOLDER,
     GOLD_COLUMNS,

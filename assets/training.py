@@ -17,10 +17,10 @@ from pydantic import Field
 from labeling_dag import atomic
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.evaluation import ModelEvaluation, class_drops, class_quality_table, confusion_table
+from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
 from labeling_dag.model_registry import ModelRegistry, file_sha256
 from labeling_dag.records import ModelEntry
-from labeling_dag.sample_data import load_data_yaml
 from labeling_dag.training_data import write_yolo_dataset
 
 MODEL_STORE = "model_store"

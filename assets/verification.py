@@ -25,8 +25,8 @@ from labeling_dag.agreement import latest_by_image, overlap_kappa
 from labeling_dag.calibration import sample_spot_checks
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.cleaning import pool_images
+from labeling_dag.formats.label_studio import parse_all_annotations, parse_export
 from labeling_dag.human_time import EFFORT_COLUMNS, ReviewCosts, edit_mix, effort_rows
-from labeling_dag.label_studio_format import parse_all_annotations, parse_export
 from labeling_dag.merge import (
     ANNOTATIONS_FOLDER,
     EDIT_COLUMNS,

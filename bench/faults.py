@@ -2,7 +2,7 @@
 re-run, and check that nothing was lost, duplicated or altered.
 
 Two simulated loops with the same seed run through the production definitions
-(``labeling_dag.run_loop``): a reference, and one whose job runs are killed. Every job run
+(``labeling_dag.simulation.run_loop``): a reference, and one whose job runs are killed. Every job run
 is a child process (forked from a server that has already imported Dagster, torch and
 ultralytics, so a run costs no import time) executing ``execute_in_process`` against an
 on-disk Dagster instance. The parent watches the run's event log; when the chosen asset's
@@ -120,7 +120,7 @@ def _child(settings, dagster_home: str, request, run_id: str, slow_renames: bool
     os.environ["DAGSTER_HOME"] = dagster_home
     import dagster as dg
 
-    from labeling_dag.run_loop import execute_in_this_process
+    from labeling_dag.simulation.run_loop import execute_in_this_process
 
     with dg.DagsterInstance.get() as instance:
         execute_in_this_process(settings, instance, request, run_id=run_id)
@@ -157,7 +157,7 @@ class KillingExecutor:
     def __call__(self, settings, instance, request):
         from dagster._core.utils import make_new_run_id
 
-        from labeling_dag.run_loop import run_outcome
+        from labeling_dag.simulation.run_loop import run_outcome
 
         execution, self.executions = self.executions, self.executions + 1
         steps = _job_steps(settings, request)
@@ -223,7 +223,7 @@ class KillingExecutor:
 def _job_steps(settings, request) -> list[str]:
     """The asset step keys a request executes, in graph order."""
     from labeling_dag.definitions import build_definitions
-    from labeling_dag.run_loop import loop_resources
+    from labeling_dag.simulation.run_loop import loop_resources
 
     job = build_definitions(loop_resources(settings)).resolve_job_def(request.job_name)
     if request.asset_selection:
@@ -409,7 +409,7 @@ def expected_rows(workdir: Path) -> pd.DataFrame:
     annotation, gold tasks aside) and the gold table."""
     from labeling_dag.resources.review_exchange import FileReviewExchange
 
-    from labeling_dag.label_studio_format import parse_export
+    from labeling_dag.formats.label_studio import parse_export
 
     exchange, names = FileReviewExchange(), tuple(json.loads((workdir / "classes.json").read_text()))
     batches = pd.read_parquet(workdir / "review_batch" / "batches.parquet")
@@ -522,13 +522,15 @@ def history_problems(workdir: Path) -> list[str]:
 def _forkserver():
     context = multiprocessing.get_context("forkserver")
     # Imported once in the fork server: each run process starts with them loaded.
-    context.set_forkserver_preload(["labeling_dag.run_loop", "labeling_dag.definitions", "torch", "ultralytics"])
+    context.set_forkserver_preload(
+        ["labeling_dag.simulation.run_loop", "labeling_dag.definitions", "torch", "ultralytics"]
+    )
     return context
 
 
 def run_loop_with(settings, home: Path, executor: KillingExecutor) -> list:
     """One simulated loop on its own Dagster home, each job run through ``executor``."""
-    from labeling_dag.run_loop import run_loop
+    from labeling_dag.simulation.run_loop import run_loop
 
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").touch()  # default on-disk storage, without Dagster's warning about it
@@ -555,8 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["PATH"] = f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
 
-    from labeling_dag.run_loop import LoopSettings
-    from labeling_dag.sample_data import generate_dataset
+    from labeling_dag.simulation.run_loop import LoopSettings
+    from labeling_dag.simulation.sample_data import generate_dataset
 
     root = (args.root or Path(tempfile.mkdtemp(prefix="labeling-dag-faults-"))).resolve()
     out = args.out or REPO / "bench" / ("faults.quick.json" if args.quick else "faults.json")

@@ -58,14 +58,14 @@ def train_base_model(out: Path, *, images: int, imgsz: int, epochs: int, seed: i
     """A detector of the pool's classes trained on the source domain: the warm start's weights."""
     from labeling_dag.resources.detector import Detector
 
-    from labeling_dag.sample_data import generate_dataset
+    from labeling_dag.simulation.sample_data import generate_dataset
 
     data = generate_dataset(out / "source", images=images, seed=seed, imgsz=imgsz, domain="source")
     return Detector(imgsz=imgsz, epochs=epochs, seed=seed).train(data, out / "base-model")
 
 
 def _run_arm(settings) -> dict:
-    from labeling_dag.run_loop import dataset_summary, run_loop
+    from labeling_dag.simulation.run_loop import dataset_summary, run_loop
 
     records = [asdict(r) for r in run_loop(settings)]
     return {"rounds": records, "dataset": dataset_summary(settings)}
@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.pop("DAGSTER_HOME", None)  # every loop gets its own ephemeral instance
     from labeling_dag.human_time import ReviewCosts, hand_label_seconds
-    from labeling_dag.run_loop import LoopSettings
-    from labeling_dag.sample_data import generate_dataset
-    from labeling_dag.simulated_reviewer import load_truth
+    from labeling_dag.simulation.run_loop import LoopSettings
+    from labeling_dag.simulation.sample_data import generate_dataset
+    from labeling_dag.simulation.simulated_reviewer import load_truth
 
     scratch = Path(tempfile.mkdtemp(prefix="label-economics-"))
     pool = generate_dataset(scratch / "pool", images=args.images, seed=123, imgsz=args.imgsz, domain="target")

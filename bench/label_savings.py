@@ -77,7 +77,7 @@ def _one_thread_per_process() -> None:
 
 
 def _run_arm(settings) -> list[dict]:
-    from labeling_dag.run_loop import run_loop
+    from labeling_dag.simulation.run_loop import run_loop
 
     return [asdict(r) for r in run_loop(settings)]
 
@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             args.out = args.out.with_name("label_savings.quick.json")
 
     os.environ.pop("DAGSTER_HOME", None)  # every run gets its own ephemeral instance
-    from labeling_dag.run_loop import LoopSettings
-    from labeling_dag.sample_data import generate_dataset, label_path_for, load_data_yaml, read_yolo_labels
+    from labeling_dag.formats.yolo import label_path_for, load_data_yaml, read_yolo_labels
+    from labeling_dag.simulation.run_loop import LoopSettings
+    from labeling_dag.simulation.sample_data import generate_dataset
 
     scratch = Path(tempfile.mkdtemp(prefix="label-savings-"))
     dataset = args.dataset or generate_dataset(scratch / "data", images=args.images, seed=123, imgsz=args.imgsz)

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> float | None:
 
     from labeling_dag.resources.detector import Detector
 
-    from labeling_dag.sample_data import generate_dataset
+    from labeling_dag.simulation.sample_data import generate_dataset
 
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         tmp_path = Path(tmp)
@@ -124,9 +124,10 @@ def child_round(data_yaml: Path, weights: Path, workdir: Path, *, imgsz: int) ->
 
     from labeling_dag import atomic
     from labeling_dag.definitions import build_definitions
+    from labeling_dag.formats.yolo import load_data_yaml
     from labeling_dag.partitions import ingest_batches
-    from labeling_dag.sample_data import CLASS_NAMES, load_data_yaml
-    from labeling_dag.simulated_reviewer import load_truth, simulate_review
+    from labeling_dag.simulation.sample_data import CLASS_NAMES
+    from labeling_dag.simulation.simulated_reviewer import load_truth, simulate_review
 
     started = time.perf_counter()
     # The resources of tests/conftest.py's make_resources, plus the policy the retrain job needs.

@@ -162,8 +162,8 @@ def _prepare(tmp_path: Path, *, images: int, batches: int) -> tuple[Path, Path, 
     from labeling_dag.resources.storage import ImageSource, LabelStore
 
     from labeling_dag.partitions import ingest_batches
-    from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
-    from labeling_dag.simulated_reviewer import load_truth, simulate_review
+    from labeling_dag.simulation.sample_data import CLASS_NAMES, generate_dataset
+    from labeling_dag.simulation.simulated_reviewer import load_truth, simulate_review
 
     data_yaml = generate_dataset(tmp_path / "data", images=images, seed=8, imgsz=IMGSZ)
     weights = Detector(imgsz=IMGSZ, epochs=EPOCHS).train(data_yaml, tmp_path / "train" / "tiny")

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> float:
     stay_offline()
     from labeling_dag.resources.detector import Detector
 
-    from labeling_dag.sample_data import generate_dataset
+    from labeling_dag.simulation.sample_data import generate_dataset
 
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         tmp_path = Path(tmp)

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from labeling_dag.label_studio_format import AnnotatedBox, TaskAnnotation
+from labeling_dag.formats.label_studio import AnnotatedBox, TaskAnnotation
 from labeling_dag.records import NormBox
 
 EditKind = Literal["accepted", "moved", "relabelled", "added", "deleted"]
@@ -372,8 +372,8 @@ def latest_by_image(annotations: Sequence[TaskAnnotation], *, excluding: Collect
     """Per image, the last of ``annotations`` made by a reviewer not in ``excluding``.
 
     ``annotations`` run oldest first within an image, as
-    :func:`~labeling_dag.label_studio_format.parse_all_annotations` returns them, so with nobody
-    excluded this is the annotation :func:`~labeling_dag.label_studio_format.parse_export` picks.
+    :func:`~labeling_dag.formats.label_studio.parse_all_annotations` returns them, so with nobody
+    excluded this is the annotation :func:`~labeling_dag.formats.label_studio.parse_export` picks.
     Images keep the order they first appear in; an image only excluded reviewers annotated is
     left out.
     """

@@ -19,7 +19,7 @@ def _workdir(value: str | None) -> Path:
 
 
 def _sample_data(args: argparse.Namespace) -> int:
-    from labeling_dag.sample_data import generate_dataset
+    from labeling_dag.simulation.sample_data import generate_dataset
 
     try:
         data_yaml = generate_dataset(
@@ -118,7 +118,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from labeling_dag.demo import run_demo
+    from labeling_dag.simulation.demo import run_demo
 
     return run_demo(
         Path(args.root).resolve(),
@@ -131,8 +131,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run_loop(args: argparse.Namespace) -> int:
     from labeling_dag.class_map import ClassMapError, parse_class_map
-    from labeling_dag.loop_start import SeedModelError
-    from labeling_dag.run_loop import LoopSettings, run_and_report
+    from labeling_dag.simulation.loop_start import SeedModelError
+    from labeling_dag.simulation.run_loop import LoopSettings, run_and_report
 
     try:
         class_map = parse_class_map(args.class_map)
@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--images", type=int, default=300)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--imgsz", type=int, default=160)
-    from labeling_dag.sample_data import DOMAINS
+    from labeling_dag.simulation.sample_data import DOMAINS
 
     sample.add_argument(
         "--domain",

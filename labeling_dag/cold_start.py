@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.records import ModelEntry
 from labeling_dag.resources.detector import Detector, model_info
-from labeling_dag.sample_data import load_data_yaml
 
 
 class NoModelError(RuntimeError):

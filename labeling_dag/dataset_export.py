@@ -23,7 +23,7 @@ import pandas as pd
 
 from labeling_dag import atomic
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
-from labeling_dag.export_formats import WRITERS, ExportedImage
+from labeling_dag.formats.exports import WRITERS, ExportedImage
 from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_FOLDER, VERIFIED_IMAGE_COLUMNS, active
 from labeling_dag.tables import read_table, snapshot_files
 

@@ -32,7 +32,7 @@ from labeling_dag.agreement import (
     score_against_gold,
 )
 from labeling_dag.calibration import Calibration, ImageGate, auto_accept_images, calibrate, image_threshold
-from labeling_dag.label_studio_format import TaskAnnotation, ls_percent_to_norm
+from labeling_dag.formats.label_studio import TaskAnnotation, ls_percent_to_norm
 from labeling_dag.records import NormBox
 from labeling_dag.revisions import split_revision
 

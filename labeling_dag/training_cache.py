@@ -18,7 +18,7 @@ from typing import Any
 
 from labeling_dag import atomic
 from labeling_dag.checkpoints import portable_args
-from labeling_dag.sample_data import label_path_for, load_data_yaml
+from labeling_dag.formats.yolo import label_path_for, load_data_yaml
 
 _IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 

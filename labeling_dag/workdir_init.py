@@ -17,11 +17,11 @@ import pandas as pd
 
 from labeling_dag import atomic
 from labeling_dag.class_map import ClassMapError, class_order, remap_weights
+from labeling_dag.formats.label_studio import labeling_config
+from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.gold_import import GoldImportError, GoldItem, gold_table, read_gold
-from labeling_dag.label_studio_format import labeling_config
 from labeling_dag.merge import GOLD_COLUMNS, GOLD_FOLDER
 from labeling_dag.model_registry import ModelRegistry, file_sha256
-from labeling_dag.sample_data import load_data_yaml
 from labeling_dag.tables import read_table
 
 CLASSES_FILE = "classes.json"

@@ -1,7 +1,7 @@
 """Label Studio as the review backend: push a batch's tasks in, pull completed batches out.
 
 Only the two ends of a review live here. :meth:`LabelStudioReview.export` imports a batch's
-tasks (built by :func:`labeling_dag.label_studio_format.review_task`, predictions included)
+tasks (built by :func:`labeling_dag.formats.label_studio.review_task`, predictions included)
 into ONE project per pipeline; :meth:`LabelStudioReview.collect` hands back each complete
 batch as a list of tasks in Label Studio's JSON export shape. Everything after that (the
 sensor's checks, ``parse_export``, the merge) is the same file path as the folder exchange.
@@ -62,7 +62,7 @@ from labeling_dag.resources.review_exchange import CollectedBatch, Edits, Review
 from pydantic import Field
 
 from labeling_dag import atomic
-from labeling_dag.label_studio_format import FROM_NAME, TO_NAME, is_complete, labeling_config
+from labeling_dag.formats.label_studio import FROM_NAME, TO_NAME, is_complete, labeling_config
 from labeling_dag.review_intake import SAFE_BATCH_ID
 from labeling_dag.revisions import checked_until
 

@@ -21,7 +21,7 @@ TEST_IMGSZ = 96
 @pytest.fixture(scope="session")
 def seed_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small labelled dataset (data.yaml) to train the tiny model on."""
-    from labeling_dag.sample_data import generate_dataset
+    from labeling_dag.simulation.sample_data import generate_dataset
 
     return generate_dataset(tmp_path_factory.mktemp("seed"), images=200, seed=11, imgsz=TEST_IMGSZ)
 
@@ -42,7 +42,7 @@ def tiny_model(seed_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture
 def pool(tmp_path: Path) -> Path:
     """A folder of 24 generated, unlabelled pool images."""
-    from labeling_dag.sample_data import generate_dataset
+    from labeling_dag.simulation.sample_data import generate_dataset
 
     generate_dataset(tmp_path / "pool", images=24, seed=5, imgsz=TEST_IMGSZ, val_fraction=0.0)
     return tmp_path / "pool" / "images" / "train"

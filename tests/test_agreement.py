@@ -24,7 +24,7 @@ from labeling_dag.agreement import (
     overlap_kappa,
     score_against_gold,
 )
-from labeling_dag.label_studio_format import AnnotatedBox, TaskAnnotation
+from labeling_dag.formats.label_studio import AnnotatedBox, TaskAnnotation
 from labeling_dag.records import NormBox
 
 

@@ -24,8 +24,9 @@ from labeling_dag.evaluation import (
     class_quality_table,
     confusion_table,
 )
+from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.model_registry import ModelRegistry
-from labeling_dag.sample_data import CLASS_NAMES, load_data_yaml
+from labeling_dag.simulation.sample_data import CLASS_NAMES
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from labeling_dag.resources.storage import LabelStore
 
 from bench.processes import stop_process_group
 from labeling_dag import atomic
-from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
-from labeling_dag.simulated_reviewer import load_truth, simulate_review
+from labeling_dag.simulation.sample_data import CLASS_NAMES, generate_dataset
+from labeling_dag.simulation.simulated_reviewer import load_truth, simulate_review
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -36,7 +36,7 @@ WHOLE_IMAGE_BOX = [0.5, 0.5, 1.0, 1.0]
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """10 generated 96 px images (not the seed set), sorted by name."""
-    from labeling_dag.sample_data import generate_dataset
+    from labeling_dag.simulation.sample_data import generate_dataset
 
     root = tmp_path_factory.mktemp("detector_images")
     generate_dataset(root, images=10, seed=23, imgsz=TEST_IMGSZ)

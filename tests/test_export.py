@@ -15,8 +15,9 @@ from verified_workdir import VerifiedWorkdir, build_verified_workdir, tree_diges
 
 from labeling_dag.cli import main as cli
 from labeling_dag.dataset_export import PROVENANCE_COLUMNS
+from labeling_dag.formats.yolo import load_data_yaml, read_yolo_labels
 from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
-from labeling_dag.sample_data import CLASS_NAMES, load_data_yaml, read_yolo_labels
+from labeling_dag.simulation.sample_data import CLASS_NAMES
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from labeling_dag.resources.detector import Detector, model_info
 
 from labeling_dag.cli import main as cli
 from labeling_dag.model_registry import ModelRegistry, file_sha256
-from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
-from labeling_dag.simulated_reviewer import load_truth
+from labeling_dag.simulation.sample_data import CLASS_NAMES, generate_dataset
+from labeling_dag.simulation.simulated_reviewer import load_truth
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from labeling_dag.resources.label_studio import LabelStudioReview
 from labeling_dag.resources.review_exchange import ReviewBackendError
 from PIL import Image
 
-from labeling_dag.label_studio_format import labeling_config, parse_export, review_task
+from labeling_dag.formats.label_studio import labeling_config, parse_export, review_task
 from labeling_dag.merge import edit_rows
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from tests.label_studio_server import LabelStudioServer, free_port, label_studio_fixture

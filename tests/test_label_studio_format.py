@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labeling_dag.label_studio_format import (
+from labeling_dag.formats.label_studio import (
     FROM_NAME,
     TO_NAME,
     ReviewExportError,

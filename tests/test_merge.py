@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from labeling_dag.calibration import Calibration, ImageGate, calibrate
-from labeling_dag.label_studio_format import AnnotatedBox, TaskAnnotation, review_task
+from labeling_dag.formats.label_studio import AnnotatedBox, TaskAnnotation, review_task
 from labeling_dag.merge import (
     EDIT_COLUMNS,
     GOLD_COLUMNS,

@@ -16,8 +16,8 @@ from services import Postgres, postgres, postgres_home  # noqa: F401  (postgres 
 
 from labeling_dag.ingest_batches import ROOT_BATCH
 from labeling_dag.merge import MERGE_COLUMNS, VERIFIED_FOLDER
-from labeling_dag.run_loop import LoopSettings, RoundRecord, run_loop
-from labeling_dag.sample_data import generate_dataset
+from labeling_dag.simulation.run_loop import LoopSettings, RoundRecord, run_loop
+from labeling_dag.simulation.sample_data import generate_dataset
 
 RESTART = os.environ.get(
     "LABELING_DAG_TEST_PG_RESTART", "pg_ctlcluster --skip-systemctl-redirect {version} main restart"

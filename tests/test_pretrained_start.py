@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from labeling_dag.cli import main
-from labeling_dag.loop_start import loop_start
 from labeling_dag.model_registry import file_sha256
-from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
+from labeling_dag.simulation.loop_start import loop_start
+from labeling_dag.simulation.sample_data import CLASS_NAMES, generate_dataset
 
 IMGSZ = 64
 # The seed model's classes: the pool's shapes under other names and in another order, plus a class

@@ -23,12 +23,11 @@ from labeling_dag.resources.storage import LabelStore
 from labeling_dag import atomic
 from labeling_dag.checks import review_quality_gate
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
-from labeling_dag.label_studio_format import review_task
+from labeling_dag.formats.label_studio import review_task
 from labeling_dag.merge import ANNOTATIONS_FOLDER, LABEL_COLUMNS, QUALITY_COLUMNS, VERIFIED_FOLDER, active
-from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.review_selection import BATCH_COLUMNS, quarantined_batches, quarantined_reviewers
 from labeling_dag.sensors import merge_run_config
-from tests.faults.review_files import ANSWERED_AT, CLASSES, EXCHANGE, MODEL, answer
+from tests.faults.review_files import ANSWERED_AT, CLASSES, EXCHANGE, MODEL, answer, review_image
 
 BATCH = "batch-two-reviewers"
 # Who answers which image, and with which class; the truth (and every pre-label's box) is a square.
@@ -37,34 +36,13 @@ BOB = {"g5": "triangle", "p2": "triangle", "p3": "triangle", "shared": "triangle
 GOLD = [f"g{i}" for i in range(6)]
 
 
-def _image(image_id: str, index: int) -> ReviewImage:
-    box = NormBox(0.1 + 0.07 * index, 0.5, 0.1, 0.1)
-    pre_label = PreLabel(
-        box_id=f"{image_id}-b0",
-        image_id=image_id,
-        class_name="circle",
-        box=box,
-        confidence=0.6,
-        class_probs=(0.6, 0.3, 0.1),
-        model_version=MODEL,
-    )
-    return ReviewImage(
-        image_id=image_id,
-        image_ref=f"/data/local-files/?d=cleaned_images/files/{image_id}.png",
-        width=64,
-        height=64,
-        score=0.5,
-        pre_labels=(pre_label,),
-    )
-
-
 def _workdir(root: Path, alice: dict[str, str], bob: dict[str, str]) -> LabelStore:
     """A sent-out batch (gold items included), its gold answers, the cleaned pool, and the received
     export in which each reviewer answered their images with the classes given (bob after alice)."""
     store = LabelStore(workdir=str(root))
     store.set_class_names(CLASSES)
     ids = sorted({*alice, *bob})
-    images = [_image(image_id, index) for index, image_id in enumerate(ids)]
+    images = [review_image(image_id, index) for index, image_id in enumerate(ids)]
     tasks = [review_task(image, batch_id=BATCH, model_version=MODEL, pre_label_run_id="run-1") for image in images]
     EXCHANGE.export(store.root, BATCH, tasks)
     batch = pd.DataFrame(

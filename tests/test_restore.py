@@ -15,7 +15,7 @@ from verified_workdir import build_verified_workdir, tree_digest
 from labeling_dag import atomic
 from labeling_dag.cli import main as cli
 from labeling_dag.model_registry import ModelRegistry, file_sha256
-from labeling_dag.sample_data import CLASS_NAMES
+from labeling_dag.simulation.sample_data import CLASS_NAMES
 
 
 def test_verified_labels_come_back_bit_exact_from_the_remote(tmp_path, capsys):

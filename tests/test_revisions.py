@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labeling_dag.label_studio_format import review_task
+from labeling_dag.formats.label_studio import review_task
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.revisions import (
     as_revision,

@@ -20,7 +20,7 @@ from labeling_dag.resources.storage import ImageSource, LabelStore
 
 from labeling_dag import atomic
 from labeling_dag.definitions import defs
-from labeling_dag.label_studio_format import review_task
+from labeling_dag.formats.label_studio import review_task
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.partitions import ingest_batches
 from labeling_dag.records import NormBox, PreLabel, ReviewImage

@@ -12,15 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labeling_dag.label_studio_format import (
+from labeling_dag.formats.label_studio import (
     AnnotatedBox,
     TaskAnnotation,
     parse_export,
     review_task,
 )
+from labeling_dag.formats.yolo import read_yolo_labels
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
-from labeling_dag.sample_data import generate_dataset, read_yolo_labels
-from labeling_dag.simulated_reviewer import TrueBox, load_truth, simulate_review
+from labeling_dag.simulation.sample_data import generate_dataset
+from labeling_dag.simulation.simulated_reviewer import TrueBox, load_truth, simulate_review
 
 CLASSES = ("circle", "square", "triangle")
 MODEL = "model-a"

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from labeling_dag.resources.detector import Detector
 
-from labeling_dag.sample_data import generate_dataset, label_path_for, load_data_yaml
+from labeling_dag.formats.yolo import label_path_for, load_data_yaml
+from labeling_dag.simulation.sample_data import generate_dataset
 from labeling_dag.training_cache import training_key
 
 ENVIRONMENT = {"ultralytics": "x", "torch": "y", "threads": 1}

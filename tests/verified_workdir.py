@@ -19,9 +19,9 @@ from labeling_dag.cli import main as cli
 from labeling_dag.definitions import build_definitions
 from labeling_dag.ingest_batches import ROOT_BATCH
 from labeling_dag.partitions import ingest_batches
-from labeling_dag.sample_data import CLASS_NAMES, generate_dataset
 from labeling_dag.sensors import merge_run_config
-from labeling_dag.simulated_reviewer import load_truth, simulate_review
+from labeling_dag.simulation.sample_data import CLASS_NAMES, generate_dataset
+from labeling_dag.simulation.simulated_reviewer import load_truth, simulate_review
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from labeling_dag.resources.review_exchange import FileReviewExchange, FolderRev
 from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag import atomic
-from labeling_dag.label_studio_format import review_task
+from labeling_dag.formats.label_studio import review_task
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.review_selection import BATCH_COLUMNS
 from labeling_dag.sensors import review_complete_sensor
@@ -37,14 +37,15 @@ ANSWERED_AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 EXCHANGE_IN_FLIGHT = ("exchange/inbox", "exchange/quarantine")
 
 
-def review_image(batch_id: str, index: int) -> ReviewImage:
-    """Image ``index`` of a batch: 64x64, one predicted circle, referenced the way review_batch does."""
-    image_id = f"{batch_id}-img{index}"
+def review_image(image_id: str, index: int) -> ReviewImage:
+    """Image ``image_id``, the ``index``-th of its batch: 64x64, one predicted circle (placed by
+    ``index``, so that a dozen images' boxes all lie inside the image), referenced the way
+    review_batch does."""
     pre_label = PreLabel(
         box_id=f"{image_id}-b0",
         image_id=image_id,
         class_name="circle",
-        box=NormBox(0.3 + 0.1 * index, 0.5, 0.2, 0.2),
+        box=NormBox(0.1 + 0.07 * index, 0.5, 0.1, 0.1),
         confidence=0.6,
         class_probs=(0.6, 0.3, 0.1),
         model_version=MODEL,
@@ -61,7 +62,7 @@ def review_image(batch_id: str, index: int) -> ReviewImage:
 
 def export_batch(store: LabelStore, batch_id: str, images: int = 3) -> list[dict[str, Any]]:
     """Export a batch as review_batch does (outbox file + batches rows); return its tasks."""
-    chosen = [review_image(batch_id, index) for index in range(images)]
+    chosen = [review_image(f"{batch_id}-img{index}", index) for index in range(images)]
     tasks = [review_task(image, batch_id=batch_id, model_version=MODEL, pre_label_run_id="run-1") for image in chosen]
     EXCHANGE.export(store.root, batch_id, tasks)
     rows = pd.DataFrame(

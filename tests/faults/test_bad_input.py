@@ -39,11 +39,11 @@ from labeling_dag import cli
 from labeling_dag.calibration import calibrate
 from labeling_dag.cleaning import IMAGE_COLUMNS, REJECT_COLUMNS, clean_image, reject_row
 from labeling_dag.cold_start import NoModelError, current_or_seed_model
+from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.image_quality import ImageRejected, load_image
 from labeling_dag.ingest import RAW_COLUMNS, ingest
 from labeling_dag.merge import ANNOTATIONS_FOLDER, LABEL_COLUMNS, QUALITY_COLUMNS, VERIFIED_FOLDER, active
 from labeling_dag.model_registry import ModelRegistry
-from labeling_dag.sample_data import load_data_yaml
 from labeling_dag.sampling import select_for_review
 from labeling_dag.sensors import merge_run_config
 from tests.bad_images import write_bad_images, write_exif_orientations, write_good_images, write_special_images

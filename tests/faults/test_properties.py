@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from labeling_dag.resources.storage import LabelStore
 
-from labeling_dag.label_studio_format import (
+from labeling_dag.formats.label_studio import (
     TaskAnnotation,
     labeling_config,
     ls_percent_to_norm,

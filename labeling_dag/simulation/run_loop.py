@@ -43,7 +43,7 @@ class LoopSettings:
     cold_start_epochs: int = 30
     fine_tune_epochs: int = 10
     retrain_min_new_boxes: int = 1
-    # A local ultralytics detector to start from (labeling_dag.loop_start): of the pool's classes, or
+    # A local ultralytics detector to start from (labeling_dag.simulation.loop_start): of the pool's classes, or
     # mapped to them by class_map, it pre-labels round 0 (warm start); of other classes, the first
     # model trains from its weights (pretrained start). None = cold start.
     seed_model: Path | None = None
@@ -106,13 +106,13 @@ JobExecutor = Callable[[LoopSettings, object, JobRequest], RunOutcome]
 
 def loop_resources(settings: LoopSettings) -> dict[str, object]:
     """The resources of the code location, bound to the simulated loop's workdir and sizes."""
-    from labeling_dag.loop_start import loop_start
+    from labeling_dag.formats.yolo import load_data_yaml
     from labeling_dag.resources.detector import Detector
     from labeling_dag.resources.loop_policy import LoopPolicy
     from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
     from labeling_dag.resources.snapshots import SnapshotStore
     from labeling_dag.resources.storage import ImageSource, LabelStore
-    from labeling_dag.sample_data import load_data_yaml
+    from labeling_dag.simulation.loop_start import loop_start
 
     spec = load_data_yaml(settings.dataset)
     start = loop_start(settings.seed_model, settings.class_map, spec.names)
@@ -178,15 +178,15 @@ def run_loop(
 
     ``execute`` runs each job (default: in this process, against the same instance). A seed model
     that cannot start the loop (missing, no detector, a class map that does not fit) raises
-    :class:`labeling_dag.loop_start.SeedModelError` before any job runs.
+    :class:`labeling_dag.simulation.loop_start.SeedModelError` before any job runs.
     """
     import dagster as dg
 
     from labeling_dag.definitions import build_definitions
-    from labeling_dag.loop_start import loop_start, warm_seed_model
+    from labeling_dag.formats.yolo import load_data_yaml
     from labeling_dag.resources.storage import LabelStore
-    from labeling_dag.sample_data import load_data_yaml
-    from labeling_dag.simulated_reviewer import load_truth
+    from labeling_dag.simulation.loop_start import loop_start, warm_seed_model
+    from labeling_dag.simulation.simulated_reviewer import load_truth
 
     spec = load_data_yaml(settings.dataset)
     start = loop_start(settings.seed_model, settings.class_map, spec.names)
@@ -402,7 +402,7 @@ def _register_gold(store, truth, *, count: int, seed: int) -> None:
 def _answer_batch(store, exchange, batch_id: str, truth, settings: LoopSettings, round_number: int) -> None:
     """The simulated reviewer answers the batch and drops the export into the inbox."""
     from labeling_dag import atomic
-    from labeling_dag.simulated_reviewer import simulate_review
+    from labeling_dag.simulation.simulated_reviewer import simulate_review
 
     tasks = exchange.exported_tasks(store.root, batch_id)
     answered = simulate_review(
@@ -470,14 +470,14 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
     images with verified labels; ``hand_label_seconds`` prices looking at every pool image and
     drawing every true box with the same cost model; ``human_time_ratio`` is the loop's human
     seconds over that; ``start`` is how the loop started: ``warm``, ``pretrained`` or ``cold``
-    (see :mod:`labeling_dag.loop_start`).
+    (see :mod:`labeling_dag.simulation.loop_start`).
     """
     from labeling_dag.dataset_quality import label_quality
     from labeling_dag.human_time import EFFORT_COLUMNS, hand_label_seconds
     from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
     from labeling_dag.model_registry import ModelRegistry
     from labeling_dag.resources.storage import LabelStore
-    from labeling_dag.simulated_reviewer import load_truth
+    from labeling_dag.simulation.simulated_reviewer import load_truth
 
     store = LabelStore(workdir=str(settings.workdir.resolve()))
     truth = load_truth(settings.dataset, "train")
@@ -510,7 +510,7 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
 def run_and_report(settings: LoopSettings, report: Path) -> dict[str, object]:
     """Run the loop printing a line per round, write the report and its PNG, print the table
     and the dataset's closing lines; return the report's ``dataset`` object."""
-    from labeling_dag.loop_report import format_dataset, format_round, format_table, write_report
+    from labeling_dag.simulation.loop_report import format_dataset, format_round, format_table, write_report
 
     records = run_loop(settings, on_round=lambda record: print(format_round(record), flush=True))
     dataset = dataset_summary(settings)

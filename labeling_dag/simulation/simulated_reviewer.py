@@ -23,16 +23,16 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from labeling_dag.ingest import INGESTED_SUFFIXES
-from labeling_dag.label_studio_format import (
+from labeling_dag.formats.label_studio import (
     FROM_NAME,
     TO_NAME,
     ls_percent_to_norm,
     norm_to_ls_percent,
 )
+from labeling_dag.formats.yolo import label_path_for, load_data_yaml, read_yolo_labels
+from labeling_dag.ingest import INGESTED_SUFFIXES
 from labeling_dag.model_registry import file_sha256
 from labeling_dag.records import NormBox
-from labeling_dag.sample_data import label_path_for, load_data_yaml, read_yolo_labels
 
 _RECTANGLE_TYPE = "rectanglelabels"
 _MATCH_IOU = 0.5  # least IoU for a prediction to count as an attempt at a true box

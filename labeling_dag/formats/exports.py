@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from labeling_dag.label_studio_format import FROM_NAME, TO_NAME, labeling_config, norm_to_ls_percent
+from labeling_dag.formats.label_studio import FROM_NAME, TO_NAME, labeling_config, norm_to_ls_percent
 from labeling_dag.records import NormBox
 
 
