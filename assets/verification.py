@@ -53,7 +53,13 @@ from labeling_dag.merge import (
 )
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.prelabeling import BOX_COLUMNS
-from labeling_dag.review_selection import BATCH_COLUMNS, pending_batches, quarantined_batches, quarantined_reviewers
+from labeling_dag.review_selection import (
+    BATCH_COLUMNS,
+    calibration_evidence,
+    pending_batches,
+    quarantined_batches,
+    quarantined_reviewers,
+)
 from labeling_dag.revisions import split_revision
 
 FOLDER = VERIFIED_FOLDER
@@ -253,15 +259,16 @@ def verified_labels(
         auto = store.read_table(FOLDER, "labels", LABEL_COLUMNS).iloc[0:0]
         calibration = gate = None
         if model is not None and config.auto_accept:
+            evidence = calibration_evidence(edits, batches)
             calibration = calibration_from_edits(
-                edits,
+                evidence,
                 model_version=model.model_version,
                 class_names=model.class_names,
                 target_precision=config.target_precision,
                 min_support=config.min_support,
             )
             gate = image_gate_from_edits(
-                edits,
+                evidence,
                 calibration,
                 model_version=model.model_version,
                 target_accuracy=config.target_image_accuracy,

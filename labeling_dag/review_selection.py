@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
+from labeling_dag.revisions import split_revision
 from labeling_dag.sampling import expected_boxes, select_for_review
 from labeling_dag.uncertainty import MEASURES
 
@@ -22,6 +23,9 @@ BATCH_COLUMNS: dict[str, str] = {
     "model_version": "str",
     "is_gold": "bool",
     "is_spot_check": "bool",
+    # Picked by a non-random strategy's ranking (uncertainty), so not a random draw: such images are
+    # left out of the evidence auto-accept thresholds are fitted on (see calibration_evidence).
+    "by_uncertainty": "bool",
     "created_at": "str",
     "run_id": "str",
 }
@@ -92,18 +96,24 @@ def eligible_images(
     *,
     batch_id: str,
     released_batches: set[str],
+    verified: set[str],
     excluded: set[str],
     skip_near_duplicates: bool,
 ) -> pd.DataFrame:
-    """Scored images that no other live batch holds, not ``excluded`` and not duplicates.
+    """Scored images that no other live batch holds, not ``verified``, not ``excluded``, not
+    exact copies, and (with ``skip_near_duplicates``) no near-duplicate of an unlabelled image.
 
+    A near-duplicate waits until the image it resembles is verified: two near-identical pictures
+    in one batch pay twice for one look, and once the first is labelled the model has learnt it,
+    so the second is cheap to review or is auto-accepted. It is part of the pool all the same
+    (:func:`labeling_dag.cleaning.pool_images`), so it is never left out for good.
     Images of ``released_batches`` (quarantined ones) may be selected again.
     """
     holding = batches[(batches["batch_id"] != batch_id) & ~batches["batch_id"].isin(released_batches)]
     duplicates = cleaned["is_exact_duplicate"]
     if skip_near_duplicates:
-        duplicates = duplicates | cleaned["is_near_duplicate"]
-    excluded = excluded | set(holding["image_id"]) | set(cleaned.loc[duplicates, "image_id"])
+        duplicates = duplicates | (cleaned["is_near_duplicate"] & ~cleaned["near_duplicate_of"].isin(verified))
+    excluded = excluded | verified | set(holding["image_id"]) | set(cleaned.loc[duplicates, "image_id"])
     return scores[~scores["image_id"].isin(excluded)].reset_index(drop=True)
 
 
@@ -139,6 +149,23 @@ def shuffled(items: Sequence[str], *, batch_id: str) -> list[str]:
     return [items[i] for i in rng.permutation(len(items))]
 
 
+def calibration_evidence(edits: pd.DataFrame, batches: pd.DataFrame) -> pd.DataFrame:
+    """The ``edits`` of images that were drawn at random, the sample auto-accept is fitted on.
+
+    Thresholds and the image gate are fitted on human judgements and applied to the images
+    nobody reviewed, so the judged images must be a random sample of those, given their
+    confidence. An image picked for its uncertainty is not: it was picked because something
+    about it (a near-miss box, an object half found) looks wrong in ways its least box
+    confidence does not show, so its errors would close the gate on the easy images it is
+    applied to. Kept: the random strategy's picks, the calibration sample, spot checks and
+    gold rows (callers drop gold themselves). ``edits`` of a revision count with their batch.
+    """
+    picked = batches.loc[batches["by_uncertainty"], ["batch_id", "image_id"]]
+    base = edits["batch_id"].map(lambda batch_id: split_revision(batch_id)[0])
+    keys = pd.MultiIndex.from_arrays([base, edits["image_id"]])
+    return edits[~keys.isin(pd.MultiIndex.from_frame(picked))]
+
+
 def choose(
     candidates: pd.DataFrame,
     *,
@@ -152,17 +179,18 @@ def choose(
     calibration_fraction: float = 0.0,
 ) -> pd.DataFrame:
     """The selected rows of ``candidates`` in priority order, with their selection ``score``
-    (the image's uncertainty). ``cost_aware`` ranks by uncertainty per expected box
+    (the image's uncertainty) and ``by_uncertainty`` (picked by a non-random strategy's ranking,
+    not drawn at random). ``cost_aware`` ranks by uncertainty per expected box
     (:func:`~labeling_dag.sampling.expected_boxes` of the ``n_boxes`` column).
 
     ``calibration_fraction`` of ``k`` (not for the ``random`` strategy, whose batches are a sample
-    of everything already) is drawn at random from the more confident half of the images with
-    boxes, after the strategy's picks: the kind of image auto-accept takes. Uncertainty sampling
-    alone rarely shows humans one, so without them the image-level gate of a new model has no
-    evidence; they are also the cheapest images to verify.
+    of everything already) is drawn at random from the images with boxes, after the strategy's
+    picks (:func:`calibration_sample`). Auto-accept is fitted on those draws only
+    (:func:`calibration_evidence`): the strategy's picks were chosen for looking wrong, so they
+    are no sample of the images auto-accept decides about.
     """
     if candidates.empty:
-        return candidates.assign(score=pd.Series(dtype="float64"))
+        return candidates.assign(score=pd.Series(dtype="float64"), by_uncertainty=pd.Series(dtype="bool"))
     embeddings = np.array(candidates["embedding"].tolist(), dtype=np.float64) if diversity else None
     calibrating = 0 if strategy == "random" else round(calibration_fraction * k)
     picked = select_for_review(
@@ -176,21 +204,25 @@ def choose(
         costs=expected_boxes(candidates["n_boxes"].to_numpy()) if cost_aware else None,
         seed=seed,
     )
-    picked = [*picked, *confident_sample(candidates, count=calibrating, taken=set(picked), seed=seed)]
+    sample = calibration_sample(candidates, count=calibrating, taken=set(picked), seed=seed)
     measure = strategy if strategy in MEASURES else uncertainty_measure
-    chosen = candidates.iloc[picked].reset_index(drop=True)
-    return chosen.assign(score=chosen[measure].astype("float64"))
+    chosen = candidates.iloc[[*picked, *sample]].reset_index(drop=True)
+    ranked = np.arange(len(chosen)) < len(picked) if strategy != "random" else np.zeros(len(chosen), dtype=bool)
+    return chosen.assign(score=chosen[measure].astype("float64"), by_uncertainty=ranked)
 
 
-def confident_sample(candidates: pd.DataFrame, *, count: int, taken: set[int], seed: int) -> list[int]:
-    """``count`` positions drawn at random among the more confident half (by least confidence)
-    of the candidates that have boxes and are not ``taken``."""
+def calibration_sample(candidates: pd.DataFrame, *, count: int, taken: set[int], seed: int) -> list[int]:
+    """``count`` positions drawn uniformly at random among the candidates that have boxes and are
+    not ``taken``.
+
+    Uniform over the whole range of confidence, not only the confident end: the image gate is the
+    least confidence above which judged images are right often enough, so it can only be placed as
+    low as the evidence reaches, and the images just above it are the ones it decides about.
+    """
     if count <= 0:
         return []
     free = np.flatnonzero((candidates["n_boxes"].to_numpy() > 0) & ~np.isin(np.arange(len(candidates)), list(taken)))
-    ranked = free[np.argsort(candidates["least_confidence"].to_numpy()[free], kind="stable")]
-    half = ranked[: max(1, len(ranked) // 2)] if len(ranked) else ranked
-    drawn = np.random.default_rng(seed).choice(half, size=min(count, len(half)), replace=False)
+    drawn = np.random.default_rng(seed).choice(free, size=min(count, len(free)), replace=False)
     return sorted(int(i) for i in drawn)
 
 

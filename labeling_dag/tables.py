@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 # Assets partitioned by ingestion batch keep one sub-folder per batch: ``<folder>/<batch>/``.
 PARTITIONED_FOLDERS = ("raw_images", "cleaned_images", "pre_labels", "uncertainty_scores")
@@ -29,11 +30,28 @@ def read_table(
     else:
         paths = [base / f"{table}.parquet"] if (base / f"{table}.parquet").exists() else []
     wanted = list(only) if only is not None else None
-    frames = [frame for frame in (pd.read_parquet(path, columns=wanted) for path in paths) if len(frame)]
+    names = wanted if wanted is not None else list(columns)
+    frames = [_with_columns(path, names, columns, everything=wanted is None) for path in paths]
+    frames = [frame for frame in frames if len(frame)]
     if not frames:
-        names = wanted if wanted is not None else list(columns)
         return pd.DataFrame({name: pd.Series(dtype=columns[name]) for name in names})
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+# What a column added to a schema reads as in a table written before it existed.
+_ABSENT = {"bool": False, "str": "", "int64": 0}
+
+
+def _with_columns(path: Path, names: Sequence[str], columns: dict[str, str], *, everything: bool) -> pd.DataFrame:
+    """The table at ``path`` (``everything`` it stores, or just ``names``), where a column of
+    ``names`` the file predates reads as its dtype's empty value (False, "", 0, NaN): a workdir
+    written before a column was added reads as it did."""
+    stored = pq.read_schema(path).names
+    frame = pd.read_parquet(path, columns=None if everything else [name for name in names if name in stored])
+    for name in names:
+        if name not in stored:
+            frame[name] = pd.Series(_ABSENT.get(columns[name], float("nan")), index=frame.index, dtype=columns[name])
+    return frame
 
 
 def snapshot_histories(root: Path, folder: str) -> list[Path]:

@@ -55,6 +55,7 @@ def _workdir(root: Path, alice: dict[str, str], bob: dict[str, str]) -> LabelSto
             "model_version": MODEL,
             "is_gold": [image_id in GOLD for image_id in ids],
             "is_spot_check": False,
+            "by_uncertainty": False,
             "created_at": ANSWERED_AT.isoformat(),
             "run_id": "run-1",
         },

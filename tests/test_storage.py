@@ -17,3 +17,22 @@ def test_the_first_batch_to_claim_a_picture_owns_it(tmp_path):
 def test_a_claim_names_a_safe_batch(tmp_path):
     with pytest.raises(ValueError, match="ingestion batch"):
         LabelStore(workdir=str(tmp_path)).claim_images(["a"], "../escape")
+
+
+def test_a_table_written_before_a_column_existed_reads_with_the_column_empty(tmp_path):
+    """A workdir from an earlier version: its batch table lacks a column added to the schema since;
+    it reads with that column at its dtype's empty value and keeps every stored column."""
+    import pandas as pd
+
+    store = LabelStore(workdir=str(tmp_path))
+    store.write_table("review_batch", "batches", pd.DataFrame({"batch_id": ["b1"], "image_id": ["a"], "extra": [1]}))
+    schema = {"batch_id": "str", "image_id": "str", "by_uncertainty": "bool", "score": "float64", "note": "str"}
+
+    table = store.read_table("review_batch", "batches", schema)
+    assert table.drop(columns="score").to_dict("records") == [
+        {"batch_id": "b1", "image_id": "a", "extra": 1, "by_uncertainty": False, "note": ""}
+    ]
+    assert pd.isna(table["score"][0]) and table["by_uncertainty"].dtype == bool
+    assert store.read_table("review_batch", "batches", schema, only=["by_uncertainty"]).columns.tolist() == [
+        "by_uncertainty"
+    ]

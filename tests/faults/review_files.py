@@ -75,6 +75,7 @@ def export_batch(store: LabelStore, batch_id: str, images: int = 3) -> list[dict
             "model_version": MODEL,
             "is_gold": False,
             "is_spot_check": False,
+            "by_uncertainty": False,
             "created_at": ANSWERED_AT.isoformat(),
             "run_id": "run-1",
         },
