@@ -7,13 +7,21 @@ import dagster as dg
 from labeling_dag.assets.cleaning import cleaned_images
 from labeling_dag.assets.export import dataset_export
 from labeling_dag.assets.ingestion import raw_images
+from labeling_dag.assets.label_issues import label_issues
 from labeling_dag.assets.prelabels import pre_labels
 from labeling_dag.assets.review import review_batch
 from labeling_dag.assets.scoring import uncertainty_scores
 from labeling_dag.assets.training import current_model, promotion_gate, retrained_model
 from labeling_dag.assets.verification import review_annotations, verified_labels
 from labeling_dag.checks import cleaned_images_gate, pre_labels_gate, review_quality_gate, verified_labels_gate
-from labeling_dag.jobs import export_dataset, merge_review, prelabel_batch, retrain, select_review_batch
+from labeling_dag.jobs import (
+    export_dataset,
+    find_label_issues,
+    merge_review,
+    prelabel_batch,
+    retrain,
+    select_review_batch,
+)
 from labeling_dag.resources.detector import Detector
 from labeling_dag.resources.label_studio import LabelStudioReview
 from labeling_dag.resources.loop_policy import LoopPolicy
@@ -22,6 +30,7 @@ from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import ImageSource, LabelStore
 from labeling_dag.sensors import (
     ingest_batch_sensor,
+    label_issues_sensor,
     loop_continues_sensor,
     model_promoted_sensor,
     retraining_sensor,
@@ -39,12 +48,20 @@ ASSETS = [
     retrained_model,
     current_model,
 ]
-# Outside the loop: no sensor launches it, so it is no step of the loop's runs (bench/faults.py
-# aims a kill at every asset of ASSETS inside those runs). Materialised by the export_dataset job.
-ON_DEMAND_ASSETS = [dataset_export]
+# Outside the loop: no step of the loop's runs (bench/faults.py aims a kill at every asset of ASSETS
+# inside those runs). dataset_export is materialised by the export_dataset job; label_issues by
+# label_issues_sensor (declarative automation, a run of its own after each merge) or find_label_issues.
+ON_DEMAND_ASSETS = [dataset_export, label_issues]
 CHECKS = [cleaned_images_gate, pre_labels_gate, review_quality_gate, verified_labels_gate, promotion_gate]
-JOBS = [prelabel_batch, select_review_batch, merge_review, retrain, export_dataset]
-SENSORS = [ingest_batch_sensor, review_complete_sensor, retraining_sensor, model_promoted_sensor, loop_continues_sensor]
+JOBS = [prelabel_batch, select_review_batch, merge_review, retrain, export_dataset, find_label_issues]
+SENSORS = [
+    ingest_batch_sensor,
+    review_complete_sensor,
+    retraining_sensor,
+    model_promoted_sensor,
+    loop_continues_sensor,
+    label_issues_sensor,
+]
 
 
 def build_definitions(resources: dict[str, object], executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:

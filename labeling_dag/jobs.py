@@ -41,3 +41,11 @@ export_dataset = dg.define_asset_job(
     selection=dg.AssetSelection.assets("dataset_export"),
     description="Export the verified labels (YOLO, COCO or Label Studio) with their provenance.",
 )
+
+# cleanlab's ranking of the human-verified labels: label_issues_sensor runs it after each merge;
+# this job runs it by hand (e.g. with other thresholds in its run config).
+find_label_issues = dg.define_asset_job(
+    "find_label_issues",
+    selection=dg.AssetSelection.assets("label_issues"),
+    description="Rank the human-verified images by cleanlab's label quality and list the suspects.",
+)

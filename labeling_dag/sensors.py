@@ -219,3 +219,15 @@ def loop_continues_sensor(context: dg.RunFailureSensorContext) -> dg.RunRequest:
     (its images return to the pool) or a model refused promotion (the current one stays).
     The next review batch is drawn from the current model's scores."""
     return dg.RunRequest(run_key=f"after-failed-{context.dagster_run.run_id}")
+
+
+# Dagster's declarative automation, not a polling sensor: it evaluates the AutomationCondition of
+# label_issues (eager: after each new verified_labels) and launches its run. Declared here, on by
+# default, rather than left to the default_automation_condition_sensor, which starts switched off.
+label_issues_sensor = dg.AutomationConditionSensorDefinition(
+    "label_issues_sensor",
+    target=dg.AssetSelection.assets("label_issues"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Re-rank the verified labels for label errors after each merge (label_issues).",
+)

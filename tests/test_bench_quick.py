@@ -87,3 +87,23 @@ def test_scale_quick_runs_both_worker_counts_and_ends_with_the_speed_up(tmp_path
     for phase in result["phases"]:
         assert {"raw_images", "cleaned_images", "pre_labels", "uncertainty_scores"} <= set(phase["step_seconds"])
         assert 0 < phase["workers_in_steps_share"] <= 1
+
+
+@pytest.mark.slow
+def test_label_issues_quick_runs_the_loop_and_the_asset_and_ends_with_recall_at_precision(tmp_path: Path) -> None:
+    """The label-issues benchmark labels a pool through the loop with a 10 % reviewer, runs the
+    ``label_issues`` asset on it and scores its ranking against the truth, with the random and
+    in-sample arms beside it. At --quick sizes (a 2-epoch detector, two batches) the figures mean
+    nothing and may be nan; CI checks that it runs and scores every human image."""
+    last, result = _run_quick("label_issues", tmp_path / "label_issues.json")
+    assert re.fullmatch(
+        r"label issues: recall ([0-9.]+|nan) at precision ([0-9.]+|nan) "
+        r"\(random ranking precision ([0-9.]+|nan); seeds 0\)",
+        last,
+    ), last
+    assert result["benchmark"] == "label_issues"
+    (run,) = result["results"]
+    assert len(run["rounds"]) == 2 and run["human_images"] > 0
+    assert run["scored"] == run["human_images"]  # a warm start: every batch was pre-labelled by a model
+    assert run["errors"] == run["errors_among_human"]
+    assert set(run["per_kind"]) == {"overlooked", "swapped", "badly_located"}

@@ -32,12 +32,13 @@ LINEAGE = (
     "review_annotations",
     "verified_labels",
     "dataset_export",
+    "label_issues",
     "retrained_model",
     "current_model",
 )
 PARTITIONED_STAGES = LINEAGE[:4]
 # scikit-learn (with SciPy) alone took 1.3 s of a 3 s load before it moved into the function using it.
-HEAVY_MODULES = ("torch", "ultralytics", "great_expectations", "sklearn", "scipy")
+HEAVY_MODULES = ("torch", "ultralytics", "great_expectations", "sklearn", "scipy", "cleanlab")
 
 # Installed into a subprocess through PYTHONPATH: records, then refuses, every attempt to
 # reach a non-loopback address, so that a test can assert that a command stays offline.
@@ -132,8 +133,8 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_definitions_import_loads_no_heavy_libraries(dagster_env: dict[str, str]) -> None:
-    """Importing the code location leaves torch, ultralytics, great_expectations, scikit-learn
-    and SciPy unimported.
+    """Importing the code location leaves torch, ultralytics, great_expectations, scikit-learn,
+    SciPy and cleanlab unimported.
 
     Dagster imports the definitions module in every process it starts (webserver, daemon,
     each run worker), so the heavy libraries must only be imported inside the assets,
@@ -285,6 +286,7 @@ def test_definitions_snapshot() -> None:
         "review_annotations": ["review_batch"],
         "verified_labels": ["pre_labels", "review_annotations"],
         "dataset_export": ["verified_labels"],
+        "label_issues": ["verified_labels"],
         "retrained_model": ["verified_labels"],
         # The loop's back edge (current_model -> pre_labels) is a sensor, not a dependency.
         "current_model": ["retrained_model"],
@@ -313,10 +315,12 @@ def test_definitions_snapshot() -> None:
         "merge_review": {"review_annotations", "verified_labels"},
         "retrain": {"retrained_model", "current_model"},
         "export_dataset": {"dataset_export"},
+        "find_label_issues": {"label_issues"},
     }
     sensors = sorted(sensor.name for sensor in defs.sensors or [])
     assert sensors == [
         "ingest_batch_sensor",
+        "label_issues_sensor",
         "loop_continues_sensor",
         "model_promoted_sensor",
         "retraining_sensor",
