@@ -137,6 +137,7 @@ def review_batch(
     order = shuffled(list(chosen["image_id"]) + extras, batch_id=batch_id)
     picked = chosen.set_index("image_id").reindex(order)
     picked["score"] = picked["score"].fillna(0.0)
+    picked["by_uncertainty"] = picked["by_uncertainty"].astype("boolean").fillna(False).astype(bool)
     picked["model_version"] = scores.set_index("image_id")["model_version"].reindex(order).fillna("")
     picked = picked.reset_index()
 
@@ -160,6 +161,7 @@ def review_batch(
             "model_version": picked["model_version"],
             "is_gold": picked["image_id"].isin(gold),
             "is_spot_check": picked["image_id"].isin(spot_checks),
+            "by_uncertainty": picked["by_uncertainty"],
             "created_at": datetime.now(UTC).isoformat(),
             "run_id": context.run_id,
         },

@@ -92,6 +92,9 @@ def test_lifecycle_from_raw_images_to_a_label_studio_batch(tmp_path, pool, tiny_
     batch_id = metadata(result, "review_batch")["batch_id"]
     tasks = json.loads((work / "exchange" / "outbox" / f"{batch_id}.json").read_text())
     assert len(tasks) == 6
+    # Half the batch is the strategy's picks, half the calibration sample auto-accept is fitted on.
+    batch = pd.read_parquet(work / "review_batch" / "batches.parquet")
+    assert batch["by_uncertainty"].tolist().count(True) == 3 and len(batch) == 6
     for task in tasks:
         assert task["data"]["batch_id"] == batch_id
         assert task["data"]["image"].startswith(f"/data/local-files/?d=cleaned_images/{ROOT_BATCH}/files/")
