@@ -10,13 +10,16 @@ from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
 from labeling_dag.assets.scoring import FOLDER as SCORES
 from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBackend
 from labeling_dag.resources.storage import LabelStore
+from pydantic import Field
 
 from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.formats.label_studio import review_task
+from labeling_dag.label_issues import ISSUE_COLUMNS, ISSUES_FOLDER, open_suspects
 from labeling_dag.merge import (
     ANNOTATIONS_FOLDER,
     GOLD_COLUMNS,
     GOLD_FOLDER,
+    LABEL_COLUMNS,
     MERGE_COLUMNS,
     QUALITY_COLUMNS,
     RETURNED_COLUMNS,
@@ -28,6 +31,7 @@ from labeling_dag.merge import (
 from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS
 from labeling_dag.review_selection import (
     BATCH_COLUMNS,
+    VERIFIED_LABELS_VERSION,
     batch_id_for,
     choose,
     cold_start_scores,
@@ -37,6 +41,7 @@ from labeling_dag.review_selection import (
     review_images,
     shuffled,
     unmerged_rows,
+    verified_as_pre_labels,
 )
 from labeling_dag.sampling import STRATEGIES, strategy_names
 from labeling_dag.scoring import SCORE_COLUMNS
@@ -52,7 +57,9 @@ class ReviewBatchConfig(dg.Config):
     representative part of the pool and biases what it learns. Gold items (known answers,
     ``gold_rate`` of the images chosen, so the short last batch of a pool carries few) and
     pending spot checks of auto-accepted images (at most a quarter of ``size``) come on top,
-    shuffled in, indistinguishable to the annotator.
+    shuffled in, indistinguishable to the annotator, and so do the worst suspects of
+    ``label_issues`` (at most ``re_review_rate`` of the images chosen, each sent back once), whose
+    tasks show their verified labels for the reviewer to confirm or correct.
     ``cost_aware`` ranks the uncertainty part by uncertainty per expected box (pre-label
     count) instead of per image, for budgets counted in the boxes annotators draw.
     ``calibration_fraction`` of the batch is drawn at random from the images with boxes
@@ -72,6 +79,7 @@ class ReviewBatchConfig(dg.Config):
     seed: int = 0
     gold_rate: float = 0.1
     skip_near_duplicates: bool = True
+    re_review_rate: float = Field(default=0.1, ge=0.0, le=1.0)
     image_url_prefix: str = "/data/local-files/?d="
 
 
@@ -126,26 +134,47 @@ def review_batch(
         calibration_fraction=config.calibration_fraction,
         seed=config.seed,
     )
-    # With no pool image left to choose the pool is done: gold items and spot checks alone make no batch.
-    spot_checks = _open_spot_checks(store, holding, batch_id) if len(chosen) else []
+    # The worst suspects of label_issues go back to a reviewer, showing their verified labels; they
+    # make a batch even when the pool is done. Gold items and spot checks alone make none.
+    suspects = store.read_table(ISSUES_FOLDER, "suspects", ISSUE_COLUMNS)
+    sent = set(batches.loc[batches["is_re_review"] & (batches["batch_id"] != batch_id), "image_id"])
+    re_reviews = open_suspects(
+        suspects[suspects["image_id"].isin(verified)], sent, math.ceil(config.re_review_rate * config.size)
+    )
+    work = len(chosen) + len(re_reviews)
+    spot_checks = _open_spot_checks(store, holding, batch_id) if work else []
     extras = (
-        extra_items(gold, count=math.ceil(config.gold_rate * len(chosen)), batch_id=batch_id)
-        + extra_items(spot_checks, count=max(1, config.size // 4), batch_id=batch_id)
-        if len(chosen)
+        extra_items(gold, count=math.ceil(config.gold_rate * work), batch_id=batch_id)
+        + extra_items(
+            [image for image in spot_checks if image not in re_reviews],
+            count=max(1, config.size // 4),
+            batch_id=batch_id,
+        )
+        if work
         else []
     )
-    order = shuffled(list(chosen["image_id"]) + extras, batch_id=batch_id)
+    order = shuffled(list(chosen["image_id"]) + extras + re_reviews, batch_id=batch_id)
     picked = chosen.set_index("image_id").reindex(order)
     picked["score"] = picked["score"].fillna(0.0)
     picked["by_uncertainty"] = picked["by_uncertainty"].astype("boolean").fillna(False).astype(bool)
     picked["model_version"] = scores.set_index("image_id")["model_version"].reindex(order).fillna("")
+    picked.loc[re_reviews, "model_version"] = VERIFIED_LABELS_VERSION
     picked = picked.reset_index()
 
     boxes = store.read_table(PRE_LABELS, "boxes", BOX_COLUMNS)
+    if re_reviews:
+        labels = active(store.read_table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS))
+        shown = verified_as_pre_labels(labels, re_reviews, store.class_names())
+        boxes = pd.concat([boxes[~boxes["image_id"].isin(re_reviews)], shown], ignore_index=True)
     runs = store.read_table(PRE_LABELS, "images", IMAGE_COLUMNS).set_index("image_id")["run_id"]
     images = review_images(picked, cleaned, boxes, image_url_prefix=config.image_url_prefix)
     tasks = [
-        review_task(image, batch_id=batch_id, model_version=model, pre_label_run_id=runs.get(image.image_id, ""))
+        review_task(
+            image,
+            batch_id=batch_id,
+            model_version=model,
+            pre_label_run_id="" if model == VERIFIED_LABELS_VERSION else runs.get(image.image_id, ""),
+        )
         for image, model in zip(images, picked["model_version"])
     ]
     outbox = exchange.export(store.root, batch_id, tasks) if tasks else None
@@ -162,6 +191,7 @@ def review_batch(
             "is_gold": picked["image_id"].isin(gold),
             "is_spot_check": picked["image_id"].isin(spot_checks),
             "by_uncertainty": picked["by_uncertainty"],
+            "is_re_review": picked["image_id"].isin(re_reviews),
             "created_at": datetime.now(UTC).isoformat(),
             "run_id": context.run_id,
         },
@@ -174,9 +204,10 @@ def review_batch(
             "images": len(picked),
             "gold_items": int(rows["is_gold"].sum()),
             "spot_checks": int(rows["is_spot_check"].sum()),
+            "re_reviews": int(rows["is_re_review"].sum()),
             "boxes_proposed": sum(len(task["predictions"][0]["result"]) for task in tasks),
             "eligible_images": len(candidates),
-            "pool_done": not len(chosen),
+            "pool_done": not len(chosen),  # every pool image verified or in review
             "strategy": "random (cold start)" if cold_start else config.strategy,
             "mean_score": float(chosen["score"].mean()) if len(chosen) else 0.0,
             "tasks_file": dg.MetadataValue.path(str(outbox)) if outbox else "nothing left to review",

@@ -102,7 +102,7 @@ def retrained_model(
         )
     else:
         start = _start_of(store, registry, parent)
-        parameters = {"epochs": policy.fine_tune_epochs, "lr0": policy.fine_tune_lr0, "mosaic": 0.0, "warmup_epochs": 0}
+        parameters = {"epochs": policy.fine_tune_epochs, "mosaic": 0.0, "warmup_epochs": 0}
         weights = detector.train(
             data_yaml,
             run_dir / f"fine-tune-{parent.model_version[:12]}",

@@ -26,6 +26,8 @@ BATCH_COLUMNS: dict[str, str] = {
     # Picked by a non-random strategy's ranking (uncertainty), so not a random draw: such images are
     # left out of the evidence auto-accept thresholds are fitted on (see calibration_evidence).
     "by_uncertainty": "bool",
+    # A verified image sent back because label_issues suspects its labels; the task shows those labels.
+    "is_re_review": "bool",
     "created_at": "str",
     "run_id": "str",
 }
@@ -157,10 +159,11 @@ def calibration_evidence(edits: pd.DataFrame, batches: pd.DataFrame) -> pd.DataF
     confidence. An image picked for its uncertainty is not: it was picked because something
     about it (a near-miss box, an object half found) looks wrong in ways its least box
     confidence does not show, so its errors would close the gate on the easy images it is
-    applied to. Kept: the random strategy's picks, the calibration sample, spot checks and
-    gold rows (callers drop gold themselves). ``edits`` of a revision count with their batch.
+    applied to. A re-review shows an image's verified labels, not a model's boxes, so it is left
+    out too. Kept: the random strategy's picks, the calibration sample, spot checks and gold rows
+    (callers drop gold themselves). ``edits`` of a revision count with their batch.
     """
-    picked = batches.loc[batches["by_uncertainty"], ["batch_id", "image_id"]]
+    picked = batches.loc[batches["by_uncertainty"] | batches["is_re_review"], ["batch_id", "image_id"]]
     base = edits["batch_id"].map(lambda batch_id: split_revision(batch_id)[0])
     keys = pd.MultiIndex.from_arrays([base, edits["image_id"]])
     return edits[~keys.isin(pd.MultiIndex.from_frame(picked))]
@@ -224,6 +227,35 @@ def calibration_sample(candidates: pd.DataFrame, *, count: int, taken: set[int],
     free = np.flatnonzero((candidates["n_boxes"].to_numpy() > 0) & ~np.isin(np.arange(len(candidates)), list(taken)))
     drawn = np.random.default_rng(seed).choice(free, size=min(count, len(free)), replace=False)
     return sorted(int(i) for i in drawn)
+
+
+# The model version a re-review task's boxes carry: they are the image's verified labels.
+VERIFIED_LABELS_VERSION = "verified-labels"
+
+
+def verified_as_pre_labels(labels: pd.DataFrame, image_ids: Sequence[str], class_names: Sequence[str]) -> pd.DataFrame:
+    """The active verified boxes (``LABEL_COLUMNS`` rows) of ``image_ids`` as pre-label rows
+    (``BOX_COLUMNS``): what a re-review task shows, so the reviewer checks the labels under
+    suspicion rather than a model's new guess. Confidence 1, model version
+    :data:`VERIFIED_LABELS_VERSION`, box ids the label ids."""
+    rows = labels[labels["image_id"].isin(set(image_ids))]
+    one_hot = [tuple(float(name == c) for c in class_names) for name in rows["class_name"]]
+    return pd.DataFrame(
+        {
+            "box_id": rows["label_id"].to_numpy(),
+            "image_id": rows["image_id"].to_numpy(),
+            "class_id": [list(class_names).index(name) for name in rows["class_name"]],
+            "class_name": rows["class_name"].to_numpy(),
+            "x": rows["x"].to_numpy(),
+            "y": rows["y"].to_numpy(),
+            "w": rows["w"].to_numpy(),
+            "h": rows["h"].to_numpy(),
+            "confidence": 1.0,
+            "class_probs": one_hot,
+            "model_version": VERIFIED_LABELS_VERSION,
+            "run_id": "",
+        }
+    )
 
 
 def review_images(

@@ -93,13 +93,15 @@ def test_only_the_strategy_ranked_picks_are_marked_as_chosen_for_uncertainty() -
 
 
 def test_auto_accept_is_fitted_on_random_draws_only() -> None:
-    """Images picked for their uncertainty are a biased sample of what auto-accept is applied to;
-    their edits (and those of their revisions) are left out, every other image's are kept."""
+    """Images picked for their uncertainty are a biased sample of what auto-accept is applied to,
+    and a re-review shows verified labels, not a model's boxes: their edits (and those of their
+    revisions) are left out, every other image's are kept."""
     batches = pd.DataFrame(
         {
             "batch_id": ["b1", "b1", "b1", "b2"],
             "image_id": ["hard", "drawn", "gold", "hard"],
             "by_uncertainty": [True, False, False, False],
+            "is_re_review": [False, False, False, True],
         }
     )
     edits = pd.DataFrame(
@@ -110,10 +112,5 @@ def test_auto_accept_is_fitted_on_random_draws_only() -> None:
         }
     )
     kept = calibration_evidence(edits, batches)
-    assert list(zip(kept["batch_id"], kept["image_id"])) == [
-        ("b1", "drawn"),
-        ("b1.r2", "drawn"),
-        ("b1", "gold"),
-        ("b2", "hard"),
-    ]
+    assert list(zip(kept["batch_id"], kept["image_id"])) == [("b1", "drawn"), ("b1.r2", "drawn"), ("b1", "gold")]
     assert calibration_evidence(edits.iloc[0:0], batches).empty

@@ -508,8 +508,6 @@ def test_missing_seed_model_is_named_and_registers_nothing(tmp_path: Path) -> No
         ("promotion_tolerance", math.nan),
         ("cold_start_epochs", 0),
         ("fine_tune_epochs", -1),
-        ("fine_tune_lr0", 0.0),
-        ("fine_tune_lr0", math.inf),
     ],
 )
 def test_bad_loop_policy_thresholds_are_refused_naming_the_field(field: str, value: float) -> None:
