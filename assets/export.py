@@ -4,9 +4,8 @@ import dagster as dg
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
 
+from labeling_dag.contracts import DATASET_EXPORT, VERIFIED_LABELS
 from labeling_dag.dataset_export import SOURCES, ExportError, ExportRequest, export_dataset, parse_sources, parse_split
-
-FOLDER = "dataset_export"
 
 
 class ExportConfig(dg.Config):
@@ -22,7 +21,7 @@ class ExportConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name="labeling", deps=["verified_labels"], kinds={"dvc"})
+@dg.asset(group_name="labeling", deps=[VERIFIED_LABELS.key], kinds={"dvc"})
 def dataset_export(
     context: dg.AssetExecutionContext, config: ExportConfig, store: LabelStore, snapshots: SnapshotStore
 ) -> dg.MaterializeResult:
@@ -34,10 +33,10 @@ def dataset_export(
             split=parse_split(config.split),
             seed=config.seed,
         )
-        summary = export_dataset(store.root, store.root / FOLDER, request)
+        summary = export_dataset(store.root, store.root / DATASET_EXPORT.folder, request)
     except ExportError as error:
         raise dg.Failure(f"dataset_export: {error}") from error
-    snapshot_id = snapshots.snapshot(store.root, FOLDER, run_id=context.run_id)
+    snapshot_id = snapshots.snapshot(store.root, DATASET_EXPORT.folder, run_id=context.run_id)
     return dg.MaterializeResult(
         metadata={
             "format": summary.format,

@@ -8,26 +8,32 @@ evaluated by ``label_issues_sensor``); the ``find_label_issues`` job runs it by 
 
 import dagster as dg
 import pandas as pd
-from labeling_dag.assets.review import FOLDER as REVIEW
 from labeling_dag.resources.review_exchange import FileReviewExchange
 from labeling_dag.resources.storage import LabelStore
 from pydantic import Field
 
+from labeling_dag.contracts import (
+    ISSUE_SCORES,
+    LABEL_ISSUES,
+    LABELS,
+    MERGES,
+    REVIEW_BATCHES,
+    SUSPECTS,
+    VERIFIED_IMAGES,
+    VERIFIED_LABELS,
+)
 from labeling_dag.label_issues import (
     HIGH_PROBABILITY_THRESHOLD,
     ISSUE_KINDS,
     ISSUE_THRESHOLD,
-    ISSUES_FOLDER,
     LOW_PROBABILITY_THRESHOLD,
     prediction_batches,
     score_label_issues,
     suspects,
     verified_images,
 )
-from labeling_dag.merge import LABEL_COLUMNS, MERGE_COLUMNS, VERIFIED_FOLDER, VERIFIED_IMAGE_COLUMNS, active
-from labeling_dag.review_selection import BATCH_COLUMNS
+from labeling_dag.merge import active
 
-FOLDER = ISSUES_FOLDER
 TOP_SHOWN = 10
 
 
@@ -41,7 +47,7 @@ class LabelIssuesConfig(dg.Config):
 
 @dg.asset(
     group_name="labeling",
-    deps=["verified_labels"],
+    deps=[VERIFIED_LABELS.key],
     kinds={"pandas"},
     automation_condition=dg.AutomationCondition.eager(),
 )
@@ -50,17 +56,17 @@ def label_issues(
 ) -> dg.MaterializeResult:
     """Human-verified images ranked by cleanlab's label quality, worst first; suspects named by issue kind."""
     # The merge's lock: a merge running meanwhile rewrites these tables one after the other.
-    with store.locked(VERIFIED_FOLDER):
-        images = store.read_table(VERIFIED_FOLDER, "images", VERIFIED_IMAGE_COLUMNS)
-        labels = store.read_table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS)
-        merges = store.read_table(VERIFIED_FOLDER, "merges", MERGE_COLUMNS)
-    batch_of = prediction_batches(images, merges, store.read_table(REVIEW, "batches", BATCH_COLUMNS))
+    with store.locked(VERIFIED_LABELS.folder):
+        images = store.read(VERIFIED_IMAGES)
+        labels = store.read(LABELS)
+        merges = store.read(MERGES)
+    batch_of = prediction_batches(images, merges, store.read(REVIEW_BATCHES))
     exported = {batch_id: exchange.exported_tasks(store.root, batch_id) for batch_id in sorted(set(batch_of.values()))}
     records = verified_images(images, labels, batch_of, exported)
     scores = score_label_issues(records, class_names=store.class_names(), **config.model_dump())
     found = suspects(scores)
-    store.write_table(FOLDER, "scores", scores)
-    store.write_table(FOLDER, "suspects", found)
+    store.write(ISSUE_SCORES, scores)
+    store.write(SUSPECTS, found)
 
     human = int((active(images)["source"] == "human").sum())
     context.log.info(f"label_issues: {len(found)} suspects among {len(scores)} scored images of {human} human ones")
@@ -74,7 +80,7 @@ def label_issues(
             **{f"suspects_{kind}": int((found["issue"] == kind).sum()) for kind in ISSUE_KINDS},
             "models_used": dg.MetadataValue.json(scores["model_version"].str[:12].value_counts().to_dict()),
             "top_suspects": dg.MetadataValue.md(_top_table(found.head(TOP_SHOWN))),
-            "path": dg.MetadataValue.path(str(store.root / FOLDER / "suspects.parquet")),
+            "path": dg.MetadataValue.path(str(store.root / LABEL_ISSUES.folder / f"{SUSPECTS.name}.parquet")),
         }
     )
 

@@ -2,22 +2,27 @@
 
 import dagster as dg
 import pandas as pd
-from labeling_dag.assets.cleaning import FOLDER as CLEANED
 from labeling_dag.resources.detector import Detector
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
 from tqdm import tqdm
 
 from labeling_dag import atomic
-from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.cold_start import current_or_seed_model
-from labeling_dag.merge import VERIFIED_FOLDER, VERIFIED_IMAGE_COLUMNS, active
+from labeling_dag.contracts import (
+    CLEANED,
+    CLEANED_IMAGES,
+    PRE_LABEL_BOXES,
+    PRE_LABEL_IMAGES,
+    PRE_LABELS,
+    VERIFIED_IMAGES,
+)
+from labeling_dag.merge import active
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.partitions import ingest_batches
-from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS, prediction_rows
+from labeling_dag.prelabeling import prediction_rows
 from labeling_dag.records import ImagePrediction, ModelEntry
 
-FOLDER = "pre_labels"
 _WRITE_EVERY = 2048  # images per table flush: bounds memory; each flush rewrites the batch's tables so far
 
 
@@ -28,7 +33,7 @@ class PreLabelConfig(dg.Config):
     seed_dataset: str = ""
 
 
-@dg.asset(group_name="labeling", deps=["cleaned_images"], kinds={"pytorch"}, partitions_def=ingest_batches)
+@dg.asset(group_name="labeling", deps=[CLEANED_IMAGES.key], kinds={"pytorch"}, partitions_def=ingest_batches)
 def pre_labels(
     context: dg.AssetExecutionContext,
     config: PreLabelConfig,
@@ -48,8 +53,8 @@ def pre_labels(
     weights = registry.verified_path(model)
 
     candidates = unsettled_images(store, batch)
-    boxes = store.read_partition(FOLDER, batch, "boxes", BOX_COLUMNS)
-    images = store.read_partition(FOLDER, batch, "images", IMAGE_COLUMNS)
+    boxes = store.read(PRE_LABEL_BOXES, batch=batch)
+    images = store.read(PRE_LABEL_IMAGES, batch=batch)
     # Predictions of an older model are stale: they stay in earlier snapshots, not here.
     boxes = boxes[boxes["model_version"] == model.model_version]
     images = images[images["model_version"] == model.model_version]
@@ -73,11 +78,11 @@ def pre_labels(
     summary = _summary(boxes, images)
     # DVC's metrics file counts the whole pool, every batch so far.
     pool = _summary(
-        store.read_table(FOLDER, "boxes", BOX_COLUMNS, only=["confidence"]),
-        store.read_table(FOLDER, "images", IMAGE_COLUMNS, only=["n_boxes"]),
+        store.read(PRE_LABEL_BOXES, only=["confidence"]),
+        store.read(PRE_LABEL_IMAGES, only=["n_boxes"]),
     )
-    atomic.write_json(store.root / "metrics" / f"{FOLDER}.json", pool)
-    snapshot_id = snapshots.snapshot(store.root, f"{FOLDER}/{batch}", run_id=context.run_id)
+    atomic.write_json(store.root / "metrics" / f"{PRE_LABELS.folder}.json", pool)
+    snapshot_id = snapshots.snapshot(store.root, f"{PRE_LABELS.folder}/{batch}", run_id=context.run_id)
     return dg.MaterializeResult(
         metadata={
             **summary,
@@ -85,7 +90,7 @@ def pre_labels(
             "model_source": model.source,
             "newly_predicted": len(todo),
             "dvc_snapshot": snapshot_id,
-            "path": dg.MetadataValue.path(str(store.root / FOLDER / batch)),
+            "path": dg.MetadataValue.path(str(store.root / PRE_LABELS.folder / batch)),
         },
         data_version=dg.DataVersion(snapshot_id),
     )
@@ -97,8 +102,8 @@ def unsettled_images(store: LabelStore, batch: str) -> pd.DataFrame:
     Images a human (or the gold set) vouches for need none; auto-accepted ones are
     predicted again so that their spot checks show the current model's boxes.
     """
-    cleaned = store.read_partition(CLEANED, batch, "images", CLEANED_COLUMNS)
-    settled = active(store.read_table(VERIFIED_FOLDER, "images", VERIFIED_IMAGE_COLUMNS))
+    cleaned = store.read(CLEANED, batch=batch)
+    settled = active(store.read(VERIFIED_IMAGES))
     settled = set(settled.loc[settled["source"] != "auto_accepted", "image_id"])
     return cleaned[~cleaned["is_exact_duplicate"] & ~cleaned["image_id"].isin(settled)]
 
@@ -118,8 +123,8 @@ def _append(
     )
     boxes = pd.concat([boxes, new_boxes], ignore_index=True) if len(new_boxes) else boxes
     images = pd.concat([images, new_images], ignore_index=True) if len(new_images) else images
-    store.write_partition(FOLDER, batch, "boxes", boxes)
-    store.write_partition(FOLDER, batch, "images", images)
+    store.write(PRE_LABEL_BOXES, boxes, batch=batch)
+    store.write(PRE_LABEL_IMAGES, images, batch=batch)
     return boxes, images
 
 

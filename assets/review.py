@@ -5,32 +5,31 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
-from labeling_dag.assets.cleaning import FOLDER as CLEANED
-from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
-from labeling_dag.assets.scoring import FOLDER as SCORES
 from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBackend
 from labeling_dag.resources.storage import LabelStore
 from pydantic import Field
 
-from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
-from labeling_dag.formats.label_studio import review_task
-from labeling_dag.label_issues import ISSUE_COLUMNS, ISSUES_FOLDER, open_suspects
-from labeling_dag.merge import (
-    ANNOTATIONS_FOLDER,
-    GOLD_COLUMNS,
-    GOLD_FOLDER,
-    LABEL_COLUMNS,
-    MERGE_COLUMNS,
-    QUALITY_COLUMNS,
-    RETURNED_COLUMNS,
-    SPOT_CHECK_COLUMNS,
-    VERIFIED_FOLDER,
-    VERIFIED_IMAGE_COLUMNS,
-    active,
-)
-from labeling_dag.prelabeling import BOX_COLUMNS, IMAGE_COLUMNS
-from labeling_dag.review_selection import (
+from labeling_dag.contracts import (
     BATCH_COLUMNS,
+    CLEANED,
+    GOLD_LABELS,
+    LABELS,
+    MERGES,
+    PRE_LABEL_BOXES,
+    PRE_LABEL_IMAGES,
+    QUALITY,
+    RETURNED,
+    REVIEW_BATCHES,
+    SCORES,
+    SPOT_CHECKS,
+    SUSPECTS,
+    UNCERTAINTY_SCORES,
+    VERIFIED_IMAGES,
+)
+from labeling_dag.formats.label_studio import review_task
+from labeling_dag.label_issues import open_suspects
+from labeling_dag.merge import active
+from labeling_dag.review_selection import (
     VERIFIED_LABELS_VERSION,
     batch_id_for,
     choose,
@@ -44,9 +43,6 @@ from labeling_dag.review_selection import (
     verified_as_pre_labels,
 )
 from labeling_dag.sampling import STRATEGIES, strategy_names
-from labeling_dag.scoring import SCORE_COLUMNS
-
-FOLDER = "review_batch"
 
 
 class ReviewBatchConfig(dg.Config):
@@ -83,7 +79,7 @@ class ReviewBatchConfig(dg.Config):
     image_url_prefix: str = "/data/local-files/?d="
 
 
-@dg.asset(group_name="labeling", deps=["uncertainty_scores"], kinds={"labelstudio"})
+@dg.asset(group_name="labeling", deps=[UNCERTAINTY_SCORES.key], kinds={"labelstudio"})
 def review_batch(
     context: dg.AssetExecutionContext,
     config: ReviewBatchConfig,
@@ -98,20 +94,20 @@ def review_batch(
         raise dg.Failure(
             f"review_batch: no class list in {store.root / 'classes.json'}; set one with `labeling-dag init`"
         )
-    cleaned = store.read_table(CLEANED, "images", CLEANED_COLUMNS)
-    scores = store.read_table(SCORES, "scores", SCORE_COLUMNS)
+    cleaned = store.read(CLEANED)
+    scores = store.read(SCORES)
     cold_start = scores.empty
     if cold_start:
         scores = cold_start_scores(cleaned)
-    batches = store.read_table(FOLDER, "batches", BATCH_COLUMNS)
-    merges = store.read_table(VERIFIED_FOLDER, "merges", MERGE_COLUMNS)
-    quarantined = quarantined_batches(store.read_table(ANNOTATIONS_FOLDER, "quality", QUALITY_COLUMNS))
+    batches = store.read(REVIEW_BATCHES)
+    merges = store.read(MERGES)
+    quarantined = quarantined_batches(store.read(QUALITY))
     batch_id = batch_id_for(scores, config.model_dump(), closed_batches=set(merges["merge_id"]) | quarantined)
 
-    verified = set(active(store.read_table(VERIFIED_FOLDER, "images", VERIFIED_IMAGE_COLUMNS))["image_id"])
-    gold = sorted(set(store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)["image_id"]) & set(cleaned["image_id"]))
+    verified = set(active(store.read(VERIFIED_IMAGES))["image_id"])
+    gold = sorted(set(store.read(GOLD_LABELS)["image_id"]) & set(cleaned["image_id"]))
     # A merged batch no longer holds the images only its quarantined reviewers answered.
-    returned = store.read_table(ANNOTATIONS_FOLDER, "returned", RETURNED_COLUMNS)
+    returned = store.read(RETURNED)
     holding = batches[~unmerged_rows(batches, returned, merged=set(merges["merge_id"]))]
     candidates = eligible_images(
         scores,
@@ -136,7 +132,7 @@ def review_batch(
     )
     # The worst suspects of label_issues go back to a reviewer, showing their verified labels; they
     # make a batch even when the pool is done. Gold items and spot checks alone make none.
-    suspects = store.read_table(ISSUES_FOLDER, "suspects", ISSUE_COLUMNS)
+    suspects = store.read(SUSPECTS)
     sent = set(batches.loc[batches["is_re_review"] & (batches["batch_id"] != batch_id), "image_id"])
     re_reviews = open_suspects(
         suspects[suspects["image_id"].isin(verified)], sent, math.ceil(config.re_review_rate * config.size)
@@ -161,12 +157,11 @@ def review_batch(
     picked.loc[re_reviews, "model_version"] = VERIFIED_LABELS_VERSION
     picked = picked.reset_index()
 
-    boxes = store.read_table(PRE_LABELS, "boxes", BOX_COLUMNS)
+    boxes = store.read(PRE_LABEL_BOXES)
     if re_reviews:
-        labels = active(store.read_table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS))
-        shown = verified_as_pre_labels(labels, re_reviews, store.class_names())
+        shown = verified_as_pre_labels(active(store.read(LABELS)), re_reviews, store.class_names())
         boxes = pd.concat([boxes[~boxes["image_id"].isin(re_reviews)], shown], ignore_index=True)
-    runs = store.read_table(PRE_LABELS, "images", IMAGE_COLUMNS).set_index("image_id")["run_id"]
+    runs = store.read(PRE_LABEL_IMAGES).set_index("image_id")["run_id"]
     images = review_images(picked, cleaned, boxes, image_url_prefix=config.image_url_prefix)
     tasks = [
         review_task(
@@ -197,7 +192,7 @@ def review_batch(
         },
         columns=list(BATCH_COLUMNS),
     ).astype(BATCH_COLUMNS)
-    store.write_table(FOLDER, "batches", pd.concat([batches[batches["batch_id"] != batch_id], rows], ignore_index=True))
+    store.write(REVIEW_BATCHES, pd.concat([batches[batches["batch_id"] != batch_id], rows], ignore_index=True))
     return dg.MaterializeResult(
         metadata={
             "batch_id": batch_id if tasks else "",
@@ -218,6 +213,6 @@ def review_batch(
 
 def _open_spot_checks(store: LabelStore, batches: pd.DataFrame, batch_id: str) -> list[str]:
     """Auto-accepted images drawn for a human re-check and not yet put in another batch."""
-    drawn = store.read_table(VERIFIED_FOLDER, "spot_checks", SPOT_CHECK_COLUMNS)
+    drawn = store.read(SPOT_CHECKS)
     sent = set(batches.loc[batches["is_spot_check"] & (batches["batch_id"] != batch_id), "image_id"])
     return sorted(set(drawn["image_id"]) - sent)

@@ -6,8 +6,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-from labeling_dag.assets.cleaning import FOLDER as CLEANED
-from labeling_dag.assets.verification import FOLDER as VERIFIED
 from labeling_dag.resources.detector import Detector
 from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.snapshots import SnapshotStore
@@ -15,15 +13,13 @@ from labeling_dag.resources.storage import LabelStore
 from pydantic import Field
 
 from labeling_dag import atomic
-from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
+from labeling_dag.contracts import CLEANED, CURRENT_MODEL, LABELS, RETRAINED_MODEL, VERIFIED_IMAGES, VERIFIED_LABELS
 from labeling_dag.evaluation import ModelEvaluation, class_drops, class_quality_table, confusion_table
 from labeling_dag.formats.yolo import load_data_yaml
-from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
-from labeling_dag.model_registry import ModelRegistry, file_sha256
+from labeling_dag.merge import active
+from labeling_dag.model_registry import ModelRegistry, card_file_of, file_sha256
 from labeling_dag.records import ModelEntry
 from labeling_dag.training_data import write_yolo_dataset
-
-MODEL_STORE = "model_store"
 
 
 class RetrainConfig(dg.Config):
@@ -39,7 +35,7 @@ class RetrainConfig(dg.Config):
     class_tolerance: float | None = Field(default=0.05, ge=0.0, le=1.0)
 
 
-@dg.asset(group_name="labeling", deps=["verified_labels"], kinds={"pytorch"})
+@dg.asset(group_name="labeling", deps=[VERIFIED_LABELS.key], kinds={"pytorch"})
 def retrained_model(
     context: dg.AssetExecutionContext,
     config: RetrainConfig,
@@ -56,7 +52,7 @@ def retrained_model(
     loop this model descends from started: ``warm`` (a registered seed model), ``pretrained`` or
     ``cold``; the model trained from pretrained weights records their sha256 in ``parameters``.
     """
-    history = snapshots.history(store.root, VERIFIED)
+    history = snapshots.history(store.root, VERIFIED_LABELS.folder)
     if not history:
         raise dg.Failure("retrained_model: no verified labels snapshot yet")
     training_snapshot = history[-1]["snapshot_id"]
@@ -75,10 +71,10 @@ def retrained_model(
     if trained and card_path(store, trained[0].model_version).exists():
         return _training_result(json.loads(card_path(store, trained[0].model_version).read_text()), reused=True)
 
-    cleaned = store.read_table(CLEANED, "images", CLEANED_COLUMNS).set_index("image_id")["path"]
-    images = active(store.read_table(VERIFIED, "images", VERIFIED_IMAGE_COLUMNS))
-    labels = active(store.read_table(VERIFIED, "labels", LABEL_COLUMNS))
-    run_dir = store.root / "training" / training_snapshot
+    cleaned = store.read(CLEANED).set_index("image_id")["path"]
+    images = active(store.read(VERIFIED_IMAGES))
+    labels = active(store.read(LABELS))
+    run_dir = store.root / RETRAINED_MODEL.folder / training_snapshot
     data_yaml = write_yolo_dataset(
         run_dir / "dataset",
         images=images.assign(path=[str(store.root / cleaned[i]) for i in images["image_id"]]),
@@ -210,7 +206,7 @@ def _training_result(card: dict, *, reused: bool) -> dg.MaterializeResult:
 
 
 @dg.asset_check(
-    asset="retrained_model",
+    asset=RETRAINED_MODEL.key,
     blocking=True,
     description="mAP50 no worse than the current model's, within tolerance; no class's mAP50 either, within its own",
 )
@@ -219,7 +215,7 @@ def promotion_gate(store: LabelStore, snapshots: SnapshotStore) -> dg.AssetCheck
     whose mAP50 on any one class of the validation split falls more than the class tolerance below."""
     registry = ModelRegistry(store.root)
     candidate, current = registry.candidate(), registry.current()
-    history = snapshots.history(store.root, VERIFIED)
+    history = snapshots.history(store.root, VERIFIED_LABELS.folder)
     if (
         candidate is None
         and current is not None
@@ -257,7 +253,7 @@ def promotion_gate(store: LabelStore, snapshots: SnapshotStore) -> dg.AssetCheck
     )
 
 
-@dg.asset(group_name="labeling", deps=["retrained_model"], kinds={"pytorch"})
+@dg.asset(group_name="labeling", deps=[RETRAINED_MODEL.key], kinds={"pytorch"})
 def current_model(
     context: dg.AssetExecutionContext, store: LabelStore, snapshots: SnapshotStore
 ) -> dg.MaterializeResult:
@@ -271,12 +267,12 @@ def current_model(
         raise dg.Failure("current_model: no model to promote")
     weights = registry.verified_path(candidate)
     card = json.loads(card_path(store, candidate.model_version).read_text())
-    folder = store.folder(MODEL_STORE)
+    folder = store.folder(CURRENT_MODEL.folder)
     atomic.copy_file(weights, folder / "model.pt")
     atomic.write_json(folder / "card.json", card)
     atomic.write_json(folder / "metrics.json", card["metrics"] | {"training_boxes": card["training_boxes"]})
     registry.promote(candidate.model_version)
-    snapshot_id = snapshots.snapshot(store.root, MODEL_STORE, run_id=context.run_id)
+    snapshot_id = snapshots.snapshot(store.root, CURRENT_MODEL.folder, run_id=context.run_id)
     tag = snapshots.tag_artifact(
         store.root,
         "detector",
@@ -299,4 +295,4 @@ def current_model(
 
 def card_path(store: LabelStore, model_version: str):
     """Where a model's card (metrics, parent, training snapshot, parameters) is kept."""
-    return store.root / "models" / "cards" / f"{model_version}.json"
+    return card_file_of(store.root, model_version)

@@ -12,9 +12,6 @@ from functools import partial
 
 import dagster as dg
 import pandas as pd
-from labeling_dag.assets.cleaning import FOLDER as CLEANED
-from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
-from labeling_dag.assets.review import FOLDER as REVIEW
 from labeling_dag.resources.review_exchange import FileReviewExchange
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
@@ -23,22 +20,30 @@ from pydantic import Field
 from labeling_dag import atomic
 from labeling_dag.agreement import latest_by_image, overlap_kappa
 from labeling_dag.calibration import sample_spot_checks
-from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
 from labeling_dag.cleaning import pool_images
-from labeling_dag.formats.label_studio import parse_all_annotations, parse_export
-from labeling_dag.human_time import EFFORT_COLUMNS, ReviewCosts, edit_mix, effort_rows
-from labeling_dag.merge import (
-    ANNOTATIONS_FOLDER,
-    EDIT_COLUMNS,
-    GOLD_COLUMNS,
-    GOLD_FOLDER,
-    LABEL_COLUMNS,
+from labeling_dag.contracts import (
+    CLEANED,
+    EDITS,
+    EFFORT,
+    GOLD_LABELS,
+    LABELS,
     MERGE_COLUMNS,
-    QUALITY_COLUMNS,
-    RETURNED_COLUMNS,
+    MERGES,
+    PRE_LABEL_BOXES,
+    PRE_LABELS,
+    QUALITY,
+    RETURNED,
+    REVIEW_ANNOTATIONS,
+    REVIEW_BATCH,
+    REVIEW_BATCHES,
     SPOT_CHECK_COLUMNS,
-    VERIFIED_FOLDER,
-    VERIFIED_IMAGE_COLUMNS,
+    SPOT_CHECKS,
+    VERIFIED_IMAGES,
+    VERIFIED_LABELS,
+)
+from labeling_dag.formats.label_studio import parse_all_annotations, parse_export
+from labeling_dag.human_time import ReviewCosts, edit_mix, effort_rows
+from labeling_dag.merge import (
     active,
     auto_accepted_rows,
     calibration_from_edits,
@@ -52,18 +57,13 @@ from labeling_dag.merge import (
     verified_image_rows,
 )
 from labeling_dag.model_registry import ModelRegistry
-from labeling_dag.prelabeling import BOX_COLUMNS
 from labeling_dag.review_selection import (
-    BATCH_COLUMNS,
     calibration_evidence,
     pending_batches,
     quarantined_batches,
     quarantined_reviewers,
 )
 from labeling_dag.revisions import split_revision
-
-FOLDER = VERIFIED_FOLDER
-
 
 _COSTS = ReviewCosts()
 
@@ -93,7 +93,7 @@ class ReviewIntakeConfig(dg.Config):
     review_costs: ReviewCostConfig = ReviewCostConfig()
 
 
-@dg.asset(group_name="labeling", deps=["review_batch"], kinds={"labelstudio"})
+@dg.asset(group_name="labeling", deps=[REVIEW_BATCH.key], kinds={"labelstudio"})
 def review_annotations(
     context: dg.AssetExecutionContext, config: ReviewIntakeConfig, store: LabelStore, exchange: FileReviewExchange
 ) -> dg.MaterializeResult:
@@ -103,7 +103,7 @@ def review_annotations(
     class_names = store.class_names()
     latest = parse_export(tasks, class_names=class_names, expected_batch_id=batch_id)
     everyone = parse_all_annotations(tasks, class_names=class_names, expected_batch_id=batch_id)
-    batch = store.read_table(REVIEW, "batches", BATCH_COLUMNS)
+    batch = store.read(REVIEW_BATCHES)
     batch = batch[batch["batch_id"] == split_revision(batch_id)[0]]
 
     gold_ids = set(batch.loc[batch["is_gold"], "image_id"])
@@ -114,7 +114,7 @@ def review_annotations(
         gold_ids=gold_ids,
         spot_check_ids=set(batch.loc[batch["is_spot_check"], "image_id"]),
     )
-    gold = store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)
+    gold = store.read(GOLD_LABELS)
     quality = quality_rows(
         everyone, gold, batch_id=batch_id, min_gold_accuracy=config.min_gold_accuracy, run_id=context.run_id
     )
@@ -136,17 +136,10 @@ def review_annotations(
         costs=ReviewCosts(**config.review_costs.model_dump()),
     )
     # Read-modify-write of tables shared by every batch: two intakes at once would keep only one's rows.
-    with store.locked(ANNOTATIONS_FOLDER):
-        for table, rows, columns in (
-            ("edits", edits, EDIT_COLUMNS),
-            ("quality", quality, QUALITY_COLUMNS),
-            ("returned", returned, RETURNED_COLUMNS),
-            ("effort", effort, EFFORT_COLUMNS),
-        ):
-            kept = store.read_table(ANNOTATIONS_FOLDER, table, columns)
-            store.write_table(
-                ANNOTATIONS_FOLDER, table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True)
-            )
+    with store.locked(REVIEW_ANNOTATIONS.folder):
+        for table, rows in ((EDITS, edits), (QUALITY, quality), (RETURNED, returned), (EFFORT, effort)):
+            kept = store.read(table)
+            store.write(table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True))
 
     kappas = {f"{a} vs {b}": round(k, 4) for (a, b), k in overlap_kappa(everyone).items()}
     by_reviewer = quality.set_index("reviewer")["gold_accuracy"].round(4).to_dict()
@@ -215,20 +208,20 @@ class VerifyConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name="labeling", deps=["review_annotations", "pre_labels"], kinds={"pandas"})
+@dg.asset(group_name="labeling", deps=[REVIEW_ANNOTATIONS.key, PRE_LABELS.key], kinds={"pandas"})
 def verified_labels(
     context: dg.AssetExecutionContext, config: VerifyConfig, store: LabelStore, snapshots: SnapshotStore
 ) -> dg.MaterializeResult:
     """Human-verified, gold and auto-accepted labels, each with its full provenance."""
     # One merge at a time per workdir: merges of different batches read and rewrite the same
     # tables, so two at once (parallel runs, Celery workers) would drop one's labels.
-    with store.locked(FOLDER):
+    with store.locked(VERIFIED_LABELS.folder):
         merge_id = config.batch_id
         base_batch = split_revision(merge_id)[0]
-        edits = store.read_table(ANNOTATIONS_FOLDER, "edits", EDIT_COLUMNS)
+        edits = store.read(EDITS)
         reviewed = edits[(edits["batch_id"] == merge_id) & ~edits["is_gold"]]
-        batches = store.read_table(REVIEW, "batches", BATCH_COLUMNS)
-        returned = store.read_table(ANNOTATIONS_FOLDER, "returned", RETURNED_COLUMNS)
+        batches = store.read(REVIEW_BATCHES)
+        returned = store.read(RETURNED)
         # Every task returned was annotated; an image left without boxes is a verified negative,
         # so the returned images (not the edit rows) say which images were reviewed: all of a
         # batch's, only the edited ones for a revision.
@@ -238,9 +231,9 @@ def verified_labels(
             & batches["image_id"].isin(returned.loc[returned["batch_id"] == merge_id, "image_id"]),
             "image_id",
         ]
-        labels = store.read_table(FOLDER, "labels", LABEL_COLUMNS)
-        images = store.read_table(FOLDER, "images", VERIFIED_IMAGE_COLUMNS)
-        merges = store.read_table(FOLDER, "merges", MERGE_COLUMNS)
+        labels = store.read(LABELS)
+        images = store.read(VERIFIED_IMAGES)
+        merges = store.read(MERGES)
         _refuse_out_of_order(merges, merge_id)
         if base_batch != merge_id and base_batch not in set(merges["merge_id"]):
             raise dg.Failure(
@@ -249,14 +242,14 @@ def verified_labels(
             )
         before = active(images[images["merge_id"] != merge_id])
 
-        gold = store.read_table(GOLD_FOLDER, "labels", GOLD_COLUMNS)
+        gold = store.read(GOLD_LABELS)
         new_gold = gold[~gold["image_id"].isin(before["image_id"])]
         sources = {image_id: "gold" for image_id in new_gold["image_id"]} | {
             image_id: "human" for image_id in reviewed_images
         }
 
         model = ModelRegistry(store.root).current()
-        auto = store.read_table(FOLDER, "labels", LABEL_COLUMNS).iloc[0:0]
+        auto = store.read(LABELS).iloc[0:0]
         calibration = gate = None
         if model is not None and config.auto_accept:
             evidence = calibration_evidence(edits, batches)
@@ -280,7 +273,7 @@ def verified_labels(
                     "image_id",
                 ]
             )
-            boxes = store.read_table(PRE_LABELS, "boxes", BOX_COLUMNS)
+            boxes = store.read(PRE_LABEL_BOXES)
             boxes = boxes[boxes["model_version"] == model.model_version]
             candidates = (
                 set(boxes["image_id"]) - set(before["image_id"]) - set(sources) - set(gold["image_id"]) - in_review
@@ -294,7 +287,7 @@ def verified_labels(
         labels, images = merge_verified(
             labels, images, additions, verified_image_rows(sources, merge_id=merge_id), merge_id=merge_id
         )
-        spot_checks = store.read_table(FOLDER, "spot_checks", SPOT_CHECK_COLUMNS)
+        spot_checks = store.read(SPOT_CHECKS)
         drawn = sample_spot_checks(sorted(set(auto["image_id"])), rate=config.spot_check_rate, seed=config.seed)
         spot_checks = pd.concat(
             [spot_checks[spot_checks["merge_id"] != merge_id], pd.DataFrame({"image_id": drawn, "merge_id": merge_id})],
@@ -312,13 +305,13 @@ def verified_labels(
             ignore_index=True,
         ).astype(MERGE_COLUMNS)
 
-        store.write_table(FOLDER, "labels", labels)
-        store.write_table(FOLDER, "spot_checks", spot_checks)
-        store.write_table(FOLDER, "merges", merges)
-        store.write_table(FOLDER, "images", images)  # written last: it decides what the merge covered
+        store.write(LABELS, labels)
+        store.write(SPOT_CHECKS, spot_checks)
+        store.write(MERGES, merges)
+        store.write(VERIFIED_IMAGES, images)  # written last: it decides what the merge covered
         current = active(labels)
-        pool = pool_images(store.read_table(CLEANED, "images", CLEANED_COLUMNS))
-        effort = store.read_table(ANNOTATIONS_FOLDER, "effort", EFFORT_COLUMNS)
+        pool = pool_images(store.read(CLEANED))
+        effort = store.read(EFFORT)
         summary = {
             "verified_images": int(len(active(images))),
             "verified_boxes": int(len(current)),
@@ -330,8 +323,8 @@ def verified_labels(
             "pool_labelled_share": round(len(set(active(images)["image_id"]) & pool) / len(pool), 4) if pool else 0.0,
             "human_seconds_total": round(float(effort["modelled_seconds"].sum()), 1),
         }
-        atomic.write_json(store.root / "metrics" / "verified_labels.json", summary)
-        snapshot_id = snapshots.snapshot(store.root, FOLDER, run_id=context.run_id)
+        atomic.write_json(store.root / "metrics" / f"{VERIFIED_LABELS.folder}.json", summary)
+        snapshot_id = snapshots.snapshot(store.root, VERIFIED_LABELS.folder, run_id=context.run_id)
         thresholds = {} if calibration is None else {k: v for k, v in calibration.thresholds.items()}
         return dg.MaterializeResult(
             metadata={
@@ -346,7 +339,7 @@ def verified_labels(
                 "image_gate": dg.MetadataValue.json(None if gate is None else asdict(gate)),
                 "model_version": model.model_version if model else "",
                 "dvc_snapshot": snapshot_id,
-                "path": dg.MetadataValue.path(str(store.root / FOLDER)),
+                "path": dg.MetadataValue.path(str(store.root / VERIFIED_LABELS.folder)),
             },
             data_version=dg.DataVersion(snapshot_id),
         )

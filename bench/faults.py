@@ -443,7 +443,8 @@ def _box_keys(frame: pd.DataFrame) -> pd.Series:
 def compare(reference: Path, killed: Path) -> dict:
     """The killed loop's workdir against the reference's (files, snapshots, lineage, models) and
     against its own sources (every reviewed and gold box in force exactly once)."""
-    from labeling_dag.tables import read_table
+    from labeling_dag.contracts import CLEANED
+    from labeling_dag.tables import read
 
     killed_files = workdir_files(killed)
     report: dict = {
@@ -471,7 +472,7 @@ def compare(reference: Path, killed: Path) -> dict:
     report["lineage_unresolved"] = unresolved_lineage(killed)
     report["history_problems"] = history_problems(killed)
     report["unreadable"], report["tmp_leftovers"] = check_readable(killed)
-    report["pool_images"] = len(read_table(killed, "cleaned_images", "images", {"image_id": "str"}))
+    report["pool_images"] = len(read(killed, CLEANED, only=["image_id"]))
     return report
 
 

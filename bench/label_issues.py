@@ -96,14 +96,14 @@ def mistake_kinds(verified: list, truth: list) -> list[str]:
 def run_seed(settings) -> dict:
     """The loop, the asset and the figures of one seed (in a worker process)."""
     import dagster as dg
-    import pandas as pd
     from labeling_dag.assets.label_issues import label_issues
     from labeling_dag.resources.review_exchange import FileReviewExchange
     from labeling_dag.resources.storage import LabelStore
 
     from labeling_dag.agreement import score_against_gold
+    from labeling_dag.contracts import ISSUE_SCORES, LABELS, VERIFIED_IMAGES
     from labeling_dag.label_issues import ISSUE_KINDS
-    from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
+    from labeling_dag.merge import active
     from labeling_dag.simulation.run_loop import run_loop
     from labeling_dag.simulation.simulated_reviewer import load_truth
 
@@ -115,11 +115,11 @@ def run_seed(settings) -> dict:
     result = dg.materialize([label_issues], resources={"store": store, "exchange": exchange})
     asset_seconds = time.perf_counter() - started
     assert result.success
-    scores = pd.read_parquet(store.root / "label_issues" / "scores.parquet")
+    scores = store.read(ISSUE_SCORES)
 
     truth = load_truth(settings.dataset, "train")
-    labels = active(store.read_table("verified_labels", "labels", LABEL_COLUMNS))
-    images = active(store.read_table("verified_labels", "images", VERIFIED_IMAGE_COLUMNS))
+    labels = active(store.read(LABELS))
+    images = active(store.read(VERIFIED_IMAGES))
     human = sorted(images.loc[images["source"] == "human", "image_id"])
     verified = {image_id: [] for image_id in human}
     for row in labels[labels["image_id"].isin(set(human))].itertuples():
@@ -168,9 +168,9 @@ def in_sample(store, scores, mistakes: dict, settings) -> dict:
     from labeling_dag.resources.detector import Detector
 
     from labeling_dag.agreement import PredictedBox
-    from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
+    from labeling_dag.contracts import CLEANED, LABELS
     from labeling_dag.label_issues import VerifiedImage, score_label_issues
-    from labeling_dag.merge import LABEL_COLUMNS, active
+    from labeling_dag.merge import active
     from labeling_dag.model_registry import ModelRegistry
     from labeling_dag.records import NormBox
 
@@ -179,9 +179,9 @@ def in_sample(store, scores, mistakes: dict, settings) -> dict:
     if not trained or not len(scores):
         return {"model": None}
     model = trained[-1]
-    cleaned = store.read_table("cleaned_images", "images", CLEANED_COLUMNS).drop_duplicates("image_id")
+    cleaned = store.read(CLEANED).drop_duplicates("image_id")
     cleaned = cleaned.set_index("image_id").loc[list(scores["image_id"])]
-    labels = active(store.read_table("verified_labels", "labels", LABEL_COLUMNS))
+    labels = active(store.read(LABELS))
     names = store.class_names()
     records = []
     detector = Detector(imgsz=settings.imgsz)

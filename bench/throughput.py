@@ -43,6 +43,7 @@ from pathlib import Path
 
 from offline import stay_offline
 
+from labeling_dag.contracts import CLEANED, PRE_LABEL_BOXES
 from labeling_dag.ingest_batches import ROOT_BATCH
 
 BARE_BATCH = 16
@@ -154,16 +155,14 @@ class _Pipeline:
 
     def warm_up(self) -> list[Path]:
         """Ingest, clean and pre-label once; return the cleaned files the asset predicts on."""
-        from labeling_dag.cleaning import IMAGE_COLUMNS
 
         self._materialize(None)
-        cleaned = self.resources["store"].read_table("cleaned_images", "images", IMAGE_COLUMNS)
+        cleaned = self.resources["store"].read(CLEANED)
         # The asset's own candidate rule on a fresh workdir: every image but exact duplicates.
         return [self.workdir / path for path in cleaned.loc[~cleaned["is_exact_duplicate"], "path"]]
 
     def measure(self) -> tuple[float, int]:
         """Seconds of one full ``pre_labels`` step, and the boxes it wrote."""
-        from labeling_dag.prelabeling import BOX_COLUMNS
 
         for table in ("boxes", "images"):
             (self.workdir / "pre_labels" / ROOT_BATCH / f"{table}.parquet").unlink()
@@ -171,7 +170,7 @@ class _Pipeline:
         (success,) = [
             e for e in result.all_events if e.event_type_value == "STEP_SUCCESS" and e.step_key == "pre_labels"
         ]
-        boxes = self.resources["store"].read_table("pre_labels", "boxes", BOX_COLUMNS)
+        boxes = self.resources["store"].read(PRE_LABEL_BOXES)
         return success.event_specific_data.duration_ms / 1000, len(boxes)
 
     def _materialize(self, selection):

@@ -2,12 +2,18 @@
 
 import dagster as dg
 
-from labeling_dag.assets.cleaning import FOLDER as CLEANED
-from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
-from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
-from labeling_dag.merge import ANNOTATIONS_FOLDER, LABEL_COLUMNS, QUALITY_COLUMNS, VERIFIED_FOLDER, active
+from labeling_dag.contracts import (
+    CLEANED,
+    CLEANED_IMAGES,
+    LABELS,
+    PRE_LABEL_BOXES,
+    PRE_LABELS,
+    QUALITY,
+    REVIEW_ANNOTATIONS,
+    VERIFIED_LABELS,
+)
+from labeling_dag.merge import active
 from labeling_dag.model_registry import ModelRegistry
-from labeling_dag.prelabeling import BOX_COLUMNS
 from labeling_dag.quality_gates import (
     GateResult,
     validate_cleaned_images,
@@ -32,16 +38,14 @@ def _check_result(
     )
 
 
-@dg.asset_check(asset="cleaned_images", blocking=True, description="GX suite: ids, paths, sizes, quality measures")
+@dg.asset_check(asset=CLEANED_IMAGES.key, blocking=True, description="GX suite: ids, paths, sizes, quality measures")
 def cleaned_images_gate(context: dg.AssetCheckExecutionContext, store: LabelStore) -> dg.AssetCheckResult:
     """Validate the ingestion batch's cleaned-images table with its Great Expectations suite."""
-    return _check_result(
-        validate_cleaned_images(store.read_partition(CLEANED, context.partition_key, "images", CLEANED_COLUMNS))
-    )
+    return _check_result(validate_cleaned_images(store.read(CLEANED, batch=context.partition_key)))
 
 
 @dg.asset_check(
-    asset="pre_labels",
+    asset=PRE_LABELS.key,
     blocking=True,
     description="GX suite: boxes inside the image, classes, confidences, model version",
 )
@@ -49,12 +53,12 @@ def pre_labels_gate(context: dg.AssetCheckExecutionContext, store: LabelStore) -
     """Validate the batch's pre-label boxes against the class list of the model that produced them."""
     model = ModelRegistry(store.root).current()
     class_names = model.class_names if model else ()
-    boxes = store.read_partition(PRE_LABELS, context.partition_key, "boxes", BOX_COLUMNS)
+    boxes = store.read(PRE_LABEL_BOXES, batch=context.partition_key)
     return _check_result(validate_pre_labels(boxes, class_names=class_names))
 
 
 @dg.asset_check(
-    asset="review_annotations",
+    asset=REVIEW_ANNOTATIONS.key,
     blocking=True,
     description=(
         "GX suite: gold accuracy of each reviewer reaches the threshold; a reviewer below it is quarantined "
@@ -67,18 +71,18 @@ def review_quality_gate(context: dg.AssetCheckExecutionContext, store: LabelStor
     A failure blocks the merge (severity ERROR) only when no reviewer of the batch passed; otherwise
     it is a warning: the failing reviewers' annotations were already left out of the batch's edits.
     """
-    quality = store.read_table(ANNOTATIONS_FOLDER, "quality", QUALITY_COLUMNS)
+    quality = store.read(QUALITY)
     mine = quality[quality["run_id"] == context.run.run_id]
     severity = dg.AssetCheckSeverity.ERROR if quarantined_batches(mine) else dg.AssetCheckSeverity.WARN
     return _check_result(validate_review_quality(mine), severity)
 
 
 @dg.asset_check(
-    asset="verified_labels",
+    asset=VERIFIED_LABELS.key,
     blocking=True,
     description="GX suite: unique ids, boxes inside the image, known class and source",
 )
 def verified_labels_gate(store: LabelStore) -> dg.AssetCheckResult:
     """Validate the labels in force against the project's class list."""
-    labels = active(store.read_table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS))
+    labels = active(store.read(LABELS))
     return _check_result(validate_verified_labels(labels, class_names=store.class_names()))

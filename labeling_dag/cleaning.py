@@ -20,34 +20,6 @@ from labeling_dag.image_quality import (
     is_low_contrast,
 )
 
-IMAGE_COLUMNS: dict[str, str] = {
-    "image_id": "str",
-    "path": "str",
-    "source_path": "str",
-    "width": "int64",
-    "height": "int64",
-    "exif_transposed": "bool",
-    "converted_mode": "str",
-    "pixel_hash": "str",
-    "phash": "str",
-    "duplicate_of": "str",
-    "near_duplicate_of": "str",
-    "is_exact_duplicate": "bool",
-    "is_near_duplicate": "bool",
-    "blur_variance": "float64",
-    "contrast": "float64",
-    "is_blurry": "bool",
-    "is_low_contrast": "bool",
-    "run_id": "str",
-}
-REJECT_COLUMNS: dict[str, str] = {
-    "image_id": "str",
-    "source_path": "str",
-    "reason": "str",
-    "message": "str",
-    "run_id": "str",
-}
-
 
 def clean_image(raw_file: Path, *, image_id: str, workdir: Path, out_folder: str) -> dict[str, object]:
     """Decode one raw file and write its cleaned copy; return its row (without duplicate marks).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from labeling_dag.contracts import RETRAINED_MODEL
 from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.records import ModelEntry
@@ -40,7 +41,7 @@ def current_or_seed_model(
         return registry.register(weights, task=task, class_names=names, source="seed_model")
     if seed_dataset:
         spec = load_data_yaml(seed_dataset)
-        out_dir = registry.workdir / "training" / f"cold-start-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        out_dir = registry.workdir / RETRAINED_MODEL.folder / f"cold-start-{datetime.now(UTC):%Y%m%dT%H%M%S}"
         best = detector.train(Path(seed_dataset), out_dir)
         return registry.register(best, task="detect", class_names=spec.names, source="cold_start")
     return None

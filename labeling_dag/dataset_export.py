@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from labeling_dag import atomic
-from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
+from labeling_dag.contracts import CLEANED, LABELS, VERIFIED_IMAGES, VERIFIED_LABELS
 from labeling_dag.formats.exports import WRITERS, ExportedImage
-from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_FOLDER, VERIFIED_IMAGE_COLUMNS, active
-from labeling_dag.tables import read_table, snapshot_files
+from labeling_dag.merge import active
+from labeling_dag.tables import read, snapshot_files
 
 FORMATS = tuple(WRITERS)
 SOURCES = ("human", "auto_accepted", "gold")
@@ -45,7 +45,6 @@ PROVENANCE_COLUMNS = (
     "reviewed_at",
     "snapshot",
 )
-_CLEANED_FOLDER = "cleaned_images"
 
 
 class ExportError(ValueError):
@@ -120,7 +119,7 @@ def export_dataset(workdir: Path, out_dir: Path, request: ExportRequest) -> Expo
     unknown = sorted(set(labels["class_name"]) - set(class_names))
     if unknown:
         raise ExportError(
-            f"{workdir / VERIFIED_FOLDER}: labels of classes {unknown} outside the class list {list(class_names)}"
+            f"{workdir / LABELS.folder}: labels of classes {unknown} outside the class list {list(class_names)}"
         )
     exported = _exported_images(workdir, sorted(images["image_id"]), request)
     _refuse_foreign(out_dir)
@@ -155,35 +154,31 @@ def _class_names(workdir: Path) -> tuple[str, ...]:
 
 def _verified(workdir: Path, snapshot: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Active verified labels and images, of ``snapshot`` or of now, and the snapshot they belong to."""
-    history_file = workdir / "snapshots" / VERIFIED_FOLDER / "history.json"
+    history_file = workdir / "snapshots" / VERIFIED_LABELS.folder / "history.json"
     history = [entry["snapshot_id"] for entry in json.loads(history_file.read_text())] if history_file.exists() else []
     if not snapshot:
-        labels = read_table(workdir, VERIFIED_FOLDER, "labels", LABEL_COLUMNS)
-        images = read_table(workdir, VERIFIED_FOLDER, "images", VERIFIED_IMAGE_COLUMNS)
+        labels = read(workdir, LABELS)
+        images = read(workdir, VERIFIED_IMAGES)
         return active(labels), active(images), history[-1] if history else ""
     if snapshot not in history:
         raise ExportError(f"{history_file}: no verified_labels snapshot {snapshot!r}; known: {history}")
     files = snapshot_files(workdir, snapshot)
-    if files is None or not {"labels.parquet", "images.parquet"} <= set(files):
+    if files is None or not {f"{LABELS.name}.parquet", f"{VERIFIED_IMAGES.name}.parquet"} <= set(files):
         raise ExportError(
             f"verified_labels snapshot {snapshot} is not in the local DVC cache of {workdir}; "
             f"bring it back with `labeling-dag restore verified_labels {snapshot} --workdir {workdir}` first"
         )
-    labels = pd.read_parquet(files["labels.parquet"]).astype(LABEL_COLUMNS)
-    images = pd.read_parquet(files["images.parquet"]).astype(VERIFIED_IMAGE_COLUMNS)
+    labels = pd.read_parquet(files[f"{LABELS.name}.parquet"]).astype(LABELS.columns)
+    images = pd.read_parquet(files[f"{VERIFIED_IMAGES.name}.parquet"]).astype(VERIFIED_IMAGES.columns)
     return active(labels), active(images), snapshot
 
 
 def _exported_images(workdir: Path, image_ids: Sequence[str], request: ExportRequest) -> list[ExportedImage]:
     """Each image's cleaned file, export name and split; names unique whatever the file system's case rules."""
-    cleaned = (
-        read_table(workdir, _CLEANED_FOLDER, "images", CLEANED_COLUMNS)
-        .drop_duplicates("image_id")
-        .set_index("image_id")
-    )
+    cleaned = read(workdir, CLEANED).drop_duplicates("image_id").set_index("image_id")
     missing = sorted(set(image_ids) - set(cleaned.index))
     if missing:
-        raise ExportError(f"{workdir / _CLEANED_FOLDER}: verified images {missing[:5]} have no cleaned file")
+        raise ExportError(f"{workdir / CLEANED.folder}: verified images {missing[:5]} have no cleaned file")
     splits = _assign_splits(image_ids, request.split, request.seed)
     wanted = []
     for image_id in image_ids:

@@ -18,10 +18,10 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from labeling_dag.contracts import GOLD_COLUMNS
 from labeling_dag.formats.label_studio import ls_percent_to_norm
 from labeling_dag.formats.yolo import label_path_for, load_data_yaml, read_yolo_labels
 from labeling_dag.ingest import INGESTED_SUFFIXES
-from labeling_dag.merge import GOLD_COLUMNS
 from labeling_dag.model_registry import file_sha256
 from labeling_dag.records import NormBox
 from labeling_dag.review_intake import check_image_ref

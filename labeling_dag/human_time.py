@@ -25,8 +25,10 @@ from dataclasses import dataclass, fields
 
 import pandas as pd
 
-# The edit kinds a review produces (classify_edits' own list), each priced by one field of ReviewCosts.
 from labeling_dag.agreement import EDIT_KINDS
+
+# The edit kinds a review produces (classify_edits' own list), each priced by one field of ReviewCosts.
+from labeling_dag.contracts import EFFORT_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -101,16 +103,6 @@ def edit_mix(edit_kinds: pd.Series) -> dict[str, int]:
     """How many boxes took each action, every kind of :data:`EDIT_KINDS` present (0 where none)."""
     counts = edit_kinds.value_counts()
     return {kind: int(counts.get(kind, 0)) for kind in EDIT_KINDS}
-
-
-# One row per image a returned batch (or revision) answered: the review_annotations "effort" table.
-EFFORT_COLUMNS: dict[str, str] = {
-    "batch_id": "str",
-    "image_id": "str",
-    "is_gold": "bool",
-    "modelled_seconds": "float64",
-    "measured_seconds": "float64",  # Label Studio's lead_time summed over the image's annotations; NaN if none
-}
 
 
 def effort_rows(

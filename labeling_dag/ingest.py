@@ -15,21 +15,12 @@ import pandas as pd
 from upath import UPath
 
 from labeling_dag import atomic
+from labeling_dag.contracts import RAW_COLUMNS
 from labeling_dag.model_registry import file_sha256
 
 # Which files are worth decoding is decided by extension here; whether they really are
 # images is decided by the cleaning step, which rejects impostors with a reason.
 INGESTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-
-RAW_COLUMNS: dict[str, str] = {
-    "image_id": "str",
-    "source_path": "str",
-    "stored_path": "str",
-    "size_bytes": "int64",
-    "source_mtime_ns": "int64",
-    "ingested_at": "str",
-    "run_id": "str",
-}
 
 
 def ingest(

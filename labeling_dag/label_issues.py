@@ -37,28 +37,12 @@ import numpy as np
 import pandas as pd
 
 from labeling_dag.agreement import PredictedBox
+from labeling_dag.contracts import ISSUE_COLUMNS
 from labeling_dag.merge import exported_predictions
 from labeling_dag.records import NormBox
 
-ISSUES_FOLDER = "label_issues"
 ISSUE_KINDS: tuple[str, ...] = ("overlooked", "swapped", "badly_located")
 
-ISSUE_COLUMNS: dict[str, str] = {
-    "image_id": "str",
-    "rank": "int64",  # 1 = the image most likely mislabelled
-    "label_quality": "float64",  # cleanlab's image score in [0, 1]; lower = more likely wrong
-    "overlooked": "float64",  # per-kind image scores in [0, 1], lower = worse (1.0: no evidence)
-    "swapped": "float64",
-    "badly_located": "float64",
-    "suspect": "bool",  # some kind scores below the issue threshold
-    "issue": "str",  # a suspect's worst kind (its lowest per-kind score); "" for the others
-    "issue_kinds": "str",  # every kind scoring below the issue threshold, comma-separated, worst first
-    "boxes": "int64",  # verified boxes judged
-    "predicted_boxes": "int64",  # out-of-sample predictions they were judged by
-    "model_version": "str",  # the model whose predictions were used
-    "review_batch_id": "str",  # the review batch whose export carried them
-    "merge_id": "str",  # the merge that brought in the labels judged
-}
 
 # Predictions at or above this confidence count as confident for overlooked and swapped boxes.
 # cleanlab's default is 0.95, tuned for large detectors; the small YOLO models of an early loop

@@ -11,11 +11,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
-from labeling_dag.ingest import RAW_COLUMNS
-from labeling_dag.merge import ANNOTATIONS_FOLDER, EDIT_COLUMNS, LABEL_COLUMNS, MERGE_COLUMNS, VERIFIED_FOLDER, active
+from labeling_dag.contracts import (
+    CLEANED,
+    CLEANED_IMAGES,
+    EDITS,
+    LABELS,
+    MERGES,
+    MODEL_CARDS,
+    MODEL_REGISTRY,
+    PRE_LABEL_BOXES,
+    PRE_LABELS,
+    RAW_INDEX,
+    VERIFIED_LABELS,
+    Table,
+)
+from labeling_dag.merge import active
 from labeling_dag.revisions import split_revision
-from labeling_dag.tables import read_table, snapshot_files, snapshot_histories
+from labeling_dag.tables import read, snapshot_files, snapshot_histories
 
 
 @dataclass(frozen=True)
@@ -24,10 +36,10 @@ class Workdir:
 
     root: Path
 
-    def table(self, folder: str, name: str, columns: dict[str, str]) -> pd.DataFrame:
-        """A parquet table of the workdir (the whole pool for a partitioned asset), empty with
-        ``columns`` when absent."""
-        return read_table(self.root, folder, name, columns)
+    def read(self, table: Table) -> pd.DataFrame:
+        """A table of the workdir (the whole pool for a partitioned stage), empty with its
+        schema when absent."""
+        return read(self.root, table)
 
     def history(self, folder: str) -> list[dict[str, str]]:
         """The DVC snapshot history of an asset folder (every batch's, for a partitioned asset)."""
@@ -42,22 +54,22 @@ class Workdir:
         """Snapshot ids an asset folder got from the run ``run_id``."""
         return [entry["snapshot_id"] for entry in self.history(folder) if entry["run_id"] == run_id]
 
-    def first_snapshot_with_row(self, folder: str, table: str, column: str, value: str) -> list[str]:
-        """The oldest snapshot of ``folder`` (any batch) whose ``table``, read from the local DVC
-        cache, has a row with ``column == value``: a list of one, or empty when none has.
+    def first_snapshot_with_row(self, table: Table, column: str, value: str) -> list[str]:
+        """The oldest snapshot of ``table``'s folder (any batch) whose ``table``, read from the
+        local DVC cache, has a row with ``column == value``: a list of one, or empty when none has.
 
         Used when the run named in a row took no snapshot: it was killed after writing the row,
         and the re-run found the work done and took the snapshot under its own run id.
         """
-        for history in snapshot_histories(self.root, folder):
+        for history in snapshot_histories(self.root, table.folder):
             for entry in json.loads(history.read_text()) if history.exists() else []:
-                if value in _snapshot_column(self.root, entry["snapshot_id"], f"{table}.parquet", column):
+                if value in _snapshot_column(self.root, entry["snapshot_id"], f"{table.name}.parquet", column):
                     return [entry["snapshot_id"]]
         return []
 
     def model_cards(self) -> list[dict]:
         """Every model card, oldest first."""
-        folder = self.root / "models" / "cards"
+        folder = self.root / MODEL_REGISTRY.folder / MODEL_CARDS
         cards = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.is_dir() else []
         return sorted(cards, key=lambda card: card["created_at"])
 
@@ -74,7 +86,7 @@ def _snapshot_column(root: Path, snapshot_id: str, file_name: str, column: str) 
 
 def label_snapshots(workdir: Workdir, label: pd.Series) -> list[str]:
     """The verified-labels snapshots a label appears in: from its merge until the merge that retired it."""
-    merges = workdir.table(VERIFIED_FOLDER, "merges", MERGE_COLUMNS)
+    merges = workdir.read(MERGES)
     order = list(merges["merge_id"])
     if label["merge_id"] not in order:
         return []
@@ -83,13 +95,13 @@ def label_snapshots(workdir: Workdir, label: pd.Series) -> list[str]:
     return [
         snapshot
         for run_id in merges["run_id"].iloc[start:stop]
-        for snapshot in workdir.snapshots_of_run(VERIFIED_FOLDER, run_id)
+        for snapshot in workdir.snapshots_of_run(VERIFIED_LABELS.folder, run_id)
     ]
 
 
 def trace_label(workdir: Workdir, label_id: str) -> list[str]:
     """The chain of one verified label, one line per link."""
-    labels = workdir.table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS)
+    labels = workdir.read(LABELS)
     match = labels[labels["label_id"] == label_id]
     if match.empty:
         raise KeyError(f"no verified label {label_id!r} in {workdir.root}")
@@ -103,8 +115,8 @@ def trace_label(workdir: Workdir, label_id: str) -> list[str]:
     lines += _image_origin(workdir, label["image_id"])
     if label["pre_label_id"]:
         pre_snapshots = workdir.snapshots_of_run(
-            "pre_labels", label["pre_label_run_id"]
-        ) or workdir.first_snapshot_with_row("pre_labels", "boxes", "box_id", label["pre_label_id"])
+            PRE_LABELS.folder, label["pre_label_run_id"]
+        ) or workdir.first_snapshot_with_row(PRE_LABEL_BOXES, "box_id", label["pre_label_id"])
         lines.append(
             f"pre-label {label['pre_label_id']}: model {label['model_version']}, run {label['pre_label_run_id']}, "
             f"confidence {label['confidence']:.3f}, pre_labels snapshot {', '.join(pre_snapshots) or '?'}"
@@ -114,7 +126,7 @@ def trace_label(workdir: Workdir, label_id: str) -> list[str]:
             "pre-label: none (drawn by a person)" if label["source"] != "gold" else "pre-label: none (gold answer)"
         )
     if label["source"] == "human":
-        edits = workdir.table(ANNOTATIONS_FOLDER, "edits", EDIT_COLUMNS)
+        edits = workdir.read(EDITS)
         edit = edits[(edits["batch_id"] == label["review_batch_id"]) & (edits["image_id"] == label["image_id"])]
         original = edit[edit["pre_label_id"] == label["pre_label_id"]] if label["pre_label_id"] else edit.iloc[0:0]
         was = (
@@ -141,7 +153,7 @@ def trace_label(workdir: Workdir, label_id: str) -> list[str]:
 
 def trace_image(workdir: Workdir, image_id: str) -> list[str]:
     """The chain of one image: its origin, then every verified label it has had."""
-    labels = workdir.table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS)
+    labels = workdir.read(LABELS)
     lines = [f"image {image_id}"] + _image_origin(workdir, image_id)
     mine = labels[labels["image_id"] == image_id]
     if mine.empty:
@@ -155,14 +167,14 @@ def trace_image(workdir: Workdir, image_id: str) -> list[str]:
 
 def sample_label_ids(workdir: Workdir, count: int, *, seed: int = 0) -> list[str]:
     """``count`` random labels in force, for a spot audit."""
-    ids = sorted(active(workdir.table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS))["label_id"])
+    ids = sorted(active(workdir.read(LABELS))["label_id"])
     rng = np.random.default_rng(seed)
     return [ids[i] for i in sorted(rng.choice(len(ids), size=min(count, len(ids)), replace=False))]
 
 
 def _image_origin(workdir: Workdir, image_id: str) -> list[str]:
-    raw = workdir.table("raw_images", "index", RAW_COLUMNS)
-    cleaned = workdir.table("cleaned_images", "images", CLEANED_COLUMNS)
+    raw = workdir.read(RAW_INDEX)
+    cleaned = workdir.read(CLEANED)
     sources = raw[raw["image_id"] == image_id]
     lines = [
         f"raw file: {row.source_path} (sha256 {image_id}, ingested {row.ingested_at}, run {row.run_id})"
@@ -171,7 +183,7 @@ def _image_origin(workdir: Workdir, image_id: str) -> list[str]:
     row = cleaned[cleaned["image_id"] == image_id]
     if len(row):
         snapshots = workdir.snapshots_of_run(
-            "cleaned_images", row["run_id"].iloc[0]
-        ) or workdir.first_snapshot_with_row("cleaned_images", "images", "image_id", image_id)
+            CLEANED_IMAGES.folder, row["run_id"].iloc[0]
+        ) or workdir.first_snapshot_with_row(CLEANED, "image_id", image_id)
         lines.append(f"cleaned: {row['path'].iloc[0]} in cleaned_images snapshot {', '.join(snapshots) or '?'}")
     return lines

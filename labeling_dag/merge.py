@@ -32,82 +32,16 @@ from labeling_dag.agreement import (
     score_against_gold,
 )
 from labeling_dag.calibration import Calibration, ImageGate, auto_accept_images, calibrate, image_threshold
+from labeling_dag.contracts import (
+    EDIT_COLUMNS,
+    LABEL_COLUMNS,
+    QUALITY_COLUMNS,
+    RETURNED_COLUMNS,
+    VERIFIED_IMAGE_COLUMNS,
+)
 from labeling_dag.formats.label_studio import TaskAnnotation, ls_percent_to_norm
 from labeling_dag.records import NormBox
 from labeling_dag.revisions import split_revision
-
-EDIT_COLUMNS: dict[str, str] = {
-    "batch_id": "str",
-    "image_id": "str",
-    "reviewer": "str",
-    "annotated_at": "str",
-    "edit_kind": "str",
-    "pre_label_id": "str",
-    "region_id": "str",
-    "class_name": "str",
-    "x": "float64",
-    "y": "float64",
-    "w": "float64",
-    "h": "float64",
-    "original_class": "str",
-    "confidence": "float64",
-    "iou": "float64",
-    "prediction_correct": "float64",  # 1 / 0, NaN for added boxes
-    "model_version": "str",
-    "pre_label_run_id": "str",
-    "is_gold": "bool",
-    "is_spot_check": "bool",
-}
-RETURNED_COLUMNS: dict[str, str] = {"batch_id": "str", "image_id": "str"}
-QUALITY_COLUMNS: dict[str, str] = {
-    "batch_id": "str",
-    "reviewer": "str",  # "*" = the whole batch
-    "gold_tasks": "int64",
-    "gold_accuracy": "float64",
-    "min_gold_accuracy": "float64",
-    "run_id": "str",
-}
-LABEL_COLUMNS: dict[str, str] = {
-    "label_id": "str",
-    "image_id": "str",
-    "class_name": "str",
-    "x": "float64",
-    "y": "float64",
-    "w": "float64",
-    "h": "float64",
-    "source": "str",  # human | auto_accepted | gold
-    "model_version": "str",  # the model that proposed the box ("" when a human drew it)
-    "pre_label_id": "str",
-    "pre_label_run_id": "str",
-    "review_batch_id": "str",
-    "reviewer": "str",
-    "reviewed_at": "str",
-    "edit_kind": "str",
-    "confidence": "float64",
-    "merge_id": "str",  # the merge (review batch) whose verified_labels run added the row
-    "retired_by": "str",  # the merge that superseded it, "" while active
-}
-# Folders (under the workdir) of the tables below: review_annotations, verified_labels, gold.
-ANNOTATIONS_FOLDER = "review_annotations"
-VERIFIED_FOLDER = "verified_labels"
-GOLD_FOLDER = "gold"
-
-MERGE_COLUMNS: dict[str, str] = {"merge_id": "str", "run_id": "str", "merged_at": "str"}
-SPOT_CHECK_COLUMNS: dict[str, str] = {"image_id": "str", "merge_id": "str"}
-VERIFIED_IMAGE_COLUMNS: dict[str, str] = {
-    "image_id": "str",
-    "source": "str",  # human | auto_accepted | gold: who vouches for the image's complete box set
-    "merge_id": "str",
-    "retired_by": "str",
-}
-GOLD_COLUMNS: dict[str, str] = {
-    "image_id": "str",
-    "class_name": "str",
-    "x": "float64",
-    "y": "float64",
-    "w": "float64",
-    "h": "float64",
-}
 
 
 def exported_predictions(task: Mapping[str, Any]) -> list[PredictedBox]:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from labeling_dag import atomic
+from labeling_dag.contracts import MODEL_CARDS, MODEL_REGISTRY
 from labeling_dag.records import ModelEntry
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -34,12 +35,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def card_file_of(workdir: Path, model_version: str) -> Path:
+    """Where a model's card (metrics, parent, training snapshot, parameters) is kept."""
+    return Path(workdir) / MODEL_REGISTRY.folder / MODEL_CARDS / f"{model_version}.json"
+
+
 class ModelRegistry:
     """A folder of content-addressed weights (``<sha256>.pt``) and a ``registry.json`` index."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = Path(workdir)
-        self.folder = self.workdir / "models"
+        self.folder = self.workdir / MODEL_REGISTRY.folder
         self.index_file = self.folder / "registry.json"
 
     def _load(self) -> dict:

@@ -11,31 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from labeling_dag.contracts import BOX_COLUMNS, PRE_LABEL_IMAGE_COLUMNS
 from labeling_dag.records import ImagePrediction
-
-BOX_COLUMNS: dict[str, str] = {
-    "box_id": "str",
-    "image_id": "str",
-    "class_id": "int64",
-    "class_name": "str",
-    "x": "float64",
-    "y": "float64",
-    "w": "float64",
-    "h": "float64",
-    "confidence": "float64",
-    "class_probs": "object",
-    "model_version": "str",
-    "run_id": "str",
-}
-IMAGE_COLUMNS: dict[str, str] = {
-    "image_id": "str",
-    "model_version": "str",
-    "run_id": "str",
-    "width": "int64",
-    "height": "int64",
-    "n_boxes": "int64",
-    "embedding": "object",
-}
 
 
 def box_id(image_id: str, model_version: str, index: int) -> str:
@@ -50,7 +27,7 @@ def prediction_rows(
     model_version: str,
     run_id: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Box rows and image rows for ``(image_id, prediction)`` pairs (see ``BOX_COLUMNS``, ``IMAGE_COLUMNS``)."""
+    """Box rows and image rows for ``(image_id, prediction)`` pairs (``BOX_COLUMNS``, ``PRE_LABEL_IMAGE_COLUMNS``)."""
     boxes: list[dict[str, object]] = []
     images: list[dict[str, object]] = []
     for image_id, prediction in predictions:
@@ -87,5 +64,5 @@ def prediction_rows(
         )
     return (
         pd.DataFrame(boxes, columns=list(BOX_COLUMNS)).astype(BOX_COLUMNS),
-        pd.DataFrame(images, columns=list(IMAGE_COLUMNS)).astype(IMAGE_COLUMNS),
+        pd.DataFrame(images, columns=list(PRE_LABEL_IMAGE_COLUMNS)).astype(PRE_LABEL_IMAGE_COLUMNS),
     )

@@ -23,59 +23,40 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from labeling_dag.contracts import (
+    CLEANED,
+    CLEANED_IMAGES,
+    LABELS,
+    PRE_LABEL_BOXES,
+    PRE_LABELS,
+    QUALITY,
+    VERIFIED_LABELS,
+)
+
 if TYPE_CHECKING:
     from great_expectations.core.batch_definition import BatchDefinition
     from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.datasource.fluent import PandasDatasource
     from great_expectations.expectations.expectation import Expectation
 
-CLEANED_IMAGES_SUITE = "cleaned_images"
-PRE_LABELS_SUITE = "pre_labels"
+CLEANED_IMAGES_SUITE = CLEANED_IMAGES.key
+PRE_LABELS_SUITE = PRE_LABELS.key
 REVIEW_QUALITY_SUITE = "review_quality"
-VERIFIED_LABELS_SUITE = "verified_labels"
+VERIFIED_LABELS_SUITE = VERIFIED_LABELS.key
 LABEL_SOURCES = ("human", "auto_accepted", "gold")
 
 SHA256_HEX_PATTERN = r"^[0-9a-f]{64}$"
 # Centre/size round trips through float32 model outputs put edges a hair outside [0, 1].
 EDGE_TOLERANCE = 1e-6
 
-IMAGE_COLUMNS: tuple[str, ...] = (
-    "image_id",
-    "path",
-    "width",
-    "height",
-    "blur_variance",
-    "contrast",
+# The columns each suite has rules for: a choice among the stage table's columns
+# (:mod:`labeling_dag.contracts`), checked against its schema when this module loads.
+IMAGE_COLUMNS = CLEANED.select("image_id", "path", "width", "height", "blur_variance", "contrast")
+BOX_COLUMNS = PRE_LABEL_BOXES.select(
+    "box_id", "image_id", "class_name", "x", "y", "w", "h", "confidence", "model_version"
 )
-BOX_COLUMNS: tuple[str, ...] = (
-    "box_id",
-    "image_id",
-    "class_name",
-    "x",
-    "y",
-    "w",
-    "h",
-    "confidence",
-    "model_version",
-)
-
-REVIEW_QUALITY_COLUMNS: tuple[str, ...] = (
-    "batch_id",
-    "reviewer",
-    "gold_tasks",
-    "gold_accuracy",
-    "min_gold_accuracy",
-)
-LABEL_COLUMNS: tuple[str, ...] = (
-    "label_id",
-    "image_id",
-    "class_name",
-    "x",
-    "y",
-    "w",
-    "h",
-    "source",
-)
+REVIEW_QUALITY_COLUMNS = QUALITY.select("batch_id", "reviewer", "gold_tasks", "gold_accuracy", "min_gold_accuracy")
+LABEL_COLUMNS = LABELS.select("label_id", "image_id", "class_name", "x", "y", "w", "h", "source")
 
 _CLASS_NAMES_PARAMETER = "class_names"
 

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labeling_dag import atomic
-from labeling_dag.model_registry import ModelRegistry, file_sha256
+from labeling_dag.contracts import CLEANED_IMAGES, CURRENT_MODEL, DATASET_EXPORT, PRE_LABELS, VERIFIED_LABELS, Stage
+from labeling_dag.model_registry import ModelRegistry, card_file_of, file_sha256
 
-SNAPSHOTTED_ASSETS = ("cleaned_images", "pre_labels", "verified_labels", "current_model", "dataset_export")
+_SNAPSHOTTED: tuple[Stage, ...] = (CLEANED_IMAGES, PRE_LABELS, VERIFIED_LABELS, CURRENT_MODEL, DATASET_EXPORT)
+SNAPSHOTTED_ASSETS = tuple(stage.key for stage in _SNAPSHOTTED)
 
 
 class RestoreError(ValueError):
@@ -42,22 +44,8 @@ class Restored:
 
 
 def snapshot_folders() -> dict[str, SnapshotFolder]:
-    """Every snapshotted asset and its folder, read from the assets themselves."""
-    from labeling_dag.assets.cleaning import FOLDER as CLEANED
-    from labeling_dag.assets.export import FOLDER as EXPORT
-    from labeling_dag.assets.prelabels import FOLDER as PRE_LABELS
-    from labeling_dag.assets.training import MODEL_STORE
-    from labeling_dag.merge import VERIFIED_FOLDER
-    from labeling_dag.tables import PARTITIONED_FOLDERS
-
-    folders = {
-        "cleaned_images": CLEANED,
-        "pre_labels": PRE_LABELS,
-        "verified_labels": VERIFIED_FOLDER,
-        "current_model": MODEL_STORE,
-        "dataset_export": EXPORT,
-    }
-    return {asset: SnapshotFolder(folder, folder in PARTITIONED_FOLDERS) for asset, folder in folders.items()}
+    """Every snapshotted asset and its folder, read from the stage contracts."""
+    return {stage.key: SnapshotFolder(stage.folder, stage.partitioned) for stage in _SNAPSHOTTED}
 
 
 def restore_asset(workdir: Path, asset: str, snapshot_id: str, *, batch: str | None = None) -> Restored:
@@ -103,11 +91,8 @@ def _follow_model(workdir: Path, model_store: Path) -> str:
         },
         training_snapshot=card["training_snapshot"],
     )
-    from labeling_dag.assets.training import card_path
-    from labeling_dag.resources.storage import LabelStore
-
     # Retraining and the promotion gate read a model's card from the registry's side.
-    kept = card_path(LabelStore(workdir=str(workdir)), version)
+    kept = card_file_of(workdir, version)
     if not kept.exists():
         atomic.copy_file(card_file, kept)
     return entry.model_version

@@ -14,24 +14,6 @@ from labeling_dag.revisions import split_revision
 from labeling_dag.sampling import expected_boxes, select_for_review
 from labeling_dag.uncertainty import MEASURES
 
-BATCH_COLUMNS: dict[str, str] = {
-    "batch_id": "str",
-    "image_id": "str",
-    "position": "int64",
-    "score": "float64",
-    "strategy": "str",
-    "model_version": "str",
-    "is_gold": "bool",
-    "is_spot_check": "bool",
-    # Picked by a non-random strategy's ranking (uncertainty), so not a random draw: such images are
-    # left out of the evidence auto-accept thresholds are fitted on (see calibration_evidence).
-    "by_uncertainty": "bool",
-    # A verified image sent back because label_issues suspects its labels; the task shows those labels.
-    "is_re_review": "bool",
-    "created_at": "str",
-    "run_id": "str",
-}
-
 
 def batch_id_for(scores: pd.DataFrame, settings: Mapping[str, object], *, closed_batches: set[str]) -> str:
     """A batch id determined by the scores, the selection settings and the batches closed so far.

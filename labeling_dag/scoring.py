@@ -7,15 +7,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from labeling_dag.uncertainty import MEASURES, image_scores
-
-SCORE_COLUMNS: dict[str, str] = {
-    "image_id": "str",
-    "model_version": "str",
-    "n_boxes": "int64",
-    **{measure: "float64" for measure in MEASURES},
-    "embedding": "object",
-}
+from labeling_dag.contracts import SCORE_COLUMNS
+from labeling_dag.uncertainty import image_scores
 
 
 def score_images(

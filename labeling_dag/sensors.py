@@ -11,8 +11,14 @@ import json
 
 import dagster as dg
 
-from labeling_dag.assets.scoring import FOLDER as SCORES
-from labeling_dag.assets.scoring import STATE_FILE
+from labeling_dag.contracts import (
+    LABEL_ISSUES,
+    PRE_LABELS,
+    REVIEW_ANNOTATIONS,
+    SCORING_STATE_FILE,
+    UNCERTAINTY_SCORES,
+    VERIFIED_LABELS,
+)
 from labeling_dag.ingest_batches import ScoredBatch, stale_batches
 from labeling_dag.jobs import merge_review, prelabel_batch, retrain, select_review_batch
 from labeling_dag.model_registry import ModelRegistry
@@ -22,7 +28,7 @@ from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBac
 from labeling_dag.resources.storage import ImageSource, LabelStore
 from labeling_dag.review_intake import judge_review_file
 
-PRELABEL_STEPS = [dg.AssetKey("pre_labels"), dg.AssetKey("uncertainty_scores")]
+PRELABEL_STEPS = [dg.AssetKey(PRE_LABELS.key), dg.AssetKey(UNCERTAINTY_SCORES.key)]
 
 
 @dg.sensor(job=prelabel_batch, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -116,8 +122,8 @@ def merge_run_config(batch_id: str) -> dict:
     """Run config of the merge job for one returned batch."""
     return {
         "ops": {
-            "review_annotations": {"config": {"batch_id": batch_id}},
-            "verified_labels": {"config": {"batch_id": batch_id}},
+            REVIEW_ANNOTATIONS.key: {"config": {"batch_id": batch_id}},
+            VERIFIED_LABELS.key: {"config": {"batch_id": batch_id}},
         }
     }
 
@@ -130,7 +136,7 @@ def retraining_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     """After each merge: retrain if the verified labels grew by ``retrain_min_new_boxes``
     since the current model's training data, otherwise send out the next review batch."""
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("verified_labels"))
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(VERIFIED_LABELS.key))
     if event is None:
         return dg.SkipReason("no verified labels yet")
     metadata = event.asset_materialization.metadata
@@ -203,7 +209,7 @@ def model_promoted_sensor(context: dg.SensorEvaluationContext, store: LabelStore
 def _scored_batches(store: LabelStore, batches: list[str]) -> dict[str, ScoredBatch]:
     scored = {}
     for batch in batches:
-        state = store.root / SCORES / batch / STATE_FILE
+        state = store.root / UNCERTAINTY_SCORES.folder / batch / SCORING_STATE_FILE
         if state.exists():
             scored[batch] = ScoredBatch(**json.loads(state.read_text()))
     return scored
@@ -226,7 +232,7 @@ def loop_continues_sensor(context: dg.RunFailureSensorContext) -> dg.RunRequest:
 # default, rather than left to the default_automation_condition_sensor, which starts switched off.
 label_issues_sensor = dg.AutomationConditionSensorDefinition(
     "label_issues_sensor",
-    target=dg.AssetSelection.assets("label_issues"),
+    target=dg.AssetSelection.assets(LABEL_ISSUES.key),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     description="Re-rank the verified labels for label errors after each merge (label_issues).",

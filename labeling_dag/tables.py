@@ -6,29 +6,30 @@ Dagster-free and read-only, so the audit CLI can use it on any workdir without c
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-# Assets partitioned by ingestion batch keep one sub-folder per batch: ``<folder>/<batch>/``.
-PARTITIONED_FOLDERS = ("raw_images", "cleaned_images", "pre_labels", "uncertainty_scores")
+from labeling_dag.contracts import PARTITIONED_FOLDERS, Table
 
 
-def read_table(
-    root: Path, folder: str, table: str, columns: dict[str, str], *, only: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """``root/folder/table.parquet``, or for a partitioned folder every batch's table in batch order.
+def read(root: Path, table: Table, *, batch: str | None = None, only: Sequence[str] | None = None) -> pd.DataFrame:
+    """``table`` of the workdir ``root``: for a partitioned stage every batch's table in batch
+    order (the whole pool), or just ``batch``'s.
 
     ``only`` reads just those columns: a whole-pool view of a few columns stays cheap however
-    many embeddings the tables hold. An absent table reads as an empty frame with ``columns``.
+    many embeddings the tables hold. An absent table reads as an empty frame with the schema.
     """
-    base = Path(root) / folder
-    if folder in PARTITIONED_FOLDERS:
-        paths = sorted(base.glob(f"*/{table}.parquet"))
+    columns = table.columns
+    base = Path(root) / table.folder
+    if batch is not None:
+        base = base / batch
+    if table.partitioned and batch is None:
+        paths = sorted(base.glob(f"*/{table.name}.parquet"))
     else:
-        paths = [base / f"{table}.parquet"] if (base / f"{table}.parquet").exists() else []
+        paths = [base / f"{table.name}.parquet"] if (base / f"{table.name}.parquet").exists() else []
     wanted = list(only) if only is not None else None
     names = wanted if wanted is not None else list(columns)
     frames = [_with_columns(path, names, columns, everything=wanted is None) for path in paths]
@@ -42,7 +43,7 @@ def read_table(
 _ABSENT = {"bool": False, "str": "", "int64": 0}
 
 
-def _with_columns(path: Path, names: Sequence[str], columns: dict[str, str], *, everything: bool) -> pd.DataFrame:
+def _with_columns(path: Path, names: Sequence[str], columns: Mapping[str, str], *, everything: bool) -> pd.DataFrame:
     """The table at ``path`` (``everything`` it stores, or just ``names``), where a column of
     ``names`` the file predates reads as its dtype's empty value (False, "", 0, NaN): a workdir
     written before a column was added reads as it did."""

@@ -17,12 +17,12 @@ import pandas as pd
 
 from labeling_dag import atomic
 from labeling_dag.class_map import ClassMapError, class_order, remap_weights
+from labeling_dag.contracts import GOLD_COLUMNS, GOLD_LABELS
 from labeling_dag.formats.label_studio import labeling_config
 from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.gold_import import GoldImportError, GoldItem, gold_table, read_gold
-from labeling_dag.merge import GOLD_COLUMNS, GOLD_FOLDER
 from labeling_dag.model_registry import ModelRegistry, file_sha256
-from labeling_dag.tables import read_table
+from labeling_dag.tables import read
 
 CLASSES_FILE = "classes.json"
 # The ingestion batch (a sub-folder of the image source) that gold images are copied into.
@@ -195,7 +195,7 @@ def _checked_gold(request: InitRequest, classes: tuple[str, ...]) -> list[GoldIt
 def _write_gold(workdir: Path, items: Sequence[GoldItem]) -> bool:
     """Put ``items``' answers into the gold table (replacing earlier answers for the same images);
     False when the table already holds exactly them."""
-    current = read_table(workdir, GOLD_FOLDER, "labels", GOLD_COLUMNS)
+    current = read(workdir, GOLD_LABELS)
     new = gold_table(items)
     merged = pd.concat([current[~current["image_id"].isin(new["image_id"])], new], ignore_index=True).astype(
         GOLD_COLUMNS
@@ -203,7 +203,7 @@ def _write_gold(workdir: Path, items: Sequence[GoldItem]) -> bool:
     merged = merged.sort_values("image_id", kind="stable").reset_index(drop=True)
     if merged.equals(current.reset_index(drop=True)):
         return False
-    atomic.write_parquet(workdir / GOLD_FOLDER / "labels.parquet", merged)
+    atomic.write_parquet(workdir / GOLD_LABELS.folder / f"{GOLD_LABELS.name}.parquet", merged)
     return True
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from labeling_dag import atomic
-from labeling_dag.merge import ANNOTATIONS_FOLDER, MERGE_COLUMNS, QUALITY_COLUMNS, VERIFIED_FOLDER
+from labeling_dag.contracts import MERGES, QUALITY
 from labeling_dag.review_intake import SAFE_BATCH_ID
 from labeling_dag.review_selection import quarantined_batches
 from labeling_dag.revisions import (
@@ -107,8 +107,8 @@ class ReviewBackend(dg.ConfigurableResource):
         when the tool cannot be asked.
         """
         workdir = store.root
-        merged = set(store.read_table(VERIFIED_FOLDER, "merges", MERGE_COLUMNS)["merge_id"])
-        quarantined = quarantined_batches(store.read_table(ANNOTATIONS_FOLDER, "quality", QUALITY_COLUMNS))
+        merged = set(store.read(MERGES)["merge_id"])
+        quarantined = quarantined_batches(store.read(QUALITY))
         settled, unsettled = revision_watch(exchange.handed_over(workdir), merged=merged, quarantined=quarantined)
         if not settled and not unsettled:
             return []

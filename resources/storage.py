@@ -15,8 +15,9 @@ import pandas as pd
 from upath import UPath
 
 from labeling_dag import atomic
+from labeling_dag.contracts import Table
 from labeling_dag.ingest_batches import ROOT_BATCH, batch_key_problem
-from labeling_dag.tables import read_table
+from labeling_dag.tables import read
 
 
 class ClassListChanged(ValueError):
@@ -65,29 +66,25 @@ class LabelStore(dg.ConfigurableResource):
             atomic.write_json(self.root / "classes.json", list(names))
         return tuple(names)
 
-    def read_table(
-        self, folder: str, table: str, columns: dict[str, str], *, only: Sequence[str] | None = None
-    ) -> pd.DataFrame:
-        """Read ``workdir/folder/table.parquet``; an empty frame with ``columns`` when absent.
+    def read(self, table: Table, *, batch: str | None = None, only: Sequence[str] | None = None) -> pd.DataFrame:
+        """One of a stage's tables (:mod:`labeling_dag.contracts`); an empty frame with its schema when absent.
 
-        For a folder partitioned by ingestion batch this is the whole pool: every batch's
-        table, in batch order. ``only`` reads just those columns.
+        For a stage partitioned by ingestion batch this is the whole pool (every batch's table,
+        in batch order) or, given ``batch``, that batch's table. ``only`` reads just those columns.
         """
-        return read_table(self.root, folder, table, columns, only=only)
+        if batch is not None and not table.partitioned:
+            raise ValueError(f"{table.folder}/{table.name}: not partitioned by ingestion batch")
+        return read(self.root, table, batch=None if batch is None else _checked(batch), only=only)
 
-    def write_table(self, folder: str, table: str, frame: pd.DataFrame) -> Path:
-        """Atomically replace ``workdir/folder/table.parquet`` with ``frame``."""
-        path = self.folder(folder) / f"{table}.parquet"
+    def write(self, table: Table, frame: pd.DataFrame, *, batch: str | None = None) -> Path:
+        """Atomically replace one of a stage's tables with ``frame``: ``batch``'s table for a
+        stage partitioned by ingestion batch (where it is required), the stage's table otherwise."""
+        if table.partitioned != (batch is not None):
+            raise ValueError(f"{table.folder}/{table.name}: a batch is required exactly for a partitioned stage")
+        folder = table.folder if batch is None else f"{table.folder}/{_checked(batch)}"
+        path = self.folder(folder) / f"{table.name}.parquet"
         atomic.write_parquet(path, frame.reset_index(drop=True))
         return path
-
-    def read_partition(self, folder: str, batch: str, table: str, columns: dict[str, str]) -> pd.DataFrame:
-        """One ingestion batch's table of a partitioned asset folder."""
-        return read_table(self.root, f"{folder}/{_checked(batch)}", table, columns)
-
-    def write_partition(self, folder: str, batch: str, table: str, frame: pd.DataFrame) -> Path:
-        """Atomically replace one ingestion batch's table of a partitioned asset folder."""
-        return self.write_table(f"{folder}/{_checked(batch)}", table, frame)
 
     def locked(self, name: str) -> AbstractContextManager[None]:
         """Hold the workdir's lock ``name`` (an exclusive file lock, shared by every process on the host)."""

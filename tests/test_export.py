@@ -14,9 +14,10 @@ from labeling_dag.resources.storage import LabelStore
 from verified_workdir import VerifiedWorkdir, build_verified_workdir, tree_digest
 
 from labeling_dag.cli import main as cli
+from labeling_dag.contracts import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS
 from labeling_dag.dataset_export import PROVENANCE_COLUMNS
 from labeling_dag.formats.yolo import load_data_yaml, read_yolo_labels
-from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
+from labeling_dag.merge import active
 from labeling_dag.simulation.sample_data import CLASS_NAMES
 
 

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+from labeling_dag.contracts import CLEANED
 from labeling_dag.human_time import EDIT_KINDS, ReviewCosts, edit_mix, effort_rows, hand_label_seconds, review_seconds
 
 
@@ -77,7 +78,7 @@ def test_a_merge_reports_human_seconds_per_batch_and_the_running_total(tmp_path)
     from labeling_dag.resources.snapshots import SnapshotStore
     from labeling_dag.resources.storage import LabelStore
 
-    from labeling_dag.cleaning import IMAGE_COLUMNS
+    from labeling_dag.contracts import CLEANED_COLUMNS
     from labeling_dag.sensors import merge_run_config
     from tests.faults.review_files import CLASSES, EXCHANGE, answer, drop, export_batch, tick
 
@@ -85,10 +86,10 @@ def test_a_merge_reports_human_seconds_per_batch_and_the_running_total(tmp_path)
     store.set_class_names(CLASSES)
     tasks = export_batch(store, "b-cost", images=3)
     cleaned = pd.DataFrame({"image_id": [t["data"]["image_id"] for t in tasks] + ["never-reviewed"]})
-    for column, dtype in IMAGE_COLUMNS.items():
+    for column, dtype in CLEANED_COLUMNS.items():
         if column != "image_id":
             cleaned[column] = pd.Series([False if dtype == "bool" else 0] * 4).astype(dtype)
-    store.write_partition("cleaned_images", "_root", "images", cleaned.astype(IMAGE_COLUMNS))
+    store.write(CLEANED, cleaned.astype(CLEANED_COLUMNS), batch="_root")
     drop(store, "b-cost.json", answer(tasks))
     instance = dg.DagsterInstance.ephemeral()
     assert [r.run_key for r in tick(store, instance).run_requests] == ["b-cost"]

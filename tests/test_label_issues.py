@@ -18,9 +18,16 @@ from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag import atomic
 from labeling_dag.agreement import PredictedBox
+from labeling_dag.contracts import (
+    BATCH_COLUMNS,
+    ISSUE_COLUMNS,
+    LABEL_COLUMNS,
+    MERGE_COLUMNS,
+    REVIEW_BATCHES,
+    VERIFIED_IMAGE_COLUMNS,
+)
 from labeling_dag.formats.label_studio import review_task
 from labeling_dag.label_issues import (
-    ISSUE_COLUMNS,
     ISSUE_KINDS,
     VerifiedImage,
     auxiliary_inputs,
@@ -32,13 +39,7 @@ from labeling_dag.label_issues import (
     score_label_issues,
     verified_images,
 )
-from labeling_dag.merge import (
-    LABEL_COLUMNS,
-    MERGE_COLUMNS,
-    VERIFIED_IMAGE_COLUMNS,
-)
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
-from labeling_dag.review_selection import BATCH_COLUMNS
 from labeling_dag.sensors import merge_run_config
 from tests.faults.review_files import ANSWERED_AT, CLASSES, EXCHANGE
 
@@ -338,9 +339,8 @@ def _merged_workdir(root: Path) -> LabelStore:
         for image_id in ids
     ]
     EXCHANGE.export(store.root, BATCH, tasks)
-    store.write_table(
-        "review_batch",
-        "batches",
+    store.write(
+        REVIEW_BATCHES,
         _frame(
             [{**_sent(BATCH, image_id, 0), "created_at": ANSWERED_AT.isoformat()} for image_id in ids], BATCH_COLUMNS
         ),

@@ -16,6 +16,7 @@ from labeling_dag.resources.label_studio import LabelStudioReview
 from labeling_dag.resources.review_exchange import ReviewBackendError
 from PIL import Image
 
+from labeling_dag.contracts import LABELS, REVIEW_BATCHES
 from labeling_dag.formats.label_studio import labeling_config, parse_export, review_task
 from labeling_dag.merge import edit_rows
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
@@ -458,9 +459,7 @@ class Pipeline:
         self.instance = dg.DagsterInstance.ephemeral()
         self.cursor: str | None = None
         # What review_batch records and writes before handing the batch over.
-        self.store.write_table(
-            "review_batch", "batches", batch_rows(batch, [t["data"]["image_id"] for t in self.tasks])
-        )
+        self.store.write(REVIEW_BATCHES, batch_rows(batch, [t["data"]["image_id"] for t in self.tasks]))
         self.exchange.export(workdir, batch, self.tasks)
         self.review.export(workdir, batch, copy.deepcopy(self.tasks), CLASSES)
         self.task_ids = recorded(workdir, batch)["task_ids"]
@@ -508,16 +507,15 @@ class Pipeline:
 
     def labels(self) -> Any:
         """The verified labels table, retired rows included."""
-        from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_FOLDER
 
-        return self.store.read_table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS)
+        return self.store.read(LABELS)
 
 
 def batch_rows(batch_id: str, image_ids: list[str]) -> Any:
     """The review_batch table rows of a batch of ``image_ids``, no gold item, no spot check."""
     import pandas as pd
 
-    from labeling_dag.review_selection import BATCH_COLUMNS
+    from labeling_dag.contracts import BATCH_COLUMNS
 
     return pd.DataFrame(
         {
@@ -671,7 +669,8 @@ def test_an_exported_dataset_imports_into_label_studio_with_its_labels(
     import pandas as pd
 
     from labeling_dag.cli import main as cli
-    from labeling_dag.merge import LABEL_COLUMNS, active
+    from labeling_dag.contracts import LABEL_COLUMNS
+    from labeling_dag.merge import active
     from tests.verified_workdir import build_verified_workdir
 
     verified = build_verified_workdir(tmp_path / "verified")

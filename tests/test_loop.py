@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from labeling_dag.agreement import score_against_gold
+from labeling_dag.contracts import LABEL_COLUMNS
 from labeling_dag.formats.yolo import load_data_yaml
-from labeling_dag.merge import LABEL_COLUMNS
 from labeling_dag.records import NormBox
 from labeling_dag.simulation.sample_data import generate_dataset
 from labeling_dag.simulation.simulated_reviewer import load_truth

@@ -13,6 +13,7 @@ from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag import atomic
+from labeling_dag.contracts import GOLD_LABELS
 from labeling_dag.definitions import build_definitions
 from labeling_dag.ingest_batches import ROOT_BATCH
 from labeling_dag.model_registry import ModelRegistry
@@ -39,7 +40,7 @@ def _loop(tmp_path: Path, tiny_model: Path, **policy: object):
             for b in truth[i]
         ]
     )
-    LabelStore(workdir=str(work)).write_table("gold", "labels", gold)
+    LabelStore(workdir=str(work)).write(GOLD_LABELS, gold)
     defs = build_definitions(resources)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(ingest_batches.name, [ROOT_BATCH])

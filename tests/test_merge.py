@@ -11,14 +11,17 @@ import pandas as pd
 import pytest
 
 from labeling_dag.calibration import Calibration, ImageGate, calibrate
-from labeling_dag.formats.label_studio import AnnotatedBox, TaskAnnotation, review_task
-from labeling_dag.merge import (
+from labeling_dag.contracts import (
+    BOX_COLUMNS,
     EDIT_COLUMNS,
     GOLD_COLUMNS,
     LABEL_COLUMNS,
     QUALITY_COLUMNS,
     RETURNED_COLUMNS,
     VERIFIED_IMAGE_COLUMNS,
+)
+from labeling_dag.formats.label_studio import AnnotatedBox, TaskAnnotation, review_task
+from labeling_dag.merge import (
     active,
     auto_accepted_rows,
     calibration_from_edits,
@@ -31,7 +34,6 @@ from labeling_dag.merge import (
     returned_rows,
     verified_image_rows,
 )
-from labeling_dag.prelabeling import BOX_COLUMNS
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 
 NAN = np.nan

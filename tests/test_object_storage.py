@@ -23,10 +23,9 @@ from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import ImageSource, LabelStore
 from moto.server import ThreadedMotoServer
 
-from labeling_dag.cleaning import IMAGE_COLUMNS, REJECT_COLUMNS
 from labeling_dag.cli import main as cli
+from labeling_dag.contracts import CLEANED, RAW_INDEX, REJECTS
 from labeling_dag.definitions import defs
-from labeling_dag.ingest import RAW_COLUMNS
 from labeling_dag.partitions import ingest_batches
 from labeling_dag.sensors import ingest_batch_sensor
 
@@ -153,25 +152,23 @@ def test_batches_from_s3_prefixes_are_ingested_cleaned_and_snapshotted_to_s3(
         snapshot_ids[batch] = event.step_materialization_data.materialization.metadata["dvc_snapshot"].value
 
     store = LabelStore(workdir=str(work))
-    raw = store.read_partition("raw_images", FIRST, "index", RAW_COLUMNS)
+    raw = store.read(RAW_INDEX, batch=FIRST)
     expected_first = sorted(
         [f"{SOURCE}/{FIRST}/{p.name}" for p in good[:3]] + [f"{SOURCE}/{FIRST}/camera-2/{good[3].name}"]
     )
     assert sorted(raw["source_path"]) == expected_first
     for row in raw.itertuples():
         assert hashlib.sha256((work / row.stored_path).read_bytes()).hexdigest() == row.image_id
-    cleaned_first = store.read_partition("cleaned_images", FIRST, "images", IMAGE_COLUMNS)
+    cleaned_first = store.read(CLEANED, batch=FIRST)
     assert sorted(cleaned_first["source_path"]) == expected_first
     assert set(cleaned_first["image_id"]) == set(raw["image_id"])
-    cleaned_second = store.read_partition("cleaned_images", SECOND, "images", IMAGE_COLUMNS)
+    cleaned_second = store.read(CLEANED, batch=SECOND)
     assert sorted(cleaned_second["source_path"]) == sorted(f"{SOURCE}/{SECOND}/{p.name}" for p in good[4:6])
-    rejects = store.read_partition("cleaned_images", SECOND, "rejects", REJECT_COLUMNS)
+    rejects = store.read(REJECTS, batch=SECOND)
     assert rejects[["source_path", "reason"]].to_dict("records") == [
         {"source_path": f"{SOURCE}/{SECOND}/truncated.png", "reason": "truncated"}
     ]
-    assert (
-        not store.read_partition("raw_images", SECOND, "index", RAW_COLUMNS)["source_path"].str.endswith(".txt").any()
-    )
+    assert not store.read(RAW_INDEX, batch=SECOND)["source_path"].str.endswith(".txt").any()
 
     # Each snapshot's directory object (and the files it lists) is on the S3 remote, not on local disk.
     stored = set(_keys("dvc/"))

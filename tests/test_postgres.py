@@ -14,8 +14,8 @@ from conftest import TEST_IMGSZ
 from labeling_dag.resources.storage import LabelStore
 from services import Postgres, postgres, postgres_home  # noqa: F401  (postgres is a fixture)
 
+from labeling_dag.contracts import MERGES
 from labeling_dag.ingest_batches import ROOT_BATCH
-from labeling_dag.merge import MERGE_COLUMNS, VERIFIED_FOLDER
 from labeling_dag.simulation.run_loop import LoopSettings, RoundRecord, run_loop
 from labeling_dag.simulation.sample_data import generate_dataset
 
@@ -81,7 +81,7 @@ def test_loop_on_postgres_carries_on_across_a_server_restart(tmp_path: Path, pos
     assert partitions == [ROOT_BATCH]
 
     # Both rounds merged after the restart as before it, and every human box is in force.
-    merges = LabelStore(workdir=str(settings.workdir)).read_table(VERIFIED_FOLDER, "merges", MERGE_COLUMNS)
+    merges = LabelStore(workdir=str(settings.workdir)).read(MERGES)
     assert list(merges["merge_id"]) == [r.batch_id for r in records]
     merge_runs = [run for run in runs if run.job_name == "merge_review"]
     assert sorted(run.tags["labeling/batch_id"] for run in merge_runs) == sorted(r.batch_id for r in records)

@@ -22,10 +22,19 @@ from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag import atomic
 from labeling_dag.checks import review_quality_gate
-from labeling_dag.cleaning import IMAGE_COLUMNS as CLEANED_COLUMNS
+from labeling_dag.contracts import (
+    BATCH_COLUMNS,
+    CLEANED,
+    CLEANED_COLUMNS,
+    GOLD_LABELS,
+    LABELS,
+    QUALITY,
+    QUALITY_COLUMNS,
+    REVIEW_BATCHES,
+)
 from labeling_dag.formats.label_studio import review_task
-from labeling_dag.merge import ANNOTATIONS_FOLDER, LABEL_COLUMNS, QUALITY_COLUMNS, VERIFIED_FOLDER, active
-from labeling_dag.review_selection import BATCH_COLUMNS, quarantined_batches, quarantined_reviewers
+from labeling_dag.merge import active
+from labeling_dag.review_selection import quarantined_batches, quarantined_reviewers
 from labeling_dag.sensors import merge_run_config
 from tests.faults.review_files import ANSWERED_AT, CLASSES, EXCHANGE, MODEL, answer, review_image
 
@@ -61,15 +70,15 @@ def _workdir(root: Path, alice: dict[str, str], bob: dict[str, str]) -> LabelSto
         },
         columns=list(BATCH_COLUMNS),
     ).astype(BATCH_COLUMNS)
-    store.write_table("review_batch", "batches", batch)
+    store.write(REVIEW_BATCHES, batch)
     boxes = {image.image_id: image.pre_labels[0].box for image in images}
     gold = pd.DataFrame([{"image_id": i, "class_name": "square", **vars(boxes[i])} for i in GOLD])
-    store.write_table("gold", "labels", gold)
+    store.write(GOLD_LABELS, gold)
     paths = [f"cleaned_images/files/{i}.png" for i in ids]
     cleaned = pd.DataFrame({"image_id": ids, "path": paths, "width": 64, "height": 64})
     defaults = {"bool": False, "str": "", "int64": 0, "float64": 0.0}
     cleaned = cleaned.assign(**{c: defaults[t] for c, t in CLEANED_COLUMNS.items() if c not in cleaned})
-    store.write_partition("cleaned_images", "_root", "images", cleaned[list(CLEANED_COLUMNS)].astype(CLEANED_COLUMNS))
+    store.write(CLEANED, cleaned[list(CLEANED_COLUMNS)].astype(CLEANED_COLUMNS), batch="_root")
 
     def annotations(task: dict[str, Any], reviewer: str, classes: dict[str, str], first_id: int, delay: int) -> list:
         label = classes.get(task["data"]["image_id"])
@@ -108,7 +117,7 @@ def _next_batch(store: LabelStore, instance: dg.DagsterInstance) -> set[str]:
         resources={"store": store, "exchange": EXCHANGE, "review": FolderReview()},
         instance=instance,
     )
-    batches = store.read_table("review_batch", "batches", BATCH_COLUMNS)
+    batches = store.read(REVIEW_BATCHES)
     new = batches[batches["run_id"] == result.run_id]
     return set(new["image_id"])
 
@@ -125,7 +134,7 @@ def test_a_reviewer_failing_gold_is_quarantined_alone_and_the_others_answers_are
     assert merge.success, "a reviewer's failure alone does not block the merge"
     (gate,) = merge.get_asset_check_evaluations()
     assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
-    quality = store.read_table(ANNOTATIONS_FOLDER, "quality", QUALITY_COLUMNS).set_index("reviewer")
+    quality = store.read(QUALITY).set_index("reviewer")
     assert quality.loc["*", "gold_accuracy"] >= quality.loc["*", "min_gold_accuracy"]
     assert quarantined_reviewers(quality.reset_index()) == {(BATCH, "bob")}
     assert quarantined_batches(quality.reset_index()) == set()
@@ -133,7 +142,7 @@ def test_a_reviewer_failing_gold_is_quarantined_alone_and_the_others_answers_are
     assert metadata["quarantined_reviewers"].value == ["bob"]
     assert metadata["quarantined"].value is False
 
-    labels = active(store.read_table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS))
+    labels = active(store.read(LABELS))
     human = labels[labels["source"] == "human"]
     assert sorted(human["image_id"]) == ["p0", "p1", "shared"]
     assert set(human["reviewer"]) == {"alice"} and set(human["class_name"]) == {"square"}
@@ -154,7 +163,7 @@ def test_a_batch_where_every_reviewer_fails_gold_is_quarantined_whole(tmp_path: 
     (gate,) = merge.get_asset_check_evaluations()
     assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
     assert not any(e.asset_key == dg.AssetKey("verified_labels") for e in merge.get_asset_materialization_events())
-    quality = store.read_table(ANNOTATIONS_FOLDER, "quality", QUALITY_COLUMNS)
+    quality = store.read(QUALITY)
     assert quarantined_reviewers(quality) == {(BATCH, "alice"), (BATCH, "bob")}
     assert quarantined_batches(quality) == {BATCH}
     assert _next_batch(store, instance) == {"p0", "p1", "p2", "p3", "shared"}

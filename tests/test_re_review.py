@@ -13,9 +13,8 @@ from labeling_dag.resources.loop_policy import LoopPolicy
 from verified_workdir import build_verified_workdir
 
 from labeling_dag import atomic
+from labeling_dag.contracts import ISSUE_COLUMNS, LABEL_COLUMNS
 from labeling_dag.definitions import build_definitions
-from labeling_dag.label_issues import ISSUE_COLUMNS
-from labeling_dag.merge import LABEL_COLUMNS
 from labeling_dag.review_selection import VERIFIED_LABELS_VERSION
 from labeling_dag.sensors import merge_run_config
 from labeling_dag.simulation.sample_data import CLASS_NAMES

@@ -3,6 +3,8 @@
 import pytest
 from labeling_dag.resources.storage import LabelStore
 
+from labeling_dag.contracts import REVIEW_BATCHES, Table
+
 
 def test_the_first_batch_to_claim_a_picture_owns_it(tmp_path):
     store = LabelStore(workdir=str(tmp_path))
@@ -25,14 +27,13 @@ def test_a_table_written_before_a_column_existed_reads_with_the_column_empty(tmp
     import pandas as pd
 
     store = LabelStore(workdir=str(tmp_path))
-    store.write_table("review_batch", "batches", pd.DataFrame({"batch_id": ["b1"], "image_id": ["a"], "extra": [1]}))
+    store.write(REVIEW_BATCHES, pd.DataFrame({"batch_id": ["b1"], "image_id": ["a"], "extra": [1]}))
     schema = {"batch_id": "str", "image_id": "str", "by_uncertainty": "bool", "score": "float64", "note": "str"}
+    grown = Table(REVIEW_BATCHES.folder, REVIEW_BATCHES.name, schema)
 
-    table = store.read_table("review_batch", "batches", schema)
+    table = store.read(grown)
     assert table.drop(columns="score").to_dict("records") == [
         {"batch_id": "b1", "image_id": "a", "extra": 1, "by_uncertainty": False, "note": ""}
     ]
     assert pd.isna(table["score"][0]) and table["by_uncertainty"].dtype == bool
-    assert store.read_table("review_batch", "batches", schema, only=["by_uncertainty"]).columns.tolist() == [
-        "by_uncertainty"
-    ]
+    assert store.read(grown, only=["by_uncertainty"]).columns.tolist() == ["by_uncertainty"]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from labeling_dag.contracts import EDITS, EFFORT, GOLD_LABELS, LABELS, REVIEW_BATCHES, VERIFIED_IMAGES
 from labeling_dag.human_time import ReviewCosts
 
 
@@ -356,9 +357,8 @@ class _Driver:
 
     def batches_out(self) -> pd.DataFrame:
         """The review-batch table so far."""
-        from labeling_dag.review_selection import BATCH_COLUMNS
 
-        return self.resources["store"].read_table("review_batch", "batches", BATCH_COLUMNS)
+        return self.resources["store"].read(REVIEW_BATCHES)
 
     def latest_batch(self) -> str | None:
         """The batch exported last, None before the first."""
@@ -379,7 +379,7 @@ def _raise_unexpected_failure(result) -> None:
 
 def _register_gold(store, truth, *, count: int, seed: int) -> None:
     """Known answers for ``count`` pool images, drawn by seed: the gold items mixed into batches."""
-    from labeling_dag.merge import GOLD_COLUMNS
+    from labeling_dag.contracts import GOLD_COLUMNS
 
     ids = sorted(truth)
     rng = np.random.default_rng(seed)
@@ -396,7 +396,7 @@ def _register_gold(store, truth, *, count: int, seed: int) -> None:
         for image_id in chosen
         for box in truth[image_id]
     ]
-    store.write_table("gold", "labels", pd.DataFrame(rows, columns=list(GOLD_COLUMNS)).astype(GOLD_COLUMNS))
+    store.write(GOLD_LABELS, pd.DataFrame(rows, columns=list(GOLD_COLUMNS)).astype(GOLD_COLUMNS))
 
 
 def _answer_batch(store, exchange, batch_id: str, truth, settings: LoopSettings, round_number: int) -> None:
@@ -418,14 +418,13 @@ def _answer_batch(store, exchange, batch_id: str, truth, settings: LoopSettings,
 
 def _round_record(store, truth, round_number: int, batch_id: str, seconds: float) -> RoundRecord:
     from labeling_dag.agreement import score_against_gold
-    from labeling_dag.human_time import EFFORT_COLUMNS
-    from labeling_dag.merge import EDIT_COLUMNS, LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
+    from labeling_dag.merge import active
     from labeling_dag.model_registry import ModelRegistry
 
-    edits = store.read_table("review_annotations", "edits", EDIT_COLUMNS)
+    edits = store.read(EDITS)
     batch = edits[(edits["batch_id"] == batch_id) & ~edits["is_gold"]]
     human = edits[~edits["is_gold"]]
-    labels = store.read_table("verified_labels", "labels", LABEL_COLUMNS)
+    labels = store.read(LABELS)
     auto = labels[(labels["merge_id"] == batch_id) & (labels["source"] == "auto_accepted")]
     tp = fp = 0
     for image_id, group in auto.groupby("image_id"):
@@ -437,8 +436,8 @@ def _round_record(store, truth, round_number: int, batch_id: str, seconds: float
         )
         tp, fp = tp + score.true_positives, fp + score.false_positives
     model = ModelRegistry(store.root).current()
-    effort = store.read_table("review_annotations", "effort", EFFORT_COLUMNS)
-    verified = active(store.read_table("verified_labels", "images", VERIFIED_IMAGE_COLUMNS))
+    effort = store.read(EFFORT)
+    verified = active(store.read(VERIFIED_IMAGES))
     return RoundRecord(
         round=round_number,
         batch_id=batch_id,
@@ -473,22 +472,22 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
     (see :mod:`labeling_dag.simulation.loop_start`).
     """
     from labeling_dag.dataset_quality import label_quality
-    from labeling_dag.human_time import EFFORT_COLUMNS, hand_label_seconds
-    from labeling_dag.merge import LABEL_COLUMNS, VERIFIED_IMAGE_COLUMNS, active
+    from labeling_dag.human_time import hand_label_seconds
+    from labeling_dag.merge import active
     from labeling_dag.model_registry import ModelRegistry
     from labeling_dag.resources.storage import LabelStore
     from labeling_dag.simulation.simulated_reviewer import load_truth
 
     store = LabelStore(workdir=str(settings.workdir.resolve()))
     truth = load_truth(settings.dataset, "train")
-    images = active(store.read_table("verified_labels", "images", VERIFIED_IMAGE_COLUMNS))
+    images = active(store.read(VERIFIED_IMAGES))
     sources = {row.image_id: row.source for row in images.itertuples() if row.image_id in truth}
     labels: dict[str, list] = {}
-    for row in active(store.read_table("verified_labels", "labels", LABEL_COLUMNS)).itertuples():
+    for row in active(store.read(LABELS)).itertuples():
         labels.setdefault(row.image_id, []).append((row.class_name, _box(row)))
     reference = {image_id: [(box.class_name, box.box) for box in boxes] for image_id, boxes in truth.items()}
     quality = label_quality(labels, reference, sources, class_names=store.class_names())
-    human = float(store.read_table("review_annotations", "effort", EFFORT_COLUMNS)["modelled_seconds"].sum())
+    human = float(store.read(EFFORT)["modelled_seconds"].sum())
     hand = hand_label_seconds(len(truth), sum(len(boxes) for boxes in truth.values()), settings.review_costs)
     models = ModelRegistry(store.root).entries()
     warm = bool(models) and models[0].source == "seed_model"

@@ -24,9 +24,9 @@ from labeling_dag.resources.review_exchange import FileReviewExchange, FolderRev
 from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag import atomic
+from labeling_dag.contracts import BATCH_COLUMNS, REVIEW_BATCHES
 from labeling_dag.formats.label_studio import review_task
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
-from labeling_dag.review_selection import BATCH_COLUMNS
 from labeling_dag.sensors import review_complete_sensor
 
 CLASSES = ("circle", "square", "triangle")
@@ -81,8 +81,8 @@ def export_batch(store: LabelStore, batch_id: str, images: int = 3) -> list[dict
         },
         columns=list(BATCH_COLUMNS),
     ).astype(BATCH_COLUMNS)
-    batches = store.read_table("review_batch", "batches", BATCH_COLUMNS)
-    store.write_table("review_batch", "batches", pd.concat([batches, rows], ignore_index=True))
+    batches = store.read(REVIEW_BATCHES)
+    store.write(REVIEW_BATCHES, pd.concat([batches, rows], ignore_index=True))
     return tasks
 
 

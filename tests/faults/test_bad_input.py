@@ -37,12 +37,13 @@ from pydantic import ValidationError
 
 from labeling_dag import cli
 from labeling_dag.calibration import calibrate
-from labeling_dag.cleaning import IMAGE_COLUMNS, REJECT_COLUMNS, clean_image, reject_row
+from labeling_dag.cleaning import clean_image, reject_row
 from labeling_dag.cold_start import NoModelError, current_or_seed_model
+from labeling_dag.contracts import CLEANED, LABELS, QUALITY, RAW_COLUMNS, RAW_INDEX, REJECTS
 from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.image_quality import ImageRejected, load_image
-from labeling_dag.ingest import RAW_COLUMNS, ingest
-from labeling_dag.merge import ANNOTATIONS_FOLDER, LABEL_COLUMNS, QUALITY_COLUMNS, VERIFIED_FOLDER, active
+from labeling_dag.ingest import ingest
+from labeling_dag.merge import active
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.sampling import select_for_review
 from labeling_dag.sensors import merge_run_config
@@ -203,14 +204,14 @@ def test_cleaning_a_batch_of_bad_and_awkward_images_end_to_end(tmp_path: Path, i
     first = run()
     assert first.success
     store = LabelStore(workdir=str(work))
-    rejects = store.read_table("cleaned_images", "rejects", REJECT_COLUMNS)
+    rejects = store.read(REJECTS)
     by_file = {Path(p).name: row for p, row in zip(rejects["source_path"], rejects.itertuples())}
     assert {name: row.reason for name, row in by_file.items()} == IMAGE_REJECTS
     for name, row in by_file.items():
         assert row.message.startswith(f"{source / batch / name}: ")
-    images = store.read_table("cleaned_images", "images", IMAGE_COLUMNS)
+    images = store.read(CLEANED)
     # Every ingested file is accounted for, either cleaned or rejected (never both, never neither).
-    raw = store.read_table("raw_images", "index", RAW_COLUMNS)
+    raw = store.read(RAW_INDEX)
     accepted = {
         Path(p).name for p, image_id in zip(raw["source_path"], raw["image_id"]) if image_id in set(images["image_id"])
     }
@@ -448,7 +449,7 @@ def test_two_reviewers_disagreeing_is_merged_latest_wins_and_kappa_recorded(work
     assert [r.run_key for r in result.run_requests] == [OPEN]
     merged = _merge(store, OPEN)
 
-    labels = active(store.read_table(VERIFIED_FOLDER, "labels", LABEL_COLUMNS))
+    labels = active(store.read(LABELS))
     from_open = labels[labels["review_batch_id"] == OPEN]
     assert sorted(from_open["image_id"]) == [f"{OPEN}-img{i}" for i in range(3)]
     assert set(from_open["class_name"]) == {"triangle"}
@@ -457,7 +458,7 @@ def test_two_reviewers_disagreeing_is_merged_latest_wins_and_kappa_recorded(work
     assert metadata["reviewers"].value == ["reviewer-1", "reviewer-2"]
     kappa = metadata["cohen_kappa"].value
     assert set(kappa) == {"reviewer-1 vs reviewer-2"} and kappa["reviewer-1 vs reviewer-2"] <= 0.0
-    quality = store.read_table(ANNOTATIONS_FOLDER, "quality", QUALITY_COLUMNS)
+    quality = store.read(QUALITY)
     assert set(quality.loc[quality["batch_id"] == OPEN, "reviewer"]) == {"reviewer-1", "reviewer-2", "*"}
 
 

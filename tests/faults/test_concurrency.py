@@ -22,6 +22,7 @@ import dagster as dg
 import pytest
 from labeling_dag.resources.storage import LabelStore
 
+from labeling_dag.contracts import EDITS, LABELS, MERGES
 from labeling_dag.review_intake import SETTLE_SECONDS, judge_review_file
 from tests.faults.review_files import (
     CLASSES,
@@ -243,12 +244,11 @@ def _returned(store: LabelStore, batch_ids: list[str]) -> None:
 
 
 def _verified(store: LabelStore) -> tuple[object, object, object]:
-    from labeling_dag.merge import EDIT_COLUMNS, LABEL_COLUMNS, MERGE_COLUMNS
 
     return (
-        store.read_table("verified_labels", "labels", LABEL_COLUMNS),
-        store.read_table("verified_labels", "merges", MERGE_COLUMNS),
-        store.read_table("review_annotations", "edits", EDIT_COLUMNS),
+        store.read(LABELS),
+        store.read(MERGES),
+        store.read(EDITS),
     )
 
 
