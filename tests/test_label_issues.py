@@ -213,6 +213,8 @@ def _sent(batch_id: str, image_id: str, hours: int, *, gold: bool = False, spot_
         "model_version": "m",
         "is_gold": gold,
         "is_spot_check": spot_check,
+        "by_uncertainty": False,
+        "is_re_review": False,
         "created_at": _at(hours),
         "run_id": "r",
     }

@@ -528,6 +528,7 @@ def batch_rows(batch_id: str, image_ids: list[str]) -> Any:
             "is_gold": False,
             "is_spot_check": False,
             "by_uncertainty": False,
+            "is_re_review": False,
             "created_at": "2026-01-01T00:00:00+00:00",
             "run_id": "select-run",
         }

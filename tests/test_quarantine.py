@@ -65,6 +65,7 @@ def _workdir(root: Path, alice: dict[str, str], bob: dict[str, str]) -> LabelSto
             "is_gold": [image_id in GOLD for image_id in ids],
             "is_spot_check": False,
             "by_uncertainty": False,
+            "is_re_review": False,
             "created_at": ANSWERED_AT.isoformat(),
             "run_id": "run-1",
         },

@@ -76,6 +76,7 @@ def export_batch(store: LabelStore, batch_id: str, images: int = 3) -> list[dict
             "is_gold": False,
             "is_spot_check": False,
             "by_uncertainty": False,
+            "is_re_review": False,
             "created_at": ANSWERED_AT.isoformat(),
             "run_id": "run-1",
         },
