@@ -170,7 +170,8 @@ def choose(
 
     ``calibration_fraction`` of ``k`` (not for the ``random`` strategy, whose batches are a sample
     of everything already) is drawn at random from the images with boxes, after the strategy's
-    picks (:func:`calibration_sample`). Auto-accept is fitted on those draws only
+    picks (:func:`calibration_sample`); where too few images have boxes, the strategy fills the
+    batch. Auto-accept is fitted on those draws only
     (:func:`calibration_evidence`): the strategy's picks were chosen for looking wrong, so they
     are no sample of the images auto-accept decides about.
     """
@@ -178,22 +179,33 @@ def choose(
         return candidates.assign(score=pd.Series(dtype="float64"), by_uncertainty=pd.Series(dtype="bool"))
     embeddings = np.array(candidates["embedding"].tolist(), dtype=np.float64) if diversity else None
     calibrating = 0 if strategy == "random" else round(calibration_fraction * k)
-    picked = select_for_review(
-        candidates,
-        k=k - calibrating,
-        strategy=strategy,
-        uncertainty_measure=uncertainty_measure,
-        random_fraction=random_fraction,
-        diversity=diversity,
-        embeddings=embeddings,
-        costs=expected_boxes(candidates["n_boxes"].to_numpy()) if cost_aware else None,
-        seed=seed,
-    )
+
+    def ranked(positions: np.ndarray, count: int) -> list[int]:
+        """The strategy's ``count`` picks among ``positions`` of the candidates."""
+        if count <= 0 or not len(positions):
+            return []
+        order = select_for_review(
+            candidates.iloc[positions],
+            k=count,
+            strategy=strategy,
+            uncertainty_measure=uncertainty_measure,
+            random_fraction=random_fraction,
+            diversity=diversity,
+            embeddings=None if embeddings is None else embeddings[positions],
+            costs=expected_boxes(candidates["n_boxes"].to_numpy()[positions]) if cost_aware else None,
+            seed=seed,
+        )
+        return [int(positions[i]) for i in order]
+
+    everything = np.arange(len(candidates))
+    picked = ranked(everything, k - calibrating)
     sample = calibration_sample(candidates, count=calibrating, taken=set(picked), seed=seed)
+    # Too few images with boxes for the sample (an early model finds little): the strategy fills the batch.
+    picked += ranked(np.setdiff1d(everything, np.array([*picked, *sample], dtype=np.intp)), calibrating - len(sample))
     measure = strategy if strategy in MEASURES else uncertainty_measure
     chosen = candidates.iloc[[*picked, *sample]].reset_index(drop=True)
-    ranked = np.arange(len(chosen)) < len(picked) if strategy != "random" else np.zeros(len(chosen), dtype=bool)
-    return chosen.assign(score=chosen[measure].astype("float64"), by_uncertainty=ranked)
+    by_uncertainty = np.arange(len(chosen)) < len(picked) if strategy != "random" else np.zeros(len(chosen), bool)
+    return chosen.assign(score=chosen[measure].astype("float64"), by_uncertainty=by_uncertainty)
 
 
 def calibration_sample(candidates: pd.DataFrame, *, count: int, taken: set[int], seed: int) -> list[int]:

@@ -114,3 +114,17 @@ def test_auto_accept_is_fitted_on_random_draws_only() -> None:
     kept = calibration_evidence(edits, batches)
     assert list(zip(kept["batch_id"], kept["image_id"])) == [("b1", "drawn"), ("b1.r2", "drawn"), ("b1", "gold")]
     assert calibration_evidence(edits.iloc[0:0], batches).empty
+
+
+def test_the_strategy_fills_the_batch_when_too_few_images_have_boxes_for_the_sample() -> None:
+    """Only 2 images have boxes: the half-batch sample gets both, and the strategy's next picks
+    make up the rest, so the batch keeps its size."""
+    candidates = _candidates(20).assign(n_boxes=[2 if i in (3, 7) else 0 for i in range(20)])
+    settings = dict(
+        k=10, uncertainty_measure="least_confidence", random_fraction=0.0, diversity=False, seed=0, cost_aware=False
+    )
+    chosen = choose(candidates, strategy="least_confidence", calibration_fraction=0.5, **settings)
+    ranks = [int(i[4:]) for i in chosen["image_id"]]
+    assert len(ranks) == 10 and len(set(ranks)) == 10
+    assert ranks[:8] == list(range(19, 11, -1)) and sorted(ranks[8:]) == [3, 7]
+    assert chosen["by_uncertainty"].tolist() == [True] * 8 + [False] * 2
