@@ -9,9 +9,11 @@ from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBac
 from labeling_dag.resources.storage import LabelStore
 from pydantic import Field
 
+from labeling_dag.consensus import CONSENSUS_VERSION
 from labeling_dag.contracts import (
     BATCH_COLUMNS,
     CLEANED,
+    DISPUTES,
     GOLD_LABELS,
     LABELS,
     MERGES,
@@ -34,8 +36,11 @@ from labeling_dag.review_selection import (
     batch_id_for,
     choose,
     cold_start_scores,
+    disputes_as_pre_labels,
     eligible_images,
     extra_items,
+    open_disputes,
+    overlapped,
     quarantined_batches,
     review_images,
     shuffled,
@@ -55,7 +60,14 @@ class ReviewBatchConfig(dg.Config):
     pending spot checks of auto-accepted images (at most a quarter of ``size``) come on top,
     shuffled in, indistinguishable to the annotator, and so do the worst suspects of
     ``label_issues`` (at most ``re_review_rate`` of the images chosen, each sent back once), whose
-    tasks show their verified labels for the reviewer to confirm or correct.
+    tasks show their verified labels for the reviewer to confirm or correct. Images whose
+    annotators disagreed (:mod:`labeling_dag.consensus`) come back as one adjudication task each,
+    showing every box they drew.
+    ``overlap_rate`` of the images chosen (and then every gold item) go to ``annotators_per_item``
+    annotators each, labelled independently and merged by consensus, with their agreement gated
+    in ``review_annotations``:
+    each costs that many looks, so it buys measured agreement and fewer single-reviewer slips,
+    not human seconds. Off by default.
     ``cost_aware`` ranks the uncertainty part by uncertainty per expected box (pre-label
     count) instead of per image, for budgets counted in the boxes annotators draw.
     ``calibration_fraction`` of the batch is drawn at random from the images with boxes
@@ -76,6 +88,8 @@ class ReviewBatchConfig(dg.Config):
     gold_rate: float = 0.1
     skip_near_duplicates: bool = True
     re_review_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    overlap_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    annotators_per_item: int = Field(default=2, ge=2)
     image_url_prefix: str = "/data/local-files/?d="
 
 
@@ -102,13 +116,21 @@ def review_batch(
     batches = store.read(REVIEW_BATCHES)
     merges = store.read(MERGES)
     quarantined = quarantined_batches(store.read(QUALITY))
-    batch_id = batch_id_for(scores, config.model_dump(), closed_batches=set(merges["merge_id"]) | quarantined)
+    # How many annotators see an image does not change which images are chosen, nor the batch.
+    selection = config.model_dump(exclude={"overlap_rate", "annotators_per_item"})
+    batch_id = batch_id_for(scores, selection, closed_batches=set(merges["merge_id"]) | quarantined)
 
     verified = set(active(store.read(VERIFIED_IMAGES))["image_id"])
     gold = sorted(set(store.read(GOLD_LABELS)["image_id"]) & set(cleaned["image_id"]))
     # A merged batch no longer holds the images only its quarantined reviewers answered.
     returned = store.read(RETURNED)
     holding = batches[~unmerged_rows(batches, returned, merged=set(merges["merge_id"]))]
+    # Images their annotators disagreed on go back as one adjudication task each, not to the pool.
+    disputes = store.read(DISPUTES)
+    live = holding[~holding["batch_id"].isin(quarantined) & (holding["batch_id"] != batch_id)]
+    adjudications = open_disputes(
+        disputes, verified=verified, sent=set(live.loc[live["model_version"] == CONSENSUS_VERSION, "image_id"])
+    )
     candidates = eligible_images(
         scores,
         cleaned,
@@ -116,7 +138,7 @@ def review_batch(
         batch_id=batch_id,
         released_batches=quarantined,
         verified=verified,
-        excluded=set(gold),
+        excluded=set(gold) | set(disputes["image_id"]),
         skip_near_duplicates=config.skip_near_duplicates,
     )
     chosen = choose(
@@ -137,7 +159,7 @@ def review_batch(
     re_reviews = open_suspects(
         suspects[suspects["image_id"].isin(verified)], sent, math.ceil(config.re_review_rate * config.size)
     )
-    work = len(chosen) + len(re_reviews)
+    work = len(chosen) + len(re_reviews) + len(adjudications)
     spot_checks = _open_spot_checks(store, holding, batch_id) if work else []
     extras = (
         extra_items(gold, count=math.ceil(config.gold_rate * work), batch_id=batch_id)
@@ -149,28 +171,41 @@ def review_batch(
         if work
         else []
     )
-    order = shuffled(list(chosen["image_id"]) + extras + re_reviews, batch_id=batch_id)
+    order = shuffled(list(chosen["image_id"]) + extras + re_reviews + adjudications, batch_id=batch_id)
     picked = chosen.set_index("image_id").reindex(order)
     picked["score"] = picked["score"].fillna(0.0)
     picked["by_uncertainty"] = picked["by_uncertainty"].astype("boolean").fillna(False).astype(bool)
     picked["model_version"] = scores.set_index("image_id")["model_version"].reindex(order).fillna("")
     picked.loc[re_reviews, "model_version"] = VERIFIED_LABELS_VERSION
+    picked.loc[adjudications, "model_version"] = CONSENSUS_VERSION
     picked = picked.reset_index()
+    # Every annotator of a batch meets its gold items, so the gold gate judges each of them.
+    shared = set(overlapped(list(chosen["image_id"]), rate=config.overlap_rate, batch_id=batch_id))
+    shared |= set(picked["image_id"]) & set(gold) if shared else set()
+    picked["annotators"] = [config.annotators_per_item if image in shared else 1 for image in picked["image_id"]]
 
     boxes = store.read(PRE_LABEL_BOXES)
-    if re_reviews:
-        shown = verified_as_pre_labels(active(store.read(LABELS)), re_reviews, store.class_names())
-        boxes = pd.concat([boxes[~boxes["image_id"].isin(re_reviews)], shown], ignore_index=True)
+    if re_reviews or adjudications:
+        shown = pd.concat(
+            [
+                verified_as_pre_labels(active(store.read(LABELS)), re_reviews, store.class_names()),
+                disputes_as_pre_labels(disputes, adjudications, store.class_names()),
+            ],
+            ignore_index=True,
+        )
+        boxes = pd.concat([boxes[~boxes["image_id"].isin(re_reviews + adjudications)], shown], ignore_index=True)
     runs = store.read(PRE_LABEL_IMAGES).set_index("image_id")["run_id"]
     images = review_images(picked, cleaned, boxes, image_url_prefix=config.image_url_prefix)
+    not_a_model = (VERIFIED_LABELS_VERSION, CONSENSUS_VERSION)
     tasks = [
         review_task(
             image,
             batch_id=batch_id,
             model_version=model,
-            pre_label_run_id="" if model == VERIFIED_LABELS_VERSION else runs.get(image.image_id, ""),
+            pre_label_run_id="" if model in not_a_model else runs.get(image.image_id, ""),
+            annotators=annotators,
         )
-        for image, model in zip(images, picked["model_version"])
+        for image, model, annotators in zip(images, picked["model_version"], picked["annotators"])
     ]
     outbox = exchange.export(store.root, batch_id, tasks) if tasks else None
     handed_over = review.export(store.root, batch_id, tasks, store.class_names()) if tasks else ""
@@ -187,6 +222,7 @@ def review_batch(
             "is_spot_check": picked["image_id"].isin(spot_checks),
             "by_uncertainty": picked["by_uncertainty"],
             "is_re_review": picked["image_id"].isin(re_reviews),
+            "annotators": picked["annotators"],
             "created_at": datetime.now(UTC).isoformat(),
             "run_id": context.run_id,
         },
@@ -200,6 +236,8 @@ def review_batch(
             "gold_items": int(rows["is_gold"].sum()),
             "spot_checks": int(rows["is_spot_check"].sum()),
             "re_reviews": int(rows["is_re_review"].sum()),
+            "adjudications": len(adjudications),
+            "overlapped_images": len(shared - set(gold)),
             "boxes_proposed": sum(len(task["predictions"][0]["result"]) for task in tasks),
             "eligible_images": len(candidates),
             "pool_done": not len(chosen),  # every pool image verified or in review

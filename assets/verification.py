@@ -6,6 +6,7 @@ spot-check flags from its batch.
 """
 
 import json
+from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import partial
@@ -18,11 +19,13 @@ from labeling_dag.resources.storage import LabelStore
 from pydantic import Field
 
 from labeling_dag import atomic
-from labeling_dag.agreement import latest_by_image, overlap_kappa
+from labeling_dag.agreement import latest_per_reviewer, overlap_kappa
 from labeling_dag.calibration import sample_spot_checks
 from labeling_dag.cleaning import pool_images
+from labeling_dag.consensus import agreement, dispute_rows, merge_annotations
 from labeling_dag.contracts import (
     CLEANED,
+    DISPUTES,
     EDITS,
     EFFORT,
     GOLD_LABELS,
@@ -41,7 +44,7 @@ from labeling_dag.contracts import (
     VERIFIED_IMAGES,
     VERIFIED_LABELS,
 )
-from labeling_dag.formats.label_studio import parse_all_annotations, parse_export
+from labeling_dag.formats.label_studio import parse_all_annotations, parse_export, required_annotations
 from labeling_dag.human_time import ReviewCosts, edit_mix, effort_rows
 from labeling_dag.merge import (
     active,
@@ -55,6 +58,7 @@ from labeling_dag.merge import (
     quality_rows,
     returned_rows,
     verified_image_rows,
+    with_agreement,
 )
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.review_selection import (
@@ -80,16 +84,21 @@ class ReviewCostConfig(dg.Config):
 
 
 class ReviewIntakeConfig(dg.Config):
-    """Which returned batch to take in, the gold accuracy a batch must reach to be merged, and
-    the prices of review actions that its human time is counted in.
+    """Which returned batch to take in, the gold accuracy and the agreement a batch must reach to
+    be merged, and the prices of review actions that its human time is counted in.
 
     Gold accuracy is tp / (tp + fp + fn) over the gold boxes, so one box drawn with the wrong
     class counts twice; with the usual handful of gold items per batch, 0.7 lets a careful
-    reviewer's single slip through and stops a careless one.
+    reviewer's single slip through and stops a careless one. Where several annotators labelled
+    the same images, their Cohen's kappa on matched boxes must reach ``min_kappa`` (0.6: the
+    lower bound of "substantial" agreement, Landis & Koch 1977) and the share of boxes both drew
+    ``min_box_agreement``; careful annotators (2 % of boxes wrong) score about 0.98 on both.
     """
 
     batch_id: str
     min_gold_accuracy: float = Field(default=0.7, ge=0.0, le=1.0)
+    min_kappa: float = Field(default=0.6, ge=-1.0, le=1.0)
+    min_box_agreement: float = Field(default=0.8, ge=0.0, le=1.0)
     review_costs: ReviewCostConfig = ReviewCostConfig()
 
 
@@ -107,9 +116,10 @@ def review_annotations(
     batch = batch[batch["batch_id"] == split_revision(batch_id)[0]]
 
     gold_ids = set(batch.loc[batch["is_gold"], "image_id"])
+    exported = exchange.exported_tasks(store.root, batch_id)
     edits_of = partial(
         edit_rows,
-        exported=exchange.exported_tasks(store.root, batch_id),
+        exported=exported,
         batch_id=batch_id,
         gold_ids=gold_ids,
         spot_check_ids=set(batch.loc[batch["is_spot_check"], "image_id"]),
@@ -118,15 +128,32 @@ def review_annotations(
     quality = quality_rows(
         everyone, gold, batch_id=batch_id, min_gold_accuracy=config.min_gold_accuracy, run_id=context.run_id
     )
-    # The gold gate decides per reviewer: each task keeps the latest annotation of a reviewer who
-    # passed, and only those become the batch's edits (the merge's labels, calibration evidence)
-    # and its returned images; a task that only quarantined reviewers answered goes back to the pool.
+    # The gold gate decides per reviewer: each task keeps the annotations of reviewers who passed,
+    # merged by consensus where several did; only those become the batch's edits (the merge's
+    # labels, calibration evidence) and its returned images. A task that only quarantined
+    # reviewers answered goes back to the pool, one its reviewers disagreed on to adjudication.
     failed_reviewers = sorted(reviewer for _, reviewer in quarantined_reviewers(quality))
-    trusted = latest_by_image(everyone, excluding=failed_reviewers)
-    edits = edits_of(trusted)
-    returned = returned_rows(trusted, batch_id=batch_id)
-    # Human time is what every reviewer spent, quarantined or not.
-    done = edits if trusted == latest else edits_of(latest)
+    trusted = [annotation for annotation in everyone if annotation.reviewer not in failed_reviewers]
+    # Consensus and agreement are for the tasks that asked for several annotators; on any other
+    # task (and in a revision) a later annotation is a correction, and the latest wins.
+    asked = {task["data"]["image_id"] for task in exported if required_annotations(task) > 1}
+    shared = asked if split_revision(batch_id)[0] == batch_id else set()
+    quality = with_agreement(
+        quality,
+        [s for s in agreement([a for a in everyone if a.image_id in shared]) if s.reviewer != "*"]
+        + [s for s in agreement([a for a in trusted if a.image_id in shared]) if s.reviewer == "*"],
+        min_kappa=config.min_kappa,
+        min_box_agreement=config.min_box_agreement,
+    )
+    merged, settled = (
+        merge_annotations(trusted, shared=shared) if batch_id not in quarantined_batches(quality) else ([], [])
+    )
+    disputed = [outcome for outcome in settled if outcome.disputed and outcome.image_id not in gold_ids]
+    edits = edits_of(merged)
+    returned = returned_rows(merged, batch_id=batch_id)
+    # Human time is what every reviewer spent, quarantined or not: every one's look and edits.
+    looked = [annotation for by in latest_per_reviewer(everyone).values() for annotation in by.values()]
+    done = edits_of(looked)
     effort = effort_rows(
         batch_id,
         [annotation.image_id for annotation in latest],
@@ -134,15 +161,24 @@ def review_annotations(
         _measured_seconds(everyone),
         gold_ids=gold_ids,
         costs=ReviewCosts(**config.review_costs.model_dump()),
+        looks=Counter(annotation.image_id for annotation in looked),
+    )
+    tables = (
+        (EDITS, edits),
+        (QUALITY, quality),
+        (RETURNED, returned),
+        (EFFORT, effort),
+        (DISPUTES, dispute_rows(disputed, batch_id=batch_id)),
     )
     # Read-modify-write of tables shared by every batch: two intakes at once would keep only one's rows.
     with store.locked(REVIEW_ANNOTATIONS.folder):
-        for table, rows in ((EDITS, edits), (QUALITY, quality), (RETURNED, returned), (EFFORT, effort)):
+        for table, rows in tables:
             kept = store.read(table)
             store.write(table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True))
 
     kappas = {f"{a} vs {b}": round(k, 4) for (a, b), k in overlap_kappa(everyone).items()}
     by_reviewer = quality.set_index("reviewer")["gold_accuracy"].round(4).to_dict()
+    batch_row = quality[quality["reviewer"] == "*"].iloc[0]
     return dg.MaterializeResult(
         metadata={
             "batch_id": batch_id,
@@ -156,10 +192,31 @@ def review_annotations(
             "cohen_kappa": dg.MetadataValue.json(kappas),
             "quarantined": batch_id in quarantined_batches(quality),
             "quarantined_reviewers": dg.MetadataValue.json(failed_reviewers),
-            "tasks_merged": len(trusted),
+            "tasks_merged": len(merged),
+            "images_with_consensus": len(settled),
+            "images_disputed": len(disputed),
+            **{name: _figure(batch_row[name]) for name in ("kappa", "mean_iou", "box_agreement")},
+            "agreement_by_reviewer": dg.MetadataValue.json(_agreement_by_reviewer(quality)),
             **_effort_metadata(effort, done),
         }
     )
+
+
+def _figure(value: float) -> float | None:
+    return None if pd.isna(value) else round(float(value), 4)
+
+
+def _agreement_by_reviewer(quality: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """Each reviewer's agreement with the others, for the UI."""
+    reviewers = quality[(quality["reviewer"] != "*") & (quality["matched_boxes"] > 0)]
+    return {
+        row.reviewer: {
+            "matched_boxes": int(row.matched_boxes),
+            "kappa": _figure(row.kappa),
+            "mean_iou": _figure(row.mean_iou),
+        }
+        for row in reviewers.itertuples()
+    }
 
 
 def _measured_seconds(annotations) -> dict[str, float]:
@@ -275,8 +332,15 @@ def verified_labels(
             )
             boxes = store.read(PRE_LABEL_BOXES)
             boxes = boxes[boxes["model_version"] == model.model_version]
+            # An image its annotators disagreed on waits for a human to settle it.
+            disputed = set(store.read(DISPUTES)["image_id"])
             candidates = (
-                set(boxes["image_id"]) - set(before["image_id"]) - set(sources) - set(gold["image_id"]) - in_review
+                set(boxes["image_id"])
+                - set(before["image_id"])
+                - set(sources)
+                - set(gold["image_id"])
+                - in_review
+                - disputed
             )
             auto = auto_accepted_rows(boxes, candidates, calibration, gate, merge_id=merge_id)
             sources |= {image_id: "auto_accepted" for image_id in auto["image_id"]}

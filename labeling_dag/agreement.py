@@ -384,7 +384,7 @@ def latest_by_image(annotations: Sequence[TaskAnnotation], *, excluding: Collect
     return list(chosen.values())
 
 
-def _latest_per_reviewer(
+def latest_per_reviewer(
     annotations: Sequence[TaskAnnotation],
 ) -> dict[str, dict[str, TaskAnnotation]]:
     """``image_id -> reviewer -> annotation``, keeping a reviewer's latest one of an image."""
@@ -413,7 +413,7 @@ def overlap_kappa(
     empty images) are left out, since kappa says nothing there.
     """
     items: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    latest = _latest_per_reviewer(annotations)
+    latest = latest_per_reviewer(annotations)
     for image_id in sorted(latest):
         by_reviewer = latest[image_id]
         for first, second in itertools.combinations(sorted(by_reviewer), 2):

@@ -62,14 +62,16 @@ def pre_labels_gate(context: dg.AssetCheckExecutionContext, store: LabelStore) -
     blocking=True,
     description=(
         "GX suite: gold accuracy of each reviewer reaches the threshold; a reviewer below it is quarantined "
-        "(a warning, the others' annotations are merged), a batch where every reviewer is blocks the merge"
+        "(a warning, the others' annotations are merged), a batch where every reviewer is blocks the merge, "
+        "and so does a batch whose annotators agreed less than the kappa or box-agreement floor"
     ),
 )
 def review_quality_gate(context: dg.AssetCheckExecutionContext, store: LabelStore) -> dg.AssetCheckResult:
     """Validate the quality rows this run wrote for its review batch.
 
-    A failure blocks the merge (severity ERROR) only when no reviewer of the batch passed; otherwise
-    it is a warning: the failing reviewers' annotations were already left out of the batch's edits.
+    A failure blocks the merge (severity ERROR) when no reviewer of the batch passed or its
+    annotators agreed too little; otherwise it is a warning: the failing reviewers' annotations
+    were already left out of the batch's edits.
     """
     quality = store.read(QUALITY)
     mine = quality[quality["run_id"] == context.run.run_id]

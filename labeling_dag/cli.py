@@ -152,6 +152,8 @@ def _run_loop(args: argparse.Namespace) -> int:
         target_precision=args.target_precision,
         target_image_accuracy=args.target_image_accuracy,
         reviewer_error_rate=args.reviewer_error_rate,
+        overlap_rate=args.overlap_rate,
+        annotators_per_item=args.annotators_per_item,
         seed=args.seed,
         gold_images=args.gold_images,
         imgsz=args.imgsz,
@@ -286,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-image-accuracy", type=float, default=0.9, help="auto-accepted images that must be fully right"
     )
     loop.add_argument("--reviewer-error-rate", type=float, default=0.0)
+    loop.add_argument(
+        "--overlap-rate", type=float, default=0.0, help="share of each batch labelled by several annotators (consensus)"
+    )
+    loop.add_argument("--annotators-per-item", type=int, default=2, help="annotators of an overlapped image")
     loop.add_argument("--seed", type=int, default=0)
     loop.add_argument("--gold-images", type=int, default=4)
     loop.add_argument("--imgsz", type=int, default=128)

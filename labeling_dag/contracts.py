@@ -136,6 +136,9 @@ BATCH_COLUMNS: dict[str, str] = {
     "by_uncertainty": "bool",
     # A verified image sent back because label_issues suspects its labels; the task shows those labels.
     "is_re_review": "bool",
+    # Annotators asked to label the image independently (overlap for consensus); 0 in a table
+    # written before the column existed, read as 1.
+    "annotators": "int64",
     "created_at": "str",
     "run_id": "str",
 }
@@ -168,7 +171,31 @@ QUALITY_COLUMNS: dict[str, str] = {
     "gold_tasks": "int64",
     "gold_accuracy": "float64",
     "min_gold_accuracy": "float64",
+    # Agreement with the other reviewers of the images they shared (labeling_dag.consensus.agreement);
+    # NaN where nobody shared an image. The floors gate the batch row only.
+    "matched_boxes": "int64",
+    "kappa": "float64",
+    "mean_iou": "float64",
+    "box_agreement": "float64",
+    "min_kappa": "float64",
+    "min_box_agreement": "float64",
     "run_id": "str",
+}
+# One row per fused box of an image its reviewers did not agree on (labeling_dag.consensus): what
+# the image's adjudication task shows.
+DISPUTE_COLUMNS: dict[str, str] = {
+    "batch_id": "str",
+    "image_id": "str",
+    "region_id": "str",
+    "class_name": "str",
+    "x": "float64",
+    "y": "float64",
+    "w": "float64",
+    "h": "float64",
+    "votes": "int64",
+    "reviewers": "int64",
+    "class_votes": "str",  # JSON: [[class, votes], ...], most voted first
+    "agreed": "bool",
 }
 # One row per image a returned batch (or revision) answered.
 EFFORT_COLUMNS: dict[str, str] = {
@@ -258,6 +285,7 @@ EDITS = REVIEW_ANNOTATIONS.table("edits", EDIT_COLUMNS)
 QUALITY = REVIEW_ANNOTATIONS.table("quality", QUALITY_COLUMNS)
 RETURNED = REVIEW_ANNOTATIONS.table("returned", RETURNED_COLUMNS)
 EFFORT = REVIEW_ANNOTATIONS.table("effort", EFFORT_COLUMNS)
+DISPUTES = REVIEW_ANNOTATIONS.table("disputes", DISPUTE_COLUMNS)
 
 VERIFIED_LABELS = Stage("verified_labels", "verified_labels")
 LABELS = VERIFIED_LABELS.table("labels", LABEL_COLUMNS)

@@ -61,9 +61,13 @@ class ReviewCosts:
 
 
 def review_seconds(
-    images: Sequence[str], edit_images: pd.Series, edit_kinds: pd.Series, costs: ReviewCosts
+    images: Sequence[str],
+    edit_images: pd.Series,
+    edit_kinds: pd.Series,
+    costs: ReviewCosts,
+    looks: Mapping[str, int] | None = None,
 ) -> pd.Series:
-    """Modelled seconds per reviewed image: looking at it once plus its boxes' actions.
+    """Modelled seconds per reviewed image: looking at it plus its boxes' actions.
 
     Args:
         images: every reviewed image, each once; one with no edit row (reviewed, nothing
@@ -72,6 +76,8 @@ def review_seconds(
         edit_kinds: the action on each box (values of :data:`EDIT_KINDS`), aligned with
             ``edit_images``.
         costs: the prices.
+        looks: how many annotators looked at each image (1 where missing): each look costs
+            ``per_image``, and ``edit_images`` carries every annotator's edits.
 
     Returns:
         Seconds (float64) indexed by image id, in ``images`` order.
@@ -89,7 +95,8 @@ def review_seconds(
         raise ValueError(f"edits of images that were not reviewed: {strays[:5]}")
     per_box = edit_kinds.map(costs.per_edit).astype("float64").to_numpy()
     boxes = pd.Series(per_box, index=edit_images.to_numpy()).groupby(level=0).sum()
-    return (boxes.reindex(index, fill_value=0.0) + costs.per_image).astype("float64")
+    seen = pd.Series([max(1, (looks or {}).get(image_id, 1)) for image_id in index], index=index, dtype="float64")
+    return (boxes.reindex(index, fill_value=0.0) + costs.per_image * seen).astype("float64")
 
 
 def hand_label_seconds(images: int, boxes: int, costs: ReviewCosts) -> float:
@@ -113,6 +120,7 @@ def effort_rows(
     *,
     gold_ids: set[str],
     costs: ReviewCosts,
+    looks: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """The human time one returned batch took, one row per reviewed image.
 
@@ -123,8 +131,9 @@ def effort_rows(
         measured: seconds the labelling tool measured per image, where it did.
         gold_ids: the batch's gold items (reviewed like the rest, so they cost the same).
         costs: the prices.
+        looks: annotators per image, where several labelled it (:func:`review_seconds`).
     """
-    modelled = review_seconds(reviewed, edits["image_id"], edits["edit_kind"], costs)
+    modelled = review_seconds(reviewed, edits["image_id"], edits["edit_kind"], costs, looks)
     frame = pd.DataFrame(
         {
             "batch_id": batch_id,

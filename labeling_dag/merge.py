@@ -6,7 +6,7 @@ Tables (pandas, one row per box):
   auto-accept threshold is calibrated on;
 * returned: the images each returned batch (or revision) answered (``RETURNED_COLUMNS``): the
   images its merge covers, boxes or not;
-* quality: gold accuracy per reviewer and for the batch (``QUALITY_COLUMNS``);
+* quality: gold accuracy and agreement per reviewer and for the batch (``QUALITY_COLUMNS``);
 * labels: the verified labels with their provenance (``LABEL_COLUMNS``). A merge never edits
   a row: superseded rows are retired (``retired_by`` = the merge that replaced them), so every
   earlier snapshot's content stays derivable from the table.
@@ -32,6 +32,7 @@ from labeling_dag.agreement import (
     score_against_gold,
 )
 from labeling_dag.calibration import Calibration, ImageGate, auto_accept_images, calibrate, image_threshold
+from labeling_dag.consensus import AgreementScore
 from labeling_dag.contracts import (
     EDIT_COLUMNS,
     LABEL_COLUMNS,
@@ -171,7 +172,35 @@ def quality_rows(
             "run_id": run_id,
         }
     )
-    return _frame(rows, QUALITY_COLUMNS)
+    return _frame([{**_NO_AGREEMENT, **row} for row in rows], QUALITY_COLUMNS)
+
+
+_NO_AGREEMENT = {
+    "matched_boxes": 0,
+    "kappa": np.nan,
+    "mean_iou": np.nan,
+    "box_agreement": np.nan,
+    "min_kappa": np.nan,
+    "min_box_agreement": np.nan,
+}
+
+
+def with_agreement(
+    quality: pd.DataFrame, scores: Sequence[AgreementScore], *, min_kappa: float, min_box_agreement: float
+) -> pd.DataFrame:
+    """``quality`` (:func:`quality_rows`) with each reviewer's agreement, and the batch's on its
+    ``"*"`` row, filled in from ``scores``; the floors go on the batch row, which they gate."""
+    out = quality.copy()
+    for score in scores:
+        row = out["reviewer"] == score.reviewer
+        out.loc[row, "matched_boxes"] = score.matched
+        for column in ("kappa", "mean_iou", "box_agreement"):
+            value = getattr(score, column)
+            out.loc[row, column] = np.nan if value is None else value
+    batch = out["reviewer"] == "*"
+    out.loc[batch, "min_kappa"] = min_kappa
+    out.loc[batch, "min_box_agreement"] = min_box_agreement
+    return out.astype(QUALITY_COLUMNS)
 
 
 def calibration_from_edits(

@@ -55,7 +55,17 @@ IMAGE_COLUMNS = CLEANED.select("image_id", "path", "width", "height", "blur_vari
 BOX_COLUMNS = PRE_LABEL_BOXES.select(
     "box_id", "image_id", "class_name", "x", "y", "w", "h", "confidence", "model_version"
 )
-REVIEW_QUALITY_COLUMNS = QUALITY.select("batch_id", "reviewer", "gold_tasks", "gold_accuracy", "min_gold_accuracy")
+REVIEW_QUALITY_COLUMNS = QUALITY.select(
+    "batch_id",
+    "reviewer",
+    "gold_tasks",
+    "gold_accuracy",
+    "min_gold_accuracy",
+    "kappa",
+    "min_kappa",
+    "box_agreement",
+    "min_box_agreement",
+)
 LABEL_COLUMNS = LABELS.select("label_id", "image_id", "class_name", "x", "y", "w", "h", "source")
 
 _CLASS_NAMES_PARAMETER = "class_names"
@@ -141,12 +151,15 @@ def validate_review_quality(quality: pd.DataFrame) -> GateResult:
     """Validate a review batch's quality rows (one per reviewer, plus ``reviewer == "*"`` for the batch).
 
     Where a reviewer (or the batch) answered gold items, ``gold_accuracy`` must reach
-    ``min_gold_accuracy``; rows without gold items carry no evidence and pass.
+    ``min_gold_accuracy``; rows without gold items carry no evidence and pass. Where annotators
+    shared images, the batch row's ``kappa`` and ``box_agreement`` must reach their floors.
     """
     frame = _project(quality, REVIEW_QUALITY_COLUMNS, REVIEW_QUALITY_SUITE)
     measured = frame["gold_tasks"].fillna(0) > 0
     frame = frame.assign(
-        gold_accuracy_margin=(frame["gold_accuracy"] - frame["min_gold_accuracy"]).where(measured, 0.0)
+        gold_accuracy_margin=(frame["gold_accuracy"] - frame["min_gold_accuracy"]).where(measured, 0.0),
+        kappa_margin=(frame["kappa"] - frame["min_kappa"]).fillna(0.0),
+        box_agreement_margin=(frame["box_agreement"] - frame["min_box_agreement"]).fillna(0.0),
     )
     return _validate(REVIEW_QUALITY_SUITE, frame, expectation_parameters={})
 
@@ -256,6 +269,14 @@ def _review_quality_expectations() -> list[Expectation]:
             column="gold_accuracy_margin",
             min_value=0,
             description="gold accuracy >= min_gold_accuracy",
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="kappa_margin", min_value=0, description="annotators' kappa on matched boxes >= min_kappa"
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="box_agreement_margin",
+            min_value=0,
+            description="share of boxes both annotators drew >= min_box_agreement",
         ),
     ]
 

@@ -110,7 +110,11 @@ def judge_review_file(
         )
     if not is_complete(tasks):
         done = sum(is_complete([task]) for task in tasks) if isinstance(tasks, list) else 0
-        return Verdict(file, batch_id, f"incomplete: {done} of {len(tasks)} tasks annotated")
+        return Verdict(
+            file,
+            batch_id,
+            f"incomplete: {done} of {len(tasks)} tasks annotated (as many times as their data.annotators asks)",
+        )
     try:
         annotations = parse_export(tasks, class_names=class_names, expected_batch_id=batch_id)
     except ReviewExportError as error:

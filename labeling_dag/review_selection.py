@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from labeling_dag.consensus import CONSENSUS_VERSION
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.revisions import split_revision
 from labeling_dag.sampling import expected_boxes, select_for_review
@@ -43,17 +44,31 @@ def quarantined_reviewers(quality: pd.DataFrame) -> set[tuple[str, str]]:
 
 
 def quarantined_batches(quality: pd.DataFrame) -> set[str]:
-    """Batches in which every reviewer was quarantined (:func:`quarantined_reviewers`): never
-    merged, their images released to the pool.
+    """Batches never merged, their images released to the pool: those in which every reviewer
+    was quarantined (:func:`quarantined_reviewers`), and those whose reviewers agreed less than
+    a floor (:func:`disagreeing_batches`).
 
-    The batch-wide row (``reviewer == "*"``) takes no part: it fails only where some reviewer
+    The batch-wide gold row (``reviewer == "*"``) takes no part: it fails only where some reviewer
     does (a micro-average of accuracies at or above the threshold is at or above it), and a
     batch with a reviewer left who passed is merged with that reviewer's annotations.
     """
     failed = quarantined_reviewers(quality)
     reviewers = quality[quality["reviewer"] != "*"]
     trusted = {pair[0] for pair in zip(reviewers["batch_id"], reviewers["reviewer"]) if pair not in failed}
-    return {batch for batch, _ in failed} - trusted
+    return ({batch for batch, _ in failed} - trusted) | disagreeing_batches(quality)
+
+
+def disagreeing_batches(quality: pd.DataFrame) -> set[str]:
+    """Batches whose trusted reviewers, on the images they shared, agreed less than a floor of
+    the batch row: Cohen's kappa below ``min_kappa`` or box agreement below ``min_box_agreement``.
+
+    Two careful annotators disagree on few boxes; a batch where they disagree a lot says the
+    guidelines or the reviewers are wrong, and merging its consensus would bake that in. A batch
+    without shared images has no agreement figures and passes.
+    """
+    batch = quality[quality["reviewer"] == "*"]
+    low = (batch["kappa"] < batch["min_kappa"]) | (batch["box_agreement"] < batch["min_box_agreement"])
+    return set(batch.loc[low, "batch_id"])
 
 
 def unmerged_rows(batches: pd.DataFrame, returned: pd.DataFrame, *, merged: set[str]) -> pd.Series:
@@ -233,10 +248,27 @@ def verified_as_pre_labels(labels: pd.DataFrame, image_ids: Sequence[str], class
     suspicion rather than a model's new guess. Confidence 1, model version
     :data:`VERIFIED_LABELS_VERSION`, box ids the label ids."""
     rows = labels[labels["image_id"].isin(set(image_ids))]
+    return _as_pre_labels(rows, rows["label_id"], 1.0, VERIFIED_LABELS_VERSION, class_names)
+
+
+def disputes_as_pre_labels(
+    disputes: pd.DataFrame, image_ids: Sequence[str], class_names: Sequence[str]
+) -> pd.DataFrame:
+    """The fused boxes of disputed images (``DISPUTE_COLUMNS`` rows) as pre-label rows: what an
+    adjudication task shows, each box with the most voted class and, as its confidence, the
+    share of the image's reviewers who drew it. Model version :data:`CONSENSUS_VERSION`."""
+    rows = disputes[disputes["image_id"].isin(set(image_ids))]
+    return _as_pre_labels(rows, rows["region_id"], rows["votes"] / rows["reviewers"], CONSENSUS_VERSION, class_names)
+
+
+def _as_pre_labels(
+    rows: pd.DataFrame, box_ids: pd.Series, confidence: object, model_version: str, class_names: Sequence[str]
+) -> pd.DataFrame:
+    """Boxes with ``class_name`` and x/y/w/h as pre-label rows (``BOX_COLUMNS``) of a given version."""
     one_hot = [tuple(float(name == c) for c in class_names) for name in rows["class_name"]]
     return pd.DataFrame(
         {
-            "box_id": rows["label_id"].to_numpy(),
+            "box_id": box_ids.to_numpy(),
             "image_id": rows["image_id"].to_numpy(),
             "class_id": [list(class_names).index(name) for name in rows["class_name"]],
             "class_name": rows["class_name"].to_numpy(),
@@ -244,12 +276,25 @@ def verified_as_pre_labels(labels: pd.DataFrame, image_ids: Sequence[str], class
             "y": rows["y"].to_numpy(),
             "w": rows["w"].to_numpy(),
             "h": rows["h"].to_numpy(),
-            "confidence": 1.0,
+            "confidence": confidence.to_numpy() if isinstance(confidence, pd.Series) else confidence,
             "class_probs": one_hot,
-            "model_version": VERIFIED_LABELS_VERSION,
+            "model_version": model_version,
             "run_id": "",
         }
     )
+
+
+def open_disputes(disputes: pd.DataFrame, *, verified: set[str], sent: set[str]) -> list[str]:
+    """Disputed images (:mod:`labeling_dag.consensus`) still to settle: not verified since and not
+    already in a batch for adjudication, in the order they were disputed."""
+    images = disputes.loc[~disputes["image_id"].isin(verified | sent), "image_id"]
+    return list(dict.fromkeys(images))
+
+
+def overlapped(images: Sequence[str], *, rate: float, batch_id: str) -> list[str]:
+    """The share ``rate`` of ``images`` (rounded) that several annotators label independently,
+    drawn at random, seeded by the batch id."""
+    return extra_items(list(images), count=round(rate * len(images)), batch_id=f"overlap:{batch_id}")
 
 
 def review_images(

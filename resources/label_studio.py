@@ -24,6 +24,9 @@ or legacy tokens allowed for the organisation). Endpoints used:
   the full prediction objects. The same list filtered on ``updated_at`` (a ``Datetime`` filter,
   value in ``%Y-%m-%dT%H:%M:%S.%fZ``, UTC, compared strictly and to the microsecond) finds the
   tasks edited since the last check: saving an annotation updates its task's ``updated_at``;
+* ``PATCH /api/tasks/<id>/`` with ``{"overlap": k}`` for a task that asks for ``k`` annotators
+  (``data.annotators``, consensus): the labelling stream then hands it to ``k`` annotators, and
+  :meth:`LabelStudioReview.collect` waits for ``k`` annotations;
 * ``GET/POST /api/storages/localfiles/`` when ``local_files_path`` is set (see Images).
 
 Why not ``GET /api/projects/<id>/export``: in 1.23 its JSON lists each task's predictions as
@@ -62,7 +65,13 @@ from labeling_dag.resources.review_exchange import CollectedBatch, Edits, Review
 from pydantic import Field
 
 from labeling_dag import atomic
-from labeling_dag.formats.label_studio import FROM_NAME, TO_NAME, is_complete, labeling_config
+from labeling_dag.formats.label_studio import (
+    FROM_NAME,
+    TO_NAME,
+    is_complete,
+    labeling_config,
+    required_annotations,
+)
 from labeling_dag.review_intake import SAFE_BATCH_ID
 from labeling_dag.revisions import checked_until
 
@@ -152,6 +161,7 @@ class LabelStudioReview(ReviewBackend):
             for start in range(0, len(todo), size):
                 chunk = todo[start : start + size]
                 present.update(zip(_image_ids(chunk, batch_id), self._import(api, project_id, batch_id, chunk)))
+            self._ask_for_annotators(api, batch_id, tasks, [present[image_id] for image_id in wanted])
             self._show_predictions_of(api, project, tasks)
         atomic.write_json(record, {"project_id": project_id, "task_ids": [present[image_id] for image_id in wanted]})
         return self.project_url(project_id)
@@ -188,7 +198,7 @@ class LabelStudioReview(ReviewBackend):
                 complete = [
                     batch_id
                     for batch_id, tasks in recorded.items()
-                    if all(int(task.get("total_annotations") or 0) > 0 for task in tasks)
+                    if all(int(task.get("total_annotations") or 0) >= required_annotations(task) for task in tasks)
                 ]
                 if not complete:
                     continue
@@ -412,6 +422,22 @@ class LabelStudioReview(ReviewBackend):
                 "(an asynchronous import, as in Label Studio Enterprise, is not supported)"
             )
         return [int(task_id) for task_id in task_ids]
+
+    def _ask_for_annotators(
+        self, api: LabelStudioApi, batch_id: str, tasks: Sequence[Mapping[str, Any]], task_ids: Sequence[int]
+    ) -> None:
+        """Set the overlap of each task that asks for several annotators (``data.annotators``):
+        Label Studio then hands it to that many annotators, one annotation each. Per task, not the
+        project's ``maximum_annotations``, whose overlap cohort Label Studio draws itself."""
+        for task, task_id in zip(tasks, task_ids):
+            wanted = required_annotations(task)
+            if wanted > 1:
+                api.call(
+                    "PATCH",
+                    f"/api/tasks/{task_id}/",
+                    body={"overlap": wanted},
+                    doing=f"ask for {wanted} annotators on task {task_id} of batch {batch_id!r}",
+                )
 
     def _show_predictions_of(
         self, api: LabelStudioApi, project: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]

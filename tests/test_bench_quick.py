@@ -31,7 +31,7 @@ def _run_quick(name: str, out: Path) -> tuple[str, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["throughput", "memory", "sensor_latency"])
+@pytest.mark.parametrize("name", ["throughput", "memory", "sensor_latency", "consensus"])
 def test_quick_benchmark_ends_with_its_headline(name: str, tmp_path: Path) -> None:
     last, result = _run_quick(name, tmp_path / f"{name}.json")
     assert HEADLINE.match(last), f"last stdout line {last!r} is not '<words> <number>'"

@@ -215,6 +215,7 @@ def _sent(batch_id: str, image_id: str, hours: int, *, gold: bool = False, spot_
         "is_spot_check": spot_check,
         "by_uncertainty": False,
         "is_re_review": False,
+        "annotators": 1,
         "created_at": _at(hours),
         "run_id": "r",
     }

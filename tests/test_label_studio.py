@@ -17,7 +17,7 @@ from labeling_dag.resources.review_exchange import ReviewBackendError
 from PIL import Image
 
 from labeling_dag.contracts import LABELS, REVIEW_BATCHES
-from labeling_dag.formats.label_studio import labeling_config, parse_export, review_task
+from labeling_dag.formats.label_studio import labeling_config, parse_all_annotations, parse_export, review_task
 from labeling_dag.merge import edit_rows
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from tests.label_studio_server import LabelStudioServer, free_port, label_studio_fixture
@@ -222,6 +222,33 @@ def test_collect_returns_a_batch_once_every_task_is_annotated(
     assert kinds[ids[3]] == Counter(accepted=2, deleted=1)
     assert kinds[ids[4]] == Counter(accepted=2) and kinds[ids[5]] == Counter(accepted=3)
     assert set(edits["model_version"]) == {MODEL}
+
+
+def test_a_task_asking_for_two_annotators_is_collected_once_two_have_annotated_it(
+    label_studio: LabelStudioServer, api: Api, workdir: Path
+) -> None:
+    """Consensus in Label Studio: the task's overlap is set to the annotators it asks for, and the
+    batch comes back only once a second annotator (another user) has labelled it too."""
+    batch = "b-overlap"
+    tasks = batch_tasks(batch, 3)
+    tasks[1] = review_task(images(3)[1], batch_id=batch, model_version=MODEL, pre_label_run_id="run-1", annotators=2)
+    review = backend(label_studio, "overlap-test")
+    review.export(workdir, batch, copy.deepcopy(tasks), CLASSES)
+    task_ids = recorded(workdir, batch)["task_ids"]
+    assert [api.get(f"/api/tasks/{task_id}")["overlap"] for task_id in task_ids] == [1, 2, 1]
+    for task_id in task_ids:
+        api.annotate(task_id, api.get(f"/api/tasks/{task_id}")["predictions"][0]["result"])
+    assert review.collect(workdir, open_batches=[batch]) == []
+
+    second = api.send("POST", "/api/users/", {"email": "second-annotator@example.com", "username": "second"}).json()
+    shared = api.get(f"/api/tasks/{task_ids[1]}")["predictions"][0]["result"]
+    api.annotate(task_ids[1], shared[1:], completed_by=second["id"])
+    (collected,) = review.collect(workdir, open_batches=[batch])
+
+    everyone = parse_all_annotations(collected.tasks, class_names=CLASSES, expected_batch_id=batch)
+    shared_image = tasks[1]["data"]["image_id"]
+    assert len({a.reviewer for a in everyone if a.image_id == shared_image}) == 2
+    assert [len(a.boxes) for a in everyone if a.image_id == shared_image] == [len(shared), len(shared) - 1]
 
 
 def test_large_batch_is_imported_in_chunks(
@@ -529,6 +556,7 @@ def batch_rows(batch_id: str, image_ids: list[str]) -> Any:
             "is_spot_check": False,
             "by_uncertainty": False,
             "is_re_review": False,
+            "annotators": 1,
             "created_at": "2026-01-01T00:00:00+00:00",
             "run_id": "select-run",
         }

@@ -216,3 +216,33 @@ def test_trace_finds_the_snapshot_when_the_writing_run_took_none(loop_run, tmp_p
         line.split(" snapshot ")[-1] for line in before.splitlines() if line.startswith(("cleaned:", "pre-label "))
     ]
     assert len(snapshot_lines) == 2 and all(snapshot in after for snapshot in snapshot_lines)
+
+
+@pytest.mark.slow
+def test_run_loop_with_overlap_merges_by_consensus_and_adjudicates_disputes(tmp_path):
+    """`--overlap-rate 1`: every chosen image goes to two simulated reviewers who err on 5 % of
+    boxes. Their agreement is measured, agreed images are merged naming both, each look is paid,
+    and the images they disagreed on come back in the next round as adjudication tasks."""
+    data_yaml = generate_dataset(tmp_path / "data", images=40, seed=5, imgsz=64)
+    report, work = tmp_path / "report.json", tmp_path / "work"
+    command = [
+        BIN / "labeling-dag", "run-loop", "--dataset", data_yaml, "--workdir", work, "--report", report,
+        "--batch-size", "8", "--seed-labels", "12", "--gold-images", "2", "--imgsz", "64", "--cold-start-epochs", "2",
+        "--fine-tune-epochs", "1", "--seed", "1", "--rounds", "1", "--overlap-rate", "1",
+        "--reviewer-error-rate", "0.05",
+    ]  # fmt: skip
+    completed = subprocess.run([str(p) for p in command], capture_output=True, text=True, timeout=900, check=False)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+    batches = pd.read_parquet(work / "review_batch" / "batches.parquet")
+    first, second = list(dict.fromkeys(batches["batch_id"]))[:2]
+    assert (batches.loc[batches["batch_id"] == first, "annotators"] == 2).all()  # gold items too
+    quality = pd.read_parquet(work / "review_annotations" / "quality.parquet").set_index(["batch_id", "reviewer"])
+    assert quality.loc[(first, "*"), "kappa"] >= quality.loc[(first, "*"), "min_kappa"]
+    assert quality.loc[(first, "reviewer-2"), "matched_boxes"] > 0
+    labels = pd.read_parquet(work / "verified_labels" / "labels.parquet")
+    assert "reviewer-1+reviewer-2" in set(labels["reviewer"])
+    disputed = set(pd.read_parquet(work / "review_annotations" / "disputes.parquet")["image_id"])
+    assert disputed and disputed <= set(batches.loc[batches["batch_id"] == second, "image_id"])
+    effort = pd.read_parquet(work / "review_annotations" / "effort.parquet")
+    assert (effort.loc[effort["batch_id"] == first, "modelled_seconds"] >= 2.0).all()  # two looks at 1 s

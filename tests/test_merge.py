@@ -43,7 +43,11 @@ NAN = np.nan
 
 
 def _table(rows: list[dict[str, object]], columns: dict[str, str]) -> pd.DataFrame:
-    """A frame with exactly ``columns`` (names, order and dtypes), as merge's tables have."""
+    """A frame with exactly ``columns`` (names, order and dtypes), as merge's tables have; quality
+    rows that leave out the agreement columns get them empty (no image shared by two reviewers)."""
+    if columns is QUALITY_COLUMNS:
+        empty = {"matched_boxes": 0, "min_kappa": NAN, "min_box_agreement": NAN}
+        rows = [{**empty, "kappa": NAN, "mean_iou": NAN, "box_agreement": NAN, **row} for row in rows]
     return pd.DataFrame(rows, columns=list(columns)).astype(columns)
 
 

@@ -66,6 +66,7 @@ def _workdir(root: Path, alice: dict[str, str], bob: dict[str, str]) -> LabelSto
             "is_spot_check": False,
             "by_uncertainty": False,
             "is_re_review": False,
+            "annotators": 1,
             "created_at": ANSWERED_AT.isoformat(),
             "run_id": "run-1",
         },
@@ -188,7 +189,8 @@ def test_quarantine_is_decided_per_reviewer(
     reviewer, gold_tasks, accuracy = zip(*rows)
     quality = (
         pd.DataFrame({"batch_id": "x", "reviewer": reviewer, "gold_tasks": gold_tasks, "gold_accuracy": accuracy})
-        .assign(min_gold_accuracy=0.7, run_id="")[list(QUALITY_COLUMNS)]
+        .assign(min_gold_accuracy=0.7, run_id="", matched_boxes=0)
+        .reindex(columns=list(QUALITY_COLUMNS))
         .astype(QUALITY_COLUMNS)
     )
     assert quarantined_reviewers(quality) == {("x", reviewer) for reviewer in reviewers}

@@ -140,14 +140,17 @@ def ls_percent_to_norm(value: Mapping[str, float]) -> NormBox:
     )
 
 
-def review_task(image: ReviewImage, *, batch_id: str, model_version: str, pre_label_run_id: str) -> dict[str, Any]:
+def review_task(
+    image: ReviewImage, *, batch_id: str, model_version: str, pre_label_run_id: str, annotators: int = 1
+) -> dict[str, Any]:
     """Build one importable Label Studio task with the model's boxes as a prediction.
 
     ``data`` carries the image URL (``$image`` in the config) plus ``image_id``,
     ``batch_id`` and ``pre_label_run_id`` so the export can be joined back without
     relying on Label Studio's own task ids.  Whether an image is a gold image is
     deliberately NOT in the task: everything in ``data`` is visible through the API and
-    the data manager, so gold bookkeeping stays with the caller.
+    the data manager, so gold bookkeeping stays with the caller. ``annotators`` above 1 asks
+    for that many independent annotations (``data.annotators``, see :func:`required_annotations`).
 
     Each region's ``id`` is the pre-label's ``box_id``; Label Studio keeps it when an
     annotator accepts the prediction, which is how the export tells an accepted box from
@@ -200,6 +203,7 @@ def review_task(image: ReviewImage, *, batch_id: str, model_version: str, pre_la
             "height": image.height,
             "batch_id": batch_id,
             "pre_label_run_id": pre_label_run_id,
+            **({"annotators": annotators} if annotators > 1 else {}),
         },
         "predictions": [{"model_version": model_version, "score": score, "result": regions}],
     }
@@ -277,16 +281,24 @@ def _live_annotations(task: Any) -> list[Mapping[str, Any]] | None:
     return [a for a in annotations if not a.get("was_cancelled", False)]
 
 
+def required_annotations(task: Any) -> int:
+    """How many independent annotations a task asks for: ``data.annotators`` (set on the share
+    of a batch labelled by several annotators for consensus), 1 where absent or not a whole number."""
+    data = task.get("data") if isinstance(task, Mapping) else None
+    wanted = data.get("annotators") if isinstance(data, Mapping) else None
+    return wanted if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted > 1 else 1
+
+
 def is_complete(tasks: Any) -> bool:
     """Cheaply tell whether an export is ready for :func:`parse_export`.
 
-    True when ``tasks`` is a non-empty list and every task has at least one
-    non-cancelled annotation.  An empty list is not complete: it is what an export of a
-    project whose tasks were never imported looks like.
+    True when ``tasks`` is a non-empty list and every task has as many non-cancelled
+    annotations as it asks for (:func:`required_annotations`, one by default).  An empty list is
+    not complete: it is what an export of a project whose tasks were never imported looks like.
     """
     if not isinstance(tasks, list) or not tasks:
         return False
-    return all(bool(_live_annotations(task)) for task in tasks)
+    return all(len(_live_annotations(task) or ()) >= required_annotations(task) for task in tasks)
 
 
 def _task_label(index: int, task: Any) -> str:

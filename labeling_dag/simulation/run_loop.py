@@ -38,6 +38,10 @@ class LoopSettings:
     target_precision: float = 0.95
     target_image_accuracy: float = 0.9
     reviewer_error_rate: float = 0.0
+    # Share of each batch's chosen images labelled by annotators_per_item simulated reviewers
+    # (each with its own mistakes) and merged by consensus; 0 = one reviewer per image.
+    overlap_rate: float = 0.0
+    annotators_per_item: int = 2
     seed: int = 0
     gold_images: int = 4
     imgsz: int = 128
@@ -260,6 +264,8 @@ class _Driver:
                     "diversity": self.settings.diversity,
                     "cost_aware": self.settings.cost_aware,
                     "seed": self.settings.seed,
+                    "overlap_rate": self.settings.overlap_rate,
+                    "annotators_per_item": self.settings.annotators_per_item,
                 }
             }
         if job_name == "prelabel_batch" and self.seed_model is not None:
@@ -400,19 +406,30 @@ def _register_gold(store, truth, *, count: int, seed: int) -> None:
 
 
 def _answer_batch(store, exchange, batch_id: str, truth, settings: LoopSettings, round_number: int) -> None:
-    """The simulated reviewer answers the batch and drops the export into the inbox."""
+    """The simulated reviewers answer the batch and drop the export into the inbox.
+
+    Every task gets an annotation of ``reviewer-1``; a task asking for several annotators
+    (``data.annotators``) gets one more from each of ``reviewer-2`` on, each with its own mistakes.
+    """
     from labeling_dag import atomic
+    from labeling_dag.formats.label_studio import required_annotations
     from labeling_dag.simulation.simulated_reviewer import simulate_review
 
-    tasks = exchange.exported_tasks(store.root, batch_id)
-    answered = simulate_review(
-        tasks,
-        truth,
-        class_names=store.class_names(),
-        error_rate=settings.reviewer_error_rate,
-        seed=settings.seed * 1000 + round_number,
-        annotated_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=round_number),
-    )
+    answered = exchange.exported_tasks(store.root, batch_id)
+    for number in range(1, max(map(required_annotations, answered), default=1) + 1):
+        wanted = [index for index, task in enumerate(answered) if required_annotations(task) >= number]
+        done = simulate_review(
+            [answered[index] for index in wanted],
+            truth,
+            class_names=store.class_names(),
+            error_rate=settings.reviewer_error_rate,
+            seed=settings.seed * 1000 + round_number + (number - 1) * 1_000_000,
+            reviewer=f"reviewer-{number}",
+            reviewer_id=number,
+            annotated_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=round_number, hours=number - 1),
+        )
+        for index, task in zip(wanted, done):
+            answered[index] = task
     atomic.write_json(exchange.root(store.root) / "inbox" / f"{batch_id}.json", answered)
 
 

@@ -77,6 +77,7 @@ def export_batch(store: LabelStore, batch_id: str, images: int = 3) -> list[dict
             "is_spot_check": False,
             "by_uncertainty": False,
             "is_re_review": False,
+            "annotators": 1,
             "created_at": ANSWERED_AT.isoformat(),
             "run_id": "run-1",
         },
