@@ -19,10 +19,9 @@ from labeling_dag.resources.storage import LabelStore
 from pydantic import Field
 
 from labeling_dag import atomic
-from labeling_dag.agreement import latest_per_reviewer, overlap_kappa
 from labeling_dag.calibration import sample_spot_checks
 from labeling_dag.cleaning import pool_images
-from labeling_dag.consensus import agreement, dispute_rows, merge_annotations
+from labeling_dag.consensus import agreement, dispute_rows, latest_per_reviewer, merge_annotations, pairwise_kappa
 from labeling_dag.contracts import (
     CLEANED,
     DISPUTES,
@@ -176,7 +175,7 @@ def review_annotations(
             kept = store.read(table)
             store.write(table, pd.concat([kept[kept["batch_id"] != batch_id], rows], ignore_index=True))
 
-    kappas = {f"{a} vs {b}": round(k, 4) for (a, b), k in overlap_kappa(everyone).items()}
+    kappas = {f"{a} vs {b}": round(k, 4) for (a, b), k in pairwise_kappa(everyone).items()}
     by_reviewer = quality.set_index("reviewer")["gold_accuracy"].round(4).to_dict()
     batch_row = quality[quality["reviewer"] == "*"].iloc[0]
     return dg.MaterializeResult(

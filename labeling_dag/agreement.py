@@ -1,4 +1,6 @@
-"""How reviewers changed the model's boxes, how well they match gold, and how well they agree.
+"""How reviewers changed the model's boxes and how well they match gold.
+
+How several reviewers agree with each other is :mod:`labeling_dag.consensus`.
 
 Pure functions over :class:`NormBox` records.  IoU comes from ``torchvision.ops.box_iou``
 and one-to-one matching from the Hungarian algorithm (``scipy``); both are imported inside
@@ -10,16 +12,14 @@ pairs with IoU of at least ``min_iou`` the total IoU is maximised.
 
 from __future__ import annotations
 
-import itertools
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
 import numpy as np
 
-from labeling_dag.formats.label_studio import AnnotatedBox, TaskAnnotation
+from labeling_dag.formats.label_studio import AnnotatedBox
 from labeling_dag.records import NormBox
 
 EditKind = Literal["accepted", "moved", "relabelled", "added", "deleted"]
@@ -319,111 +319,3 @@ def accuracy_by_reviewer(scores: Sequence[GoldScore]) -> dict[str, float]:
         )
         for reviewer, own in sorted(grouped.items())
     }
-
-
-# --- inter-reviewer agreement -----------------------------------------------------------
-
-
-def box_label_pairs(
-    a: Sequence[tuple[str, NormBox]],
-    b: Sequence[tuple[str, NormBox]],
-    *,
-    min_iou: float = 0.5,
-    none_label: str = "<none>",
-) -> list[tuple[str, str]]:
-    """Turn two reviewers' ``(class_name, box)`` lists for one image into rated items.
-
-    Boxes are matched class-agnostically (:func:`match_boxes`); a matched pair gives
-    ``(class_a, class_b)``, a box only ``a`` drew gives ``(class_a, none_label)`` and one
-    only ``b`` drew ``(none_label, class_b)``.  Order: ``a``'s boxes in order, then
-    ``b``'s unmatched boxes.  Raises ``ValueError`` if ``none_label`` is a class name.
-    """
-    if any(name == none_label for name, _ in itertools.chain(a, b)):
-        raise ValueError(f"none_label {none_label!r} is also used as a class name")
-    matches = match_boxes([box for _, box in a], [box for _, box in b], min_iou=min_iou)
-    partner = {i: j for i, j, _ in matches}
-    pairs = [(name, b[partner[i]][0] if i in partner else none_label) for i, (name, _) in enumerate(a)]
-    matched = set(partner.values())
-    pairs.extend((none_label, name) for j, (name, _) in enumerate(b) if j not in matched)
-    return pairs
-
-
-def cohens_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
-    """Cohen's kappa of two raters over ``(label_a, label_b)`` items, in [-1, 1].
-
-    1 is perfect agreement, 0 agreement at chance level.  ``None`` for fewer than two
-    items.  When both raters gave one and the same label to every item, chance agreement
-    is 1 and the formula is 0/0 (sklearn returns nan); this returns 1.0 there, because
-    the raters agreed on every item and an agreement report should show that rather than
-    drop the pair.
-    """
-    if len(pairs) < 2:
-        return None
-    first = [label for label, _ in pairs]
-    second = [label for _, label in pairs]
-    if len(set(first) | set(second)) == 1:
-        return 1.0
-    from sklearn.metrics import cohen_kappa_score
-
-    return float(cohen_kappa_score(first, second))
-
-
-def latest_by_image(annotations: Sequence[TaskAnnotation], *, excluding: Collection[str] = ()) -> list[TaskAnnotation]:
-    """Per image, the last of ``annotations`` made by a reviewer not in ``excluding``.
-
-    ``annotations`` run oldest first within an image, as
-    :func:`~labeling_dag.formats.label_studio.parse_all_annotations` returns them, so with nobody
-    excluded this is the annotation :func:`~labeling_dag.formats.label_studio.parse_export` picks.
-    Images keep the order they first appear in; an image only excluded reviewers annotated is
-    left out.
-    """
-    chosen: dict[str, TaskAnnotation] = {}
-    for annotation in annotations:
-        if annotation.reviewer not in excluding:
-            chosen[annotation.image_id] = annotation
-    return list(chosen.values())
-
-
-def latest_per_reviewer(
-    annotations: Sequence[TaskAnnotation],
-) -> dict[str, dict[str, TaskAnnotation]]:
-    """``image_id -> reviewer -> annotation``, keeping a reviewer's latest one of an image."""
-    latest: dict[str, dict[str, tuple[datetime, TaskAnnotation]]] = defaultdict(dict)
-    for annotation in annotations:
-        stamp = datetime.fromisoformat(annotation.annotated_at)
-        previous = latest[annotation.image_id].get(annotation.reviewer)
-        # ">=" so that of two equally stamped annotations the later one in the input wins.
-        if previous is None or stamp >= previous[0]:
-            latest[annotation.image_id][annotation.reviewer] = (stamp, annotation)
-    return {
-        image_id: {reviewer: annotation for reviewer, (_, annotation) in mine.items()}
-        for image_id, mine in latest.items()
-    }
-
-
-def overlap_kappa(
-    annotations: Sequence[TaskAnnotation], *, min_iou: float = 0.5, none_label: str = "<none>"
-) -> dict[tuple[str, str], float]:
-    """Cohen's kappa for every pair of reviewers who annotated the same images.
-
-    Keys are ``(reviewer_a, reviewer_b)`` with ``reviewer_a < reviewer_b``, sorted.  The
-    items are the :func:`box_label_pairs` of both reviewers' boxes on every image they
-    share (grouped by ``image_id``; a reviewer's latest annotation of an image counts).
-    Pairs of reviewers whose shared images yield fewer than two items (for example only
-    empty images) are left out, since kappa says nothing there.
-    """
-    items: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    latest = latest_per_reviewer(annotations)
-    for image_id in sorted(latest):
-        by_reviewer = latest[image_id]
-        for first, second in itertools.combinations(sorted(by_reviewer), 2):
-            items[(first, second)].extend(
-                box_label_pairs(
-                    [(box.class_name, box.box) for box in by_reviewer[first].boxes],
-                    [(box.class_name, box.box) for box in by_reviewer[second].boxes],
-                    min_iou=min_iou,
-                    none_label=none_label,
-                )
-            )
-    kappas = {pair: cohens_kappa(rated) for pair, rated in sorted(items.items())}
-    return {pair: kappa for pair, kappa in kappas.items() if kappa is not None}

@@ -20,11 +20,12 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
-from labeling_dag.agreement import cohens_kappa, latest_by_image, latest_per_reviewer, match_boxes
+from labeling_dag.agreement import match_boxes
 from labeling_dag.contracts import DISPUTE_COLUMNS
 from labeling_dag.formats.label_studio import AnnotatedBox, TaskAnnotation
 from labeling_dag.records import NormBox
@@ -90,7 +91,7 @@ def merge_annotations(
 
     Images in ``shared`` (tasks that asked for several annotators) are merged by
     :func:`consensus`; on any other image the latest annotation wins, a later one being a
-    correction (:func:`~labeling_dag.agreement.latest_by_image`). Images keep the order they
+    correction (:func:`latest_by_image`). Images keep the order they
     first appear in ``annotations``; a disputed image has no merged annotation.
     """
     merged, settled = consensus([a for a in annotations if a.image_id in shared], min_iou=min_iou)
@@ -193,14 +194,11 @@ def agreement(annotations: Sequence[TaskAnnotation], *, min_iou: float = 0.5) ->
     classes: dict[str, list[tuple[str, str]]] = defaultdict(list)
     ious: dict[str, list[float]] = defaultdict(list)
     drawn: Counter[str] = Counter()
-    for by_reviewer in latest_per_reviewer(annotations).values():
-        for first, second in itertools.combinations(sorted(by_reviewer), 2):
-            a, b = by_reviewer[first].boxes, by_reviewer[second].boxes
-            pairs = match_boxes([box.box for box in a], [box.box for box in b], min_iou=min_iou)
-            for who in (first, second, "*"):
-                classes[who].extend((a[i].class_name, b[j].class_name) for i, j, _ in pairs)
-                ious[who].extend(iou for _, _, iou in pairs)
-                drawn[who] += len(a) + len(b)
+    for (first, second), (rated, overlaps, boxes) in _compared_pairs(annotations, min_iou).items():
+        for who in (first, second, "*"):
+            classes[who].extend(rated)
+            ious[who].extend(overlaps)
+            drawn[who] += boxes
     classes.setdefault("*", [])
     return [
         AgreementScore(
@@ -237,6 +235,86 @@ def dispute_rows(disputed: Sequence[ImageConsensus], *, batch_id: str) -> pd.Dat
         if not box.absent
     ]
     return pd.DataFrame(rows, columns=list(DISPUTE_COLUMNS)).astype(DISPUTE_COLUMNS)
+
+
+def pairwise_kappa(annotations: Sequence[TaskAnnotation], *, min_iou: float = 0.5) -> dict[tuple[str, str], float]:
+    """Cohen's kappa on matched boxes for every pair of reviewers who annotated the same images.
+
+    Keys are ``(reviewer_a, reviewer_b)`` with ``reviewer_a < reviewer_b``, sorted; pairs with
+    fewer than two matched boxes are left out, since kappa says nothing there.
+    """
+    kappas = {
+        pair: cohens_kappa(rated) for pair, (rated, _, _) in sorted(_compared_pairs(annotations, min_iou).items())
+    }
+    return {pair: kappa for pair, kappa in kappas.items() if kappa is not None}
+
+
+def cohens_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
+    """Cohen's kappa of two raters over ``(label_a, label_b)`` items, in [-1, 1] (scikit-learn's).
+
+    1 is perfect agreement, 0 agreement at chance level.  ``None`` for fewer than two
+    items.  When both raters gave one and the same label to every item, chance agreement
+    is 1 and the formula is 0/0 (sklearn returns nan); this returns 1.0 there, because
+    the raters agreed on every item and an agreement report should show that rather than
+    drop the pair.
+    """
+    if len(pairs) < 2:
+        return None
+    first = [label for label, _ in pairs]
+    second = [label for _, label in pairs]
+    if len(set(first) | set(second)) == 1:
+        return 1.0
+    from sklearn.metrics import cohen_kappa_score
+
+    return float(cohen_kappa_score(first, second))
+
+
+def latest_by_image(annotations: Sequence[TaskAnnotation], *, excluding: Collection[str] = ()) -> list[TaskAnnotation]:
+    """Per image, the last of ``annotations`` made by a reviewer not in ``excluding``.
+
+    ``annotations`` run oldest first within an image, as
+    :func:`~labeling_dag.formats.label_studio.parse_all_annotations` returns them, so with nobody
+    excluded this is the annotation :func:`~labeling_dag.formats.label_studio.parse_export` picks.
+    Images keep the order they first appear in; an image only excluded reviewers annotated is
+    left out.
+    """
+    chosen: dict[str, TaskAnnotation] = {}
+    for annotation in annotations:
+        if annotation.reviewer not in excluding:
+            chosen[annotation.image_id] = annotation
+    return list(chosen.values())
+
+
+def latest_per_reviewer(annotations: Sequence[TaskAnnotation]) -> dict[str, dict[str, TaskAnnotation]]:
+    """``image_id -> reviewer -> annotation``, keeping a reviewer's latest one of an image."""
+    latest: dict[str, dict[str, tuple[datetime, TaskAnnotation]]] = defaultdict(dict)
+    for annotation in annotations:
+        stamp = datetime.fromisoformat(annotation.annotated_at)
+        previous = latest[annotation.image_id].get(annotation.reviewer)
+        # ">=" so that of two equally stamped annotations the later one in the input wins.
+        if previous is None or stamp >= previous[0]:
+            latest[annotation.image_id][annotation.reviewer] = (stamp, annotation)
+    return {
+        image_id: {reviewer: annotation for reviewer, (_, annotation) in mine.items()}
+        for image_id, mine in latest.items()
+    }
+
+
+def _compared_pairs(
+    annotations: Sequence[TaskAnnotation], min_iou: float
+) -> dict[tuple[str, str], tuple[list[tuple[str, str]], list[float], int]]:
+    """Per pair of reviewers, over the images both annotated: the classes of their matched boxes,
+    the IoU of each match, and how many boxes the two drew."""
+    pairs: dict[tuple[str, str], tuple[list[tuple[str, str]], list[float], int]] = {}
+    for by_reviewer in latest_per_reviewer(annotations).values():
+        for first, second in itertools.combinations(sorted(by_reviewer), 2):
+            a, b = by_reviewer[first].boxes, by_reviewer[second].boxes
+            matched = match_boxes([box.box for box in a], [box.box for box in b], min_iou=min_iou)
+            rated, overlaps, drawn = pairs.get((first, second), ([], [], 0))
+            rated.extend((a[i].class_name, b[j].class_name) for i, j, _ in matched)
+            overlaps.extend(iou for _, _, iou in matched)
+            pairs[(first, second)] = (rated, overlaps, drawn + len(a) + len(b))
+    return pairs
 
 
 def _agreed_annotation(outcome: ImageConsensus, by_reviewer: dict[str, TaskAnnotation]) -> TaskAnnotation:

@@ -7,7 +7,6 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import cohen_kappa_score
 
 from labeling_dag.agreement import (
     EDIT_KINDS,
@@ -15,16 +14,13 @@ from labeling_dag.agreement import (
     GoldScore,
     PredictedBox,
     accuracy_by_reviewer,
-    box_label_pairs,
     classify_edits,
-    cohens_kappa,
     iou_matrix,
     match_boxes,
     overall_accuracy,
-    overlap_kappa,
     score_against_gold,
 )
-from labeling_dag.formats.label_studio import AnnotatedBox, TaskAnnotation
+from labeling_dag.formats.label_studio import AnnotatedBox
 from labeling_dag.records import NormBox
 
 
@@ -298,79 +294,3 @@ def test_accuracy_is_micro_averaged_per_reviewer() -> None:
     assert overall_accuracy([]) is None
     assert accuracy_by_reviewer([]) == {}
     assert overall_accuracy([GoldScore("ann", "img-2", 0, 0, 0)]) == 1.0
-
-
-# --- kappa ------------------------------------------------------------------------------
-
-
-def test_box_label_pairs() -> None:
-    a = [("car", _strip(0.0, 0.2)), ("person", _strip(0.4, 0.6)), ("car", _strip(0.8, 1.0))]
-    b = [("bicycle", _strip(0.9, 1.0)), ("car", _strip(0.41, 0.6)), ("car", _strip(0.0, 0.2))]
-    # a0-b2 IoU 1; a1-b1 IoU 0.19/0.2 = 0.95 (class-agnostic); a2-b0 IoU 0.1/0.2 = 0.5
-    assert box_label_pairs(a, b) == [("car", "car"), ("person", "car"), ("car", "bicycle")]
-    assert box_label_pairs(a, b, min_iou=0.6) == [
-        ("car", "car"),
-        ("person", "car"),
-        ("car", "<none>"),
-        ("<none>", "bicycle"),
-    ]
-    with pytest.raises(ValueError, match="none_label"):
-        box_label_pairs(a, b, none_label="car")
-
-
-def test_cohens_kappa_hand_computed() -> None:
-    pairs = (
-        [("car", "car")] * 3 + [("person", "person")] * 2 + [("car", "<none>"), ("<none>", "person"), ("car", "person")]
-    )
-    # 8 items.  Rows = rater a, columns = rater b:
-    #            car  person  <none> | row total
-    #   car       3     1       1    |   5
-    #   person    0     2       0    |   2
-    #   <none>    0     1       0    |   1
-    #   column    3     4       1    |   8
-    # po = (3 + 2) / 8 = 5/8
-    # pe = (5*3 + 2*4 + 1*1) / 8**2 = 24/64 = 3/8
-    # kappa = (po - pe) / (1 - pe) = (2/8) / (5/8) = 2/5
-    assert cohens_kappa(pairs) == pytest.approx(0.4)
-    first, second = zip(*pairs)
-    assert cohens_kappa(pairs) == pytest.approx(cohen_kappa_score(first, second))
-
-
-def test_cohens_kappa_edge_cases() -> None:
-    assert cohens_kappa([]) is None
-    assert cohens_kappa([("car", "car")]) is None
-    # One label everywhere: chance agreement is 1, kappa is 0/0; reported as full agreement.
-    assert cohens_kappa([("car", "car")] * 3) == 1.0
-    # Total disagreement over two labels: po = 0, pe = 1/2, kappa = -1
-    assert cohens_kappa([("car", "person"), ("person", "car")]) == pytest.approx(-1.0)
-
-
-def _task(image_id: str, reviewer: str, at: str, boxes: list[tuple[str, NormBox]]) -> TaskAnnotation:
-    return TaskAnnotation(
-        task_id=None,
-        image_id=image_id,
-        batch_id="b1",
-        reviewer=reviewer,
-        annotated_at=at,
-        boxes=tuple(_ann(f"r{i}", name, box) for i, (name, box) in enumerate(boxes)),
-        prediction_region_ids=(),
-    )
-
-
-def test_overlap_kappa_two_reviewers_two_images() -> None:
-    A, B, C, D = _strip(0.0, 0.2), _strip(0.3, 0.5), _strip(0.6, 0.8), _strip(0.85, 1.0)
-    annotations = [
-        _task("img-1", "ann", "2026-05-01T09:00:00+00:00", [("person", A)]),  # superseded below
-        _task("img-1", "bob", "2026-05-01T10:00:00+00:00", [("car", A), ("car", B)]),
-        _task("img-1", "ann", "2026-05-01T11:00:00+00:00", [("car", A), ("person", B)]),
-        _task("img-2", "ann", "2026-05-01T10:00:00+00:00", [("car", C)]),
-        _task("img-2", "bob", "2026-05-01T10:00:00+00:00", [("car", C), ("person", D)]),
-        _task("img-3", "carl", "2026-05-01T10:00:00+00:00", []),
-        _task("img-3", "dan", "2026-05-01T10:00:00+00:00", []),
-        _task("img-4", "ann", "2026-05-01T10:00:00+00:00", [("car", A)]),  # nobody else saw img-4
-    ]
-    # ann vs bob: img-1 gives (car, car), (person, car); img-2 gives (car, car), (<none>, person).
-    # Rows (ann): car 2, person 1, <none> 1.  Columns (bob): car 3, person 1, <none> 0.
-    # po = 2/4;  pe = (2*3 + 1*1 + 1*0) / 16 = 7/16;  kappa = (8/16 - 7/16) / (9/16) = 1/9
-    # carl and dan share only an empty image: no items, so no kappa.
-    assert overlap_kappa(annotations) == pytest.approx({("ann", "bob"): 1 / 9})

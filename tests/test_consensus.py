@@ -24,7 +24,14 @@ from sklearn.metrics import cohen_kappa_score
 
 from labeling_dag import atomic
 from labeling_dag.checks import review_quality_gate
-from labeling_dag.consensus import CONSENSUS_VERSION, agreement, consensus, merge_annotations
+from labeling_dag.consensus import (
+    CONSENSUS_VERSION,
+    agreement,
+    cohens_kappa,
+    consensus,
+    merge_annotations,
+    pairwise_kappa,
+)
 from labeling_dag.contracts import (
     BATCH_COLUMNS,
     CLEANED,
@@ -149,6 +156,51 @@ def test_agreement_is_kappa_on_matched_boxes_their_iou_and_the_share_both_drew()
     assert scores["*"].mean_iou == pytest.approx(1.0)
     assert scores["carol"].box_agreement == pytest.approx(2 * 5 / (5 + 6))
     assert scores["alice"].matched == 5 and scores["bob"].matched == 4
+
+
+def test_cohens_kappa_hand_computed() -> None:
+    pairs = (
+        [("car", "car")] * 3
+        + [("person", "person")] * 2
+        + [("car", "bicycle"), ("bicycle", "person"), ("car", "person")]
+    )
+    # 8 items.  Rows = rater a, columns = rater b:
+    #            car  person  bicycle | row total
+    #   car       3     1       1     |   5
+    #   person    0     2       0     |   2
+    #   bicycle   0     1       0     |   1
+    #   column    3     4       1     |   8
+    # po = (3 + 2) / 8 = 5/8;  pe = (5*3 + 2*4 + 1*1) / 8**2 = 3/8;  kappa = (2/8) / (5/8) = 2/5
+    assert cohens_kappa(pairs) == pytest.approx(0.4)
+    assert cohens_kappa(pairs) == pytest.approx(cohen_kappa_score(*zip(*pairs)))
+
+
+def test_cohens_kappa_edge_cases() -> None:
+    assert cohens_kappa([]) is None
+    assert cohens_kappa([("car", "car")]) is None
+    # One label everywhere: chance agreement is 1, kappa is 0/0; reported as full agreement.
+    assert cohens_kappa([("car", "car")] * 3) == 1.0
+    # Total disagreement over two labels: po = 0, pe = 1/2, kappa = -1
+    assert cohens_kappa([("car", "person"), ("person", "car")]) == pytest.approx(-1.0)
+
+
+def test_pairwise_kappa_takes_each_reviewers_latest_annotation_of_the_images_they_shared() -> None:
+    """ann's first annotation of img-1 is superseded; carl and dan share only an empty image (no
+    matched box, no kappa); nobody else saw img-4."""
+    annotations = [
+        _annotation("ann", [("r0", "person", A)], image_id="img-1", at=1),
+        _annotation("bob", [("r0", "car", A), ("r1", "car", B)], image_id="img-1", at=2),
+        _annotation("ann", [("r0", "car", A), ("r1", "person", B)], image_id="img-1", at=3),
+        _annotation("ann", [("r0", "car", C), ("r1", "car", NormBox(0.5, 0.5, 0.05, 0.05))], image_id="img-2"),
+        _annotation("bob", [("r0", "car", C)], image_id="img-2"),
+        _annotation("carl", [], image_id="img-3"),
+        _annotation("dan", [], image_id="img-3"),
+        _annotation("ann", [("r0", "car", A)], image_id="img-4"),
+    ]
+    # ann vs bob, matched boxes: (car, car), (person, car), (car, car); ann's small box on img-2
+    # matches nothing (it counts against box agreement, not kappa).
+    expected = cohen_kappa_score(["car", "person", "car"], ["car", "car", "car"])
+    assert pairwise_kappa(annotations) == pytest.approx({("ann", "bob"): expected})
 
 
 def test_a_task_asking_for_two_annotators_is_complete_only_with_two() -> None:
