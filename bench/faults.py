@@ -409,7 +409,7 @@ def expected_rows(workdir: Path) -> pd.DataFrame:
     annotation, gold tasks aside) and the gold table."""
     from labeling_dag.resources.review_exchange import FileReviewExchange
 
-    from labeling_dag.formats.label_studio import parse_export
+    from labeling_dag.formats.label_studio_export import parse_export
 
     exchange, names = FileReviewExchange(), tuple(json.loads((workdir / "classes.json").read_text()))
     batches = pd.read_parquet(workdir / "review_batch" / "batches.parquet")

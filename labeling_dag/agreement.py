@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from labeling_dag.formats.label_studio import AnnotatedBox
+from labeling_dag.formats.label_studio_export import AnnotatedBox
 from labeling_dag.records import NormBox
 
 EditKind = Literal["accepted", "moved", "relabelled", "added", "deleted"]

@@ -9,7 +9,7 @@ task that shows every fused box, for one annotator to settle. Agreement (:func:`
 Cohen's kappa on matched boxes, their mean IoU and the share of boxes both sides drew, per
 reviewer and per batch.
 
-Pure functions over :class:`~labeling_dag.formats.label_studio.TaskAnnotation` records;
+Pure functions over :class:`~labeling_dag.formats.label_studio_export.TaskAnnotation` records;
 ``ensemble_boxes`` (which loads numba) is imported only where boxes are fused.
 """
 
@@ -27,7 +27,7 @@ import pandas as pd
 
 from labeling_dag.agreement import match_boxes
 from labeling_dag.contracts import DISPUTE_COLUMNS
-from labeling_dag.formats.label_studio import AnnotatedBox, TaskAnnotation
+from labeling_dag.formats.label_studio_export import AnnotatedBox, TaskAnnotation
 from labeling_dag.records import NormBox
 
 # What the pre-labels of a disputed image's adjudication task are recorded as coming from.
@@ -273,8 +273,8 @@ def latest_by_image(annotations: Sequence[TaskAnnotation], *, excluding: Collect
     """Per image, the last of ``annotations`` made by a reviewer not in ``excluding``.
 
     ``annotations`` run oldest first within an image, as
-    :func:`~labeling_dag.formats.label_studio.parse_all_annotations` returns them, so with nobody
-    excluded this is the annotation :func:`~labeling_dag.formats.label_studio.parse_export` picks.
+    :func:`~labeling_dag.formats.label_studio_export.parse_all_annotations` returns them, so with nobody
+    excluded this is the annotation :func:`~labeling_dag.formats.label_studio_export.parse_export` picks.
     Images keep the order they first appear in; an image only excluded reviewers annotated is
     left out.
     """

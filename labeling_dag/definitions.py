@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 
+from labeling_dag.assets.annotations import review_annotations
 from labeling_dag.assets.cleaning import cleaned_images
 from labeling_dag.assets.export import dataset_export
 from labeling_dag.assets.ingestion import raw_images
@@ -12,7 +13,7 @@ from labeling_dag.assets.prelabels import pre_labels
 from labeling_dag.assets.review import review_batch
 from labeling_dag.assets.scoring import uncertainty_scores
 from labeling_dag.assets.training import current_model, promotion_gate, retrained_model
-from labeling_dag.assets.verification import review_annotations, verified_labels
+from labeling_dag.assets.verification import verified_labels
 from labeling_dag.checks import cleaned_images_gate, pre_labels_gate, review_quality_gate, verified_labels_gate
 from labeling_dag.jobs import (
     export_dataset,

@@ -40,7 +40,8 @@ from labeling_dag.contracts import (
     RETURNED_COLUMNS,
     VERIFIED_IMAGE_COLUMNS,
 )
-from labeling_dag.formats.label_studio import TaskAnnotation, ls_percent_to_norm
+from labeling_dag.formats.label_studio import ls_percent_to_norm
+from labeling_dag.formats.label_studio_export import TaskAnnotation
 from labeling_dag.records import NormBox
 from labeling_dag.revisions import split_revision
 

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from labeling_dag.formats.label_studio import ReviewExportError, is_complete, parse_export
+from labeling_dag.formats.label_studio_export import ReviewExportError, is_complete, parse_export
 
 SAFE_BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 

@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from labeling_dag.formats.label_studio import ReviewExportError, TaskAnnotation, is_complete, parse_export
+from labeling_dag.formats.label_studio_export import ReviewExportError, TaskAnnotation, is_complete, parse_export
 from labeling_dag.review_intake import SAFE_BATCH_ID
 
 _REVISION = re.compile(r"(?P<base>.+)\.r(?P<number>[2-9]|[1-9][0-9]+)")

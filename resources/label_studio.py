@@ -65,13 +65,8 @@ from labeling_dag.resources.review_exchange import CollectedBatch, Edits, Review
 from pydantic import Field
 
 from labeling_dag import atomic
-from labeling_dag.formats.label_studio import (
-    FROM_NAME,
-    TO_NAME,
-    is_complete,
-    labeling_config,
-    required_annotations,
-)
+from labeling_dag.formats.label_studio import FROM_NAME, TO_NAME, labeling_config
+from labeling_dag.formats.label_studio_export import is_complete, required_annotations
 from labeling_dag.review_intake import SAFE_BATCH_ID
 from labeling_dag.revisions import checked_until
 

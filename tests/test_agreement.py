@@ -20,7 +20,7 @@ from labeling_dag.agreement import (
     overall_accuracy,
     score_against_gold,
 )
-from labeling_dag.formats.label_studio import AnnotatedBox
+from labeling_dag.formats.label_studio_export import AnnotatedBox
 from labeling_dag.records import NormBox
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
+from labeling_dag.assets.annotations import review_annotations
 from labeling_dag.assets.review import review_batch
-from labeling_dag.assets.verification import review_annotations, verified_labels
+from labeling_dag.assets.verification import verified_labels
 from labeling_dag.resources.review_exchange import FolderReview
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
@@ -43,7 +44,8 @@ from labeling_dag.contracts import (
     REVIEW_BATCHES,
     VERIFIED_IMAGES,
 )
-from labeling_dag.formats.label_studio import AnnotatedBox, TaskAnnotation, is_complete, review_task
+from labeling_dag.formats.label_studio import review_task
+from labeling_dag.formats.label_studio_export import AnnotatedBox, TaskAnnotation, is_complete
 from labeling_dag.merge import active
 from labeling_dag.records import NormBox
 from labeling_dag.review_selection import quarantined_batches

@@ -74,7 +74,8 @@ def test_a_merge_reports_human_seconds_per_batch_and_the_running_total(tmp_path)
     square cost 3 x (1.0 s look + 3.0 s relabel) = 12 s modelled; Label Studio measured 30 s each.
     verified_labels carries the running total and the share of the pool labelled (3 of 4 images)."""
     import dagster as dg
-    from labeling_dag.assets.verification import review_annotations, verified_labels
+    from labeling_dag.assets.annotations import review_annotations
+    from labeling_dag.assets.verification import verified_labels
     from labeling_dag.resources.snapshots import SnapshotStore
     from labeling_dag.resources.storage import LabelStore
 

@@ -11,8 +11,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+from labeling_dag.assets.annotations import review_annotations
 from labeling_dag.assets.label_issues import label_issues
-from labeling_dag.assets.verification import review_annotations, verified_labels
+from labeling_dag.assets.verification import verified_labels
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
 

@@ -17,7 +17,8 @@ from labeling_dag.resources.review_exchange import ReviewBackendError
 from PIL import Image
 
 from labeling_dag.contracts import LABELS, REVIEW_BATCHES
-from labeling_dag.formats.label_studio import labeling_config, parse_all_annotations, parse_export, review_task
+from labeling_dag.formats.label_studio import labeling_config, review_task
+from labeling_dag.formats.label_studio_export import parse_all_annotations, parse_export
 from labeling_dag.merge import edit_rows
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from tests.label_studio_server import LabelStudioServer, free_port, label_studio_fixture
@@ -518,7 +519,8 @@ class Pipeline:
     def merge(self, merge_id: str) -> None:
         """The merge_review job of one returned batch or revision, as the sensor's run request configures it."""
         import dagster as dg
-        from labeling_dag.assets.verification import review_annotations, verified_labels
+        from labeling_dag.assets.annotations import review_annotations
+        from labeling_dag.assets.verification import verified_labels
         from labeling_dag.resources.snapshots import SnapshotStore
 
         from labeling_dag.checks import review_quality_gate

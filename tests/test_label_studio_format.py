@@ -17,16 +17,18 @@ from hypothesis import strategies as st
 from labeling_dag.formats.label_studio import (
     FROM_NAME,
     TO_NAME,
-    ReviewExportError,
-    TaskAnnotation,
-    is_complete,
     labeling_config,
     ls_percent_to_norm,
     norm_to_ls_percent,
-    parse_all_annotations,
-    parse_export,
     review_batch_document,
     review_task,
+)
+from labeling_dag.formats.label_studio_export import (
+    ReviewExportError,
+    TaskAnnotation,
+    is_complete,
+    parse_all_annotations,
+    parse_export,
 )
 from labeling_dag.merge import edit_rows
 from labeling_dag.records import NormBox, PreLabel, ReviewImage

@@ -20,7 +20,8 @@ from labeling_dag.contracts import (
     RETURNED_COLUMNS,
     VERIFIED_IMAGE_COLUMNS,
 )
-from labeling_dag.formats.label_studio import AnnotatedBox, TaskAnnotation, review_task
+from labeling_dag.formats.label_studio import review_task
+from labeling_dag.formats.label_studio_export import AnnotatedBox, TaskAnnotation
 from labeling_dag.merge import (
     active,
     auto_accepted_rows,

@@ -14,8 +14,9 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
+from labeling_dag.assets.annotations import review_annotations
 from labeling_dag.assets.review import review_batch
-from labeling_dag.assets.verification import review_annotations, verified_labels
+from labeling_dag.assets.verification import verified_labels
 from labeling_dag.resources.review_exchange import FolderReview
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore

@@ -12,12 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labeling_dag.formats.label_studio import (
-    AnnotatedBox,
-    TaskAnnotation,
-    parse_export,
-    review_task,
-)
+from labeling_dag.formats.label_studio import review_task
+from labeling_dag.formats.label_studio_export import AnnotatedBox, TaskAnnotation, parse_export
 from labeling_dag.formats.yolo import read_yolo_labels
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.simulation.sample_data import generate_dataset

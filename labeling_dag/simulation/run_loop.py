@@ -412,7 +412,7 @@ def _answer_batch(store, exchange, batch_id: str, truth, settings: LoopSettings,
     (``data.annotators``) gets one more from each of ``reviewer-2`` on, each with its own mistakes.
     """
     from labeling_dag import atomic
-    from labeling_dag.formats.label_studio import required_annotations
+    from labeling_dag.formats.label_studio_export import required_annotations
     from labeling_dag.simulation.simulated_reviewer import simulate_review
 
     answered = exchange.exported_tasks(store.root, batch_id)

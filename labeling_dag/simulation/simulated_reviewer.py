@@ -23,12 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from labeling_dag.formats.label_studio import (
-    FROM_NAME,
-    TO_NAME,
-    ls_percent_to_norm,
-    norm_to_ls_percent,
-)
+from labeling_dag.formats.label_studio import FROM_NAME, TO_NAME, ls_percent_to_norm, norm_to_ls_percent
 from labeling_dag.formats.yolo import label_path_for, load_data_yaml, read_yolo_labels
 from labeling_dag.ingest import INGESTED_SUFFIXES
 from labeling_dag.model_registry import file_sha256

@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_resources
+from labeling_dag.assets.annotations import review_annotations
 from labeling_dag.assets.cleaning import cleaned_images
 from labeling_dag.assets.ingestion import raw_images
-from labeling_dag.assets.verification import review_annotations, verified_labels
+from labeling_dag.assets.verification import verified_labels
 from labeling_dag.resources.detector import Detector
 from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.snapshots import SnapshotStore

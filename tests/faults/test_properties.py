@@ -22,14 +22,13 @@ from hypothesis import strategies as st
 from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag.formats.label_studio import (
-    TaskAnnotation,
     labeling_config,
     ls_percent_to_norm,
     norm_to_ls_percent,
-    parse_export,
     review_batch_document,
     review_task,
 )
+from labeling_dag.formats.label_studio_export import TaskAnnotation, parse_export
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.review_intake import judge_review_file
 from tests.faults.review_files import (
