@@ -41,7 +41,8 @@ def _one_thread_per_process() -> None:
 
 
 def _run_arm(settings) -> dict:
-    from labeling_dag.simulation.run_loop import dataset_summary, run_loop
+    from labeling_dag.simulation.loop_measures import dataset_summary
+    from labeling_dag.simulation.run_loop import run_loop
 
     records = [asdict(r) for r in run_loop(settings)]
     return {"rounds": records, "dataset": dataset_summary(settings)}
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.pop("DAGSTER_HOME", None)  # every loop gets its own ephemeral instance
     from labeling_dag.human_time import ReviewCosts, hand_label_seconds
-    from labeling_dag.simulation.run_loop import LoopSettings
+    from labeling_dag.simulation.loop_settings import LoopSettings
     from labeling_dag.simulation.sample_data import generate_dataset
     from labeling_dag.simulation.simulated_reviewer import load_truth
 

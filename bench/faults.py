@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["PATH"] = f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
 
-    from labeling_dag.simulation.run_loop import LoopSettings
+    from labeling_dag.simulation.loop_settings import LoopSettings
     from labeling_dag.simulation.sample_data import generate_dataset
 
     root = (args.root or Path(tempfile.mkdtemp(prefix="labeling-dag-faults-"))).resolve()

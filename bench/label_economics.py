@@ -65,7 +65,8 @@ def train_base_model(out: Path, *, images: int, imgsz: int, epochs: int, seed: i
 
 
 def _run_arm(settings) -> dict:
-    from labeling_dag.simulation.run_loop import dataset_summary, run_loop
+    from labeling_dag.simulation.loop_measures import dataset_summary
+    from labeling_dag.simulation.run_loop import run_loop
 
     records = [asdict(r) for r in run_loop(settings)]
     return {"rounds": records, "dataset": dataset_summary(settings)}
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.pop("DAGSTER_HOME", None)  # every loop gets its own ephemeral instance
     from labeling_dag.human_time import ReviewCosts, hand_label_seconds
-    from labeling_dag.simulation.run_loop import LoopSettings
+    from labeling_dag.simulation.loop_settings import LoopSettings
     from labeling_dag.simulation.sample_data import generate_dataset
     from labeling_dag.simulation.simulated_reviewer import load_truth
 

@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("YOLO_CONFIG_DIR", os.environ["LABELING_DAG_CONFIG_DIR"])
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["PATH"] = f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    from labeling_dag.simulation.run_loop import LoopSettings
+    from labeling_dag.simulation.loop_settings import LoopSettings
     from labeling_dag.simulation.sample_data import generate_dataset
 
     scratch = Path(tempfile.mkdtemp(prefix="label-issues-"))

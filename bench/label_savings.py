@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.pop("DAGSTER_HOME", None)  # every run gets its own ephemeral instance
     from labeling_dag.formats.yolo import label_path_for, load_data_yaml, read_yolo_labels
-    from labeling_dag.simulation.run_loop import LoopSettings
+    from labeling_dag.simulation.loop_settings import LoopSettings
     from labeling_dag.simulation.sample_data import generate_dataset
 
     scratch = Path(tempfile.mkdtemp(prefix="label-savings-"))

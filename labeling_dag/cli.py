@@ -131,8 +131,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run_loop(args: argparse.Namespace) -> int:
     from labeling_dag.class_map import ClassMapError, parse_class_map
+    from labeling_dag.simulation.loop_settings import LoopSettings
     from labeling_dag.simulation.loop_start import SeedModelError
-    from labeling_dag.simulation.run_loop import LoopSettings, run_and_report
+    from labeling_dag.simulation.run_loop import run_and_report
 
     try:
         class_map = parse_class_map(args.class_map)

@@ -53,7 +53,6 @@ of unsettled batches hold the stamp below them, so they are asked for again once
 from __future__ import annotations
 
 import json
-import posixpath
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -61,11 +60,11 @@ from pathlib import Path
 from typing import Any
 
 from labeling_dag.resources.label_studio_api import LabelStudioApi, NotFound, display_url
+from labeling_dag.resources.label_studio_project import connect_local_files, pipeline_project
 from labeling_dag.resources.review_exchange import CollectedBatch, Edits, ReviewBackend, ReviewBackendError
 from pydantic import Field
 
 from labeling_dag import atomic
-from labeling_dag.formats.label_studio import FROM_NAME, TO_NAME, labeling_config
 from labeling_dag.formats.label_studio_export import is_complete, required_annotations
 from labeling_dag.review_intake import SAFE_BATCH_ID
 from labeling_dag.revisions import checked_until
@@ -147,10 +146,10 @@ class LabelStudioReview(ReviewBackend):
         if size < 1:
             raise ValueError(f"import_chunk_size must be at least 1, got {size}")
         with self._api() as api:
-            project = self._project(api, class_names)
+            project = pipeline_project(api, self.project_title, class_names, url=self.project_url)
             project_id = int(project["id"])
             if self.local_files_path:
-                self._connect_local_files(api, project_id)
+                connect_local_files(api, project_id, self.local_files_path)
             present = self._present_tasks(api, project_id, batch_id, wanted)
             todo = [task for task, image_id in zip(tasks, wanted) if image_id not in present]
             for start in range(0, len(todo), size):
@@ -303,63 +302,6 @@ class LabelStudioReview(ReviewBackend):
                 f"the Label Studio record {path} of batch {batch_id!r} is unreadable ({exc!r})"
             ) from exc
 
-    def _project(self, api: LabelStudioApi, class_names: Sequence[str]) -> dict[str, Any]:
-        """The pipeline's project, created if missing, checked against the class list."""
-        config = labeling_config(class_names)
-        found: list[dict[str, Any]] = []
-        page_number = 1
-        while True:
-            page = api.call(
-                "GET",
-                "/api/projects/",
-                params={"title": self.project_title, "page_size": 100, "page": page_number},
-                doing=f"look up project {self.project_title!r}",
-            )
-            found += [project for project in page.get("results", []) if project.get("title") == self.project_title]
-            if not page.get("next"):
-                break
-            page_number += 1
-        if len(found) > 1:
-            raise ReviewBackendError(
-                f"{len(found)} Label Studio projects at {api.shown} are titled {self.project_title!r} "
-                f"(ids {sorted(p['id'] for p in found)}): rename all but one, or set project_title"
-            )
-        if not found:
-            return api.call(
-                "POST",
-                "/api/projects/",
-                body={
-                    "title": self.project_title,
-                    "label_config": config,
-                    "description": "Review batches of the labeling-dag pipeline (one batch per data.batch_id).",
-                },
-                doing=f"create project {self.project_title!r}",
-            )
-        project = found[0]
-        problem = _config_problem(project.get("parsed_label_config"), class_names)
-        if problem:
-            raise ReviewBackendError(
-                f"Label Studio project {self.project_title!r} ({self.project_url(project['id'])}) {problem}; "
-                "set its labelling interface to the pipeline's config (labeling_config of the class list) "
-                "or set project_title to start a new project"
-            )
-        return project
-
-    def _connect_local_files(self, api: LabelStudioApi, project_id: int) -> None:
-        wanted = posixpath.normpath(self.local_files_path)
-        storages = api.call(
-            "GET", "/api/storages/localfiles/", params={"project": project_id}, doing="list local-files storages"
-        )
-        if any(posixpath.normpath(str(storage.get("path", ""))) == wanted for storage in storages):
-            return
-        api.call(
-            "POST",
-            "/api/storages/localfiles/",
-            # A regex that no file name matches: pressing "Sync" in the UI must not turn images into tasks.
-            body={"project": project_id, "path": wanted, "title": "labeling-dag images", "regex_filter": "^$"},
-            doing=f"connect {wanted} as local-files storage",
-        )
-
     def _batch_tasks(
         self, api: LabelStudioApi, project_id: int, batch_ids: Sequence[str], *, full: bool
     ) -> list[dict[str, Any]]:
@@ -499,21 +441,3 @@ def _recorded_tasks(
                 "(deleted in the UI?): re-export the batch to re-create it"
             )
         yield by_id[task_id]
-
-
-def _config_problem(parsed: Any, class_names: Sequence[str]) -> str | None:
-    """What makes a project's parsed labelling config unusable for the pipeline, or None."""
-    control = parsed.get(FROM_NAME) if isinstance(parsed, Mapping) else None
-    if not isinstance(control, Mapping) or control.get("type") != "RectangleLabels":
-        return f"has no RectangleLabels control named {FROM_NAME!r}"
-    if list(control.get("to_name") or []) != [TO_NAME]:
-        return f"labels {control.get('to_name')!r}, not the image {TO_NAME!r}"
-    inputs = [
-        (item.get("type"), item.get("value")) for item in control.get("inputs") or [] if isinstance(item, Mapping)
-    ]
-    if ("Image", "image") not in inputs:
-        return "does not show $image"
-    labels = list(control.get("labels") or [])
-    if sorted(labels) != sorted(class_names):
-        return f"offers the labels {labels}, but the pipeline's classes are {list(class_names)}"
-    return None

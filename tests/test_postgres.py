@@ -16,7 +16,9 @@ from services import Postgres, postgres, postgres_home  # noqa: F401  (postgres 
 
 from labeling_dag.contracts import MERGES
 from labeling_dag.ingest_batches import ROOT_BATCH
-from labeling_dag.simulation.run_loop import LoopSettings, RoundRecord, run_loop
+from labeling_dag.simulation.loop_measures import RoundRecord
+from labeling_dag.simulation.loop_settings import LoopSettings
+from labeling_dag.simulation.run_loop import run_loop
 from labeling_dag.simulation.sample_data import generate_dataset
 
 RESTART = os.environ.get(

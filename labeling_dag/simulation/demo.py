@@ -14,7 +14,8 @@ def run_demo(root: Path, *, images: int, rounds: int | None, batch_size: int, se
     """
     import shutil
 
-    from labeling_dag.simulation.run_loop import LoopSettings, run_and_report
+    from labeling_dag.simulation.loop_settings import LoopSettings
+    from labeling_dag.simulation.run_loop import run_and_report
     from labeling_dag.simulation.sample_data import generate_dataset
 
     data_yaml = generate_dataset(root / "pool", images=images, seed=1, imgsz=128)

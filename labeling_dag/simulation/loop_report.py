@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from labeling_dag.simulation.run_loop import LoopSettings, RoundRecord
+from labeling_dag.simulation.loop_measures import RoundRecord
+from labeling_dag.simulation.loop_settings import LoopSettings
 
 
 def write_report(records: list[RoundRecord], report: Path, settings: LoopSettings, dataset: dict[str, object]) -> Path:

@@ -10,76 +10,17 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from labeling_dag.contracts import EDITS, EFFORT, GOLD_LABELS, LABELS, REVIEW_BATCHES, VERIFIED_IMAGES
-from labeling_dag.human_time import ReviewCosts
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """Everything one simulated run depends on."""
-
-    dataset: Path
-    workdir: Path
-    # Rounds after the seed round, at most; None runs until the pool is labelled.
-    rounds: int | None = 3
-    batch_size: int = 20
-    strategy: str = "hybrid"
-    diversity: bool = False
-    cost_aware: bool = False
-    seed_labels: int = 40
-    target_precision: float = 0.95
-    target_image_accuracy: float = 0.9
-    reviewer_error_rate: float = 0.0
-    # Share of each batch's chosen images labelled by annotators_per_item simulated reviewers
-    # (each with its own mistakes) and merged by consensus; 0 = one reviewer per image.
-    overlap_rate: float = 0.0
-    annotators_per_item: int = 2
-    seed: int = 0
-    gold_images: int = 4
-    imgsz: int = 128
-    cold_start_epochs: int = 30
-    fine_tune_epochs: int = 10
-    retrain_min_new_boxes: int = 1
-    # A local ultralytics detector to start from (labeling_dag.simulation.loop_start): of the pool's classes, or
-    # mapped to them by class_map, it pre-labels round 0 (warm start); of other classes, the first
-    # model trains from its weights (pretrained start). None = cold start.
-    seed_model: Path | None = None
-    class_map: Mapping[str, str] = field(default_factory=dict)  # seed model class -> pool class
-    # False reviews every image (model-assisted labelling without auto-accept: the baseline arm).
-    auto_accept: bool = True
-    # Stop once the human seconds spent reach this; None = no budget.
-    max_human_seconds: float | None = None
-    review_costs: ReviewCosts = ReviewCosts()
-    # Shared by runs that replay the same trainings (see labeling_dag.training_cache); None = off.
-    training_cache: Path | None = None
-
-
-@dataclass(frozen=True)
-class RoundRecord:
-    """What one round cost and achieved (one line of the report)."""
-
-    round: int
-    batch_id: str
-    images_reviewed: int
-    boxes_reviewed: int
-    boxes_edited: int
-    human_boxes_total: int
-    auto_accepted: int
-    auto_accept_precision: float | None
-    human_seconds: float  # cumulative, every batch so far (the cost model's seconds)
-    images_labelled: int  # pool images with verified labels so far
-    map50: float
-    map50_95: float
-    model_version: str
-    seconds: float
+from labeling_dag.contracts import GOLD_LABELS, REVIEW_BATCHES
+from labeling_dag.simulation.loop_measures import RoundRecord, dataset_summary, round_record
+from labeling_dag.simulation.loop_settings import LoopSettings
 
 
 @dataclass(frozen=True)
@@ -219,7 +160,7 @@ def run_loop(
         _answer_batch(store, resources["exchange"], batch_id, truth, settings, round_number)
         driver.tick("review_complete_sensor")
         driver.advance()
-        record = _round_record(store, truth, round_number, batch_id, time.perf_counter() - started)
+        record = round_record(store, truth, round_number, batch_id, time.perf_counter() - started)
         records.append(record)
         on_round(record)
         batch_id = _next_batch(driver.latest_batch(), batch_id, record, settings)
@@ -431,96 +372,6 @@ def _answer_batch(store, exchange, batch_id: str, truth, settings: LoopSettings,
         for index, task in zip(wanted, done):
             answered[index] = task
     atomic.write_json(exchange.root(store.root) / "inbox" / f"{batch_id}.json", answered)
-
-
-def _round_record(store, truth, round_number: int, batch_id: str, seconds: float) -> RoundRecord:
-    from labeling_dag.agreement import score_against_gold
-    from labeling_dag.merge import active
-    from labeling_dag.model_registry import ModelRegistry
-
-    edits = store.read(EDITS)
-    batch = edits[(edits["batch_id"] == batch_id) & ~edits["is_gold"]]
-    human = edits[~edits["is_gold"]]
-    labels = store.read(LABELS)
-    auto = labels[(labels["merge_id"] == batch_id) & (labels["source"] == "auto_accepted")]
-    tp = fp = 0
-    for image_id, group in auto.groupby("image_id"):
-        score = score_against_gold(
-            "auto",
-            image_id,
-            [(row.class_name, _box(row)) for row in group.itertuples()],
-            [(box.class_name, box.box) for box in truth[image_id]],
-        )
-        tp, fp = tp + score.true_positives, fp + score.false_positives
-    model = ModelRegistry(store.root).current()
-    effort = store.read(EFFORT)
-    verified = active(store.read(VERIFIED_IMAGES))
-    return RoundRecord(
-        round=round_number,
-        batch_id=batch_id,
-        images_reviewed=int(batch["image_id"].nunique()),
-        boxes_reviewed=len(batch),
-        boxes_edited=int((batch["edit_kind"] != "accepted").sum()),
-        human_boxes_total=int((human["edit_kind"] != "deleted").sum()),
-        auto_accepted=len(auto),
-        auto_accept_precision=tp / (tp + fp) if tp + fp else None,
-        human_seconds=round(float(effort["modelled_seconds"].sum()), 1),
-        images_labelled=len(set(verified["image_id"]) & set(truth)),
-        map50=float(model.metrics.get("map50", 0.0)) if model else 0.0,
-        map50_95=float(model.metrics.get("map50_95", 0.0)) if model else 0.0,
-        model_version=model.model_version if model else "",
-        seconds=round(seconds, 1),
-    )
-
-
-def _box(row):
-    from labeling_dag.records import NormBox
-
-    return NormBox(row.x, row.y, row.w, row.h)
-
-
-def dataset_summary(settings: LoopSettings) -> dict[str, object]:
-    """The finished dataset against the truth only the simulated reviewer reads, and what it cost.
-
-    ``precision``/``recall`` (IoU 0.5, overall, ``per_class``, ``per_source``) are over the pool
-    images with verified labels; ``hand_label_seconds`` prices looking at every pool image and
-    drawing every true box with the same cost model; ``human_time_ratio`` is the loop's human
-    seconds over that; ``start`` is how the loop started: ``warm``, ``pretrained`` or ``cold``
-    (see :mod:`labeling_dag.simulation.loop_start`).
-    """
-    from labeling_dag.dataset_quality import label_quality
-    from labeling_dag.human_time import hand_label_seconds
-    from labeling_dag.merge import active
-    from labeling_dag.model_registry import ModelRegistry
-    from labeling_dag.resources.storage import LabelStore
-    from labeling_dag.simulation.simulated_reviewer import load_truth
-
-    store = LabelStore(workdir=str(settings.workdir.resolve()))
-    truth = load_truth(settings.dataset, "train")
-    images = active(store.read(VERIFIED_IMAGES))
-    sources = {row.image_id: row.source for row in images.itertuples() if row.image_id in truth}
-    labels: dict[str, list] = {}
-    for row in active(store.read(LABELS)).itertuples():
-        labels.setdefault(row.image_id, []).append((row.class_name, _box(row)))
-    reference = {image_id: [(box.class_name, box.box) for box in boxes] for image_id, boxes in truth.items()}
-    quality = label_quality(labels, reference, sources, class_names=store.class_names())
-    human = float(store.read(EFFORT)["modelled_seconds"].sum())
-    hand = hand_label_seconds(len(truth), sum(len(boxes) for boxes in truth.values()), settings.review_costs)
-    models = ModelRegistry(store.root).entries()
-    warm = bool(models) and models[0].source == "seed_model"
-    return {
-        # A seed model registered first is a warm start; one that was not registered had other
-        # classes and was the first training's starting point; without one, a cold start.
-        "start": "warm" if warm else "pretrained" if settings.seed_model is not None else "cold",
-        "pool_images": len(truth),
-        "images_labelled": len(sources),
-        **{key: quality[key] for key in ("precision", "recall", "image_accuracy")},
-        "human_seconds": round(human, 1),
-        "hand_label_seconds": round(hand, 1),
-        "human_time_ratio": round(human / hand, 4) if hand else None,
-        "per_class": quality["per_class"],
-        "per_source": quality["per_source"],
-    }
 
 
 def run_and_report(settings: LoopSettings, report: Path) -> dict[str, object]:
