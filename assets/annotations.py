@@ -30,12 +30,8 @@ from labeling_dag.contracts import (
 )
 from labeling_dag.formats.label_studio_export import parse_all_annotations, parse_export, required_annotations
 from labeling_dag.human_time import ReviewCosts, edit_mix, effort_rows
-from labeling_dag.merge import (
-    edit_rows,
-    quality_rows,
-    returned_rows,
-    with_agreement,
-)
+from labeling_dag.merge import edit_rows, returned_rows
+from labeling_dag.review_quality import quality_rows, with_agreement
 from labeling_dag.review_selection import (
     quarantined_batches,
     quarantined_reviewers,

@@ -1,4 +1,4 @@
-"""From a returned review batch to verified labels: edits, gold quality, auto-accepts, merge.
+"""From a returned review batch to verified labels: edits, auto-accepts, merge.
 
 Tables (pandas, one row per box):
 
@@ -6,7 +6,6 @@ Tables (pandas, one row per box):
   auto-accept threshold is calibrated on;
 * returned: the images each returned batch (or revision) answered (``RETURNED_COLUMNS``): the
   images its merge covers, boxes or not;
-* quality: gold accuracy and agreement per reviewer and for the batch (``QUALITY_COLUMNS``);
 * labels: the verified labels with their provenance (``LABEL_COLUMNS``). A merge never edits
   a row: superseded rows are retired (``retired_by`` = the merge that replaced them), so every
   earlier snapshot's content stays derivable from the table.
@@ -24,19 +23,13 @@ import numpy as np
 import pandas as pd
 
 from labeling_dag.agreement import (
-    GoldScore,
     PredictedBox,
-    accuracy_by_reviewer,
     classify_edits,
-    overall_accuracy,
-    score_against_gold,
 )
 from labeling_dag.calibration import Calibration, ImageGate, auto_accept_images, calibrate, image_threshold
-from labeling_dag.consensus import AgreementScore
 from labeling_dag.contracts import (
     EDIT_COLUMNS,
     LABEL_COLUMNS,
-    QUALITY_COLUMNS,
     RETURNED_COLUMNS,
     VERIFIED_IMAGE_COLUMNS,
 )
@@ -124,84 +117,6 @@ def current_edits(edits: pd.DataFrame) -> pd.DataFrame:
     )
     latest = revision.groupby([revision["base"], edits["image_id"]])["number"].transform("max")
     return edits[revision["number"] == latest]
-
-
-def quality_rows(
-    annotations: Sequence[TaskAnnotation],
-    gold: pd.DataFrame,
-    *,
-    batch_id: str,
-    min_gold_accuracy: float,
-    run_id: str,
-) -> pd.DataFrame:
-    """Gold accuracy per reviewer and for the whole batch (``reviewer == "*"``)."""
-    truth = {
-        image_id: [(row.class_name, NormBox(row.x, row.y, row.w, row.h)) for row in group.itertuples()]
-        for image_id, group in gold.groupby("image_id")
-    }
-    scores: list[GoldScore] = [
-        score_against_gold(
-            annotation.reviewer,
-            annotation.image_id,
-            [(box.class_name, box.box) for box in annotation.boxes],
-            truth[annotation.image_id],
-        )
-        for annotation in annotations
-        if annotation.image_id in truth
-    ]
-    per_reviewer = accuracy_by_reviewer(scores)
-    reviewers = sorted({annotation.reviewer for annotation in annotations})
-    rows = [
-        {
-            "batch_id": batch_id,
-            "reviewer": reviewer,
-            "gold_tasks": sum(score.reviewer == reviewer for score in scores),
-            "gold_accuracy": per_reviewer.get(reviewer, np.nan),
-            "min_gold_accuracy": min_gold_accuracy,
-            "run_id": run_id,
-        }
-        for reviewer in reviewers
-    ]
-    overall = overall_accuracy(scores)
-    rows.append(
-        {
-            "batch_id": batch_id,
-            "reviewer": "*",
-            "gold_tasks": len(scores),
-            "gold_accuracy": np.nan if overall is None else overall,
-            "min_gold_accuracy": min_gold_accuracy,
-            "run_id": run_id,
-        }
-    )
-    return _frame([{**_NO_AGREEMENT, **row} for row in rows], QUALITY_COLUMNS)
-
-
-_NO_AGREEMENT = {
-    "matched_boxes": 0,
-    "kappa": np.nan,
-    "mean_iou": np.nan,
-    "box_agreement": np.nan,
-    "min_kappa": np.nan,
-    "min_box_agreement": np.nan,
-}
-
-
-def with_agreement(
-    quality: pd.DataFrame, scores: Sequence[AgreementScore], *, min_kappa: float, min_box_agreement: float
-) -> pd.DataFrame:
-    """``quality`` (:func:`quality_rows`) with each reviewer's agreement, and the batch's on its
-    ``"*"`` row, filled in from ``scores``; the floors go on the batch row, which they gate."""
-    out = quality.copy()
-    for score in scores:
-        row = out["reviewer"] == score.reviewer
-        out.loc[row, "matched_boxes"] = score.matched
-        for column in ("kappa", "mean_iou", "box_agreement"):
-            value = getattr(score, column)
-            out.loc[row, column] = np.nan if value is None else value
-    batch = out["reviewer"] == "*"
-    out.loc[batch, "min_kappa"] = min_kappa
-    out.loc[batch, "min_box_agreement"] = min_box_agreement
-    return out.astype(QUALITY_COLUMNS)
 
 
 def calibration_from_edits(

@@ -61,6 +61,13 @@ from typing import Any
 
 from labeling_dag.resources.label_studio_api import LabelStudioApi, NotFound, display_url
 from labeling_dag.resources.label_studio_project import connect_local_files, pipeline_project
+from labeling_dag.resources.label_studio_tasks import (
+    ask_for_annotators,
+    batch_tasks,
+    import_tasks,
+    present_tasks,
+    show_predictions_of,
+)
 from labeling_dag.resources.review_exchange import CollectedBatch, Edits, ReviewBackend, ReviewBackendError
 from pydantic import Field
 
@@ -150,13 +157,13 @@ class LabelStudioReview(ReviewBackend):
             project_id = int(project["id"])
             if self.local_files_path:
                 connect_local_files(api, project_id, self.local_files_path)
-            present = self._present_tasks(api, project_id, batch_id, wanted)
+            present = present_tasks(api, project_id, batch_id, wanted, url=self.project_url)
             todo = [task for task, image_id in zip(tasks, wanted) if image_id not in present]
             for start in range(0, len(todo), size):
                 chunk = todo[start : start + size]
-                present.update(zip(_image_ids(chunk, batch_id), self._import(api, project_id, batch_id, chunk)))
-            self._ask_for_annotators(api, batch_id, tasks, [present[image_id] for image_id in wanted])
-            self._show_predictions_of(api, project, tasks)
+                present.update(zip(_image_ids(chunk, batch_id), import_tasks(api, project_id, batch_id, chunk)))
+            ask_for_annotators(api, batch_id, tasks, [present[image_id] for image_id in wanted])
+            show_predictions_of(api, project, tasks)
         atomic.write_json(record, {"project_id": project_id, "task_ids": [present[image_id] for image_id in wanted]})
         return self.project_url(project_id)
 
@@ -183,7 +190,7 @@ class LabelStudioReview(ReviewBackend):
             return collected
         with self._api() as api:
             for project_id, batch_ids in by_project.items():
-                listed = self._batch_tasks(api, project_id, batch_ids, full=False)
+                listed = batch_tasks(api, project_id, batch_ids, full=False, url=self.project_url)
                 # list() first: every batch is checked for deleted tasks, finished or not.
                 recorded = {
                     batch_id: list(_recorded_tasks(listed, batch_id, task_ids[batch_id], project_id))
@@ -196,7 +203,7 @@ class LabelStudioReview(ReviewBackend):
                 ]
                 if not complete:
                     continue
-                full = self._batch_tasks(api, project_id, complete, full=True)
+                full = batch_tasks(api, project_id, complete, full=True, url=self.project_url)
                 for batch_id in complete:
                     tasks = [
                         {key: task[key] for key in _EXPORT_KEYS if key in task}
@@ -301,96 +308,6 @@ class LabelStudioReview(ReviewBackend):
             raise ReviewBackendError(
                 f"the Label Studio record {path} of batch {batch_id!r} is unreadable ({exc!r})"
             ) from exc
-
-    def _batch_tasks(
-        self, api: LabelStudioApi, project_id: int, batch_ids: Sequence[str], *, full: bool
-    ) -> list[dict[str, Any]]:
-        """The project's tasks of ``batch_ids``: light (data and counts) or ``full`` (annotations too)."""
-        filters = {
-            "conjunction": "or",
-            "items": [
-                {"filter": "filter:tasks:data.batch_id", "operator": "equal", "type": "String", "value": batch_id}
-                for batch_id in batch_ids
-            ],
-        }
-        return api.tasks(
-            project_id,
-            filters,
-            full=full,
-            doing=f"list the tasks of batches {list(batch_ids)} in project {project_id}",
-            missing=f"Label Studio project {project_id} ({self.project_url(project_id)}) no longer exists "
-            f"(deleted?); batches {list(batch_ids)} cannot come back from it: re-export them",
-        )
-
-    def _present_tasks(
-        self, api: LabelStudioApi, project_id: int, batch_id: str, wanted: Sequence[str]
-    ) -> dict[str, int]:
-        """Image id -> task id of this batch's tasks already in the project."""
-        present: dict[str, int] = {}
-        for task in self._batch_tasks(api, project_id, [batch_id], full=False):
-            image_id = task.get("data", {}).get("image_id")
-            if image_id in present:
-                raise ReviewBackendError(
-                    f"batch {batch_id!r} holds image {image_id!r} twice in {self.project_url(project_id)} "
-                    f"(tasks {present[image_id]} and {task['id']}): delete one"
-                )
-            present[image_id] = int(task["id"])
-        foreign = sorted(set(present) - set(wanted))
-        if foreign:
-            raise ReviewBackendError(
-                f"batch {batch_id!r} in {self.project_url(project_id)} already holds images this export "
-                f"lacks ({foreign[:5]}…): the batch changed since it was first exported; delete its tasks there"
-            )
-        return present
-
-    def _import(self, api: LabelStudioApi, project_id: int, batch_id: str, chunk: list[dict[str, Any]]) -> list[int]:
-        body = api.call(
-            "POST",
-            f"/api/projects/{project_id}/import",
-            params={"return_task_ids": "true"},
-            body=chunk,
-            doing=f"import {len(chunk)} tasks of batch {batch_id!r} into project {project_id}",
-            missing=f"Label Studio project {project_id} vanished while batch {batch_id!r} was being imported",
-        )
-        task_ids = body.get("task_ids") if isinstance(body, Mapping) else None
-        if not isinstance(task_ids, list) or len(task_ids) != len(chunk):
-            raise ReviewBackendError(
-                f"Label Studio did not answer the ids of the {len(chunk)} tasks imported for batch {batch_id!r} "
-                "(an asynchronous import, as in Label Studio Enterprise, is not supported)"
-            )
-        return [int(task_id) for task_id in task_ids]
-
-    def _ask_for_annotators(
-        self, api: LabelStudioApi, batch_id: str, tasks: Sequence[Mapping[str, Any]], task_ids: Sequence[int]
-    ) -> None:
-        """Set the overlap of each task that asks for several annotators (``data.annotators``):
-        Label Studio then hands it to that many annotators, one annotation each. Per task, not the
-        project's ``maximum_annotations``, whose overlap cohort Label Studio draws itself."""
-        for task, task_id in zip(tasks, task_ids):
-            wanted = required_annotations(task)
-            if wanted > 1:
-                api.call(
-                    "PATCH",
-                    f"/api/tasks/{task_id}/",
-                    body={"overlap": wanted},
-                    doing=f"ask for {wanted} annotators on task {task_id} of batch {batch_id!r}",
-                )
-
-    def _show_predictions_of(
-        self, api: LabelStudioApi, project: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]
-    ) -> None:
-        """Point the project's model_version at the batch's model (see the module docstring)."""
-        versions = Counter(
-            prediction.get("model_version", "") for task in tasks for prediction in task.get("predictions") or []
-        )
-        version = versions.most_common(1)[0][0] if versions else ""
-        if version and project.get("model_version") != version:
-            api.call(
-                "PATCH",
-                f"/api/projects/{project['id']}/",
-                body={"model_version": version},
-                doing=f"show the predictions of model {version!r} in project {project['id']}",
-            )
 
 
 def _parse_stamp(raw: str) -> datetime:

@@ -31,11 +31,11 @@ from labeling_dag.merge import (
     human_rows,
     image_gate_from_edits,
     merge_verified,
-    quality_rows,
     returned_rows,
     verified_image_rows,
 )
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
+from labeling_dag.review_quality import quality_rows
 
 NAN = np.nan
 

@@ -217,6 +217,8 @@ def _answers(draw: st.DrawFn, tasks: list[dict[str, Any]]) -> Any:
         try:
             for key in path[:-1]:
                 target = target[key]
+            if isinstance(target, dict) != isinstance(path[-1], str):
+                continue  # an earlier change put an object where a list was (or the reverse)
             if draw(st.booleans()):
                 target[path[-1]] = draw(_json)
             else:
