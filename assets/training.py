@@ -15,6 +15,7 @@ from pydantic import Field
 from labeling_dag import atomic
 from labeling_dag.contracts import CLEANED, CURRENT_MODEL, LABELS, RETRAINED_MODEL, VERIFIED_IMAGES, VERIFIED_LABELS
 from labeling_dag.evaluation import ModelEvaluation, class_drops, class_quality_table, confusion_table
+from labeling_dag.fine_tuning import fine_tune_epochs
 from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.merge import active
 from labeling_dag.model_registry import ModelRegistry, card_file_of, file_sha256
@@ -98,7 +99,10 @@ def retrained_model(
         )
     else:
         start = _start_of(store, registry, parent)
-        parameters = {"epochs": policy.fine_tune_epochs, "mosaic": 0.0, "warmup_epochs": 0}
+        epochs = fine_tune_epochs(
+            len(images), batch=detector.batch, epochs=policy.fine_tune_epochs, min_steps=policy.fine_tune_min_steps
+        )
+        parameters = {"epochs": epochs, "mosaic": 0.0, "warmup_epochs": 0}
         weights = detector.train(
             data_yaml,
             run_dir / f"fine-tune-{parent.model_version[:12]}",

@@ -27,6 +27,9 @@ class LoopPolicy(dg.ConfigurableResource):
     promotion_tolerance: float = Field(default=0.02, ge=-1.0, le=1.0)
     cold_start_epochs: int = Field(default=30, ge=1)
     fine_tune_epochs: int = Field(default=10, ge=1)
+    # The optimizer steps a fine-tune takes at least, in more epochs where few images are verified
+    # yet (labeling_dag.fine_tuning).
+    fine_tune_min_steps: int = Field(default=100, ge=0)
     # A local ultralytics detector of any classes (COCO-pretrained, another project's model) that
     # the first model trains from, for cold_start_epochs: ultralytics keeps its tensors whose shapes
     # fit and builds a new class head. "" trains the first model from the detector's YAML.
