@@ -106,6 +106,18 @@ def link_file(source: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def replace_folder(staging: Path, target: Path) -> None:
+    """Put the finished folder ``staging`` in place of ``target`` (which may not exist): the old
+    one is moved aside first and deleted after, so a crash leaves either the old folder or the
+    new one at ``target``, never a half-written one."""
+    retired = target.with_name(f".{target.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    if target.exists():
+        os.replace(target, retired)
+    os.replace(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if missing), shared by every process on the host."""

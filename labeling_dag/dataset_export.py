@@ -11,7 +11,6 @@ export or the new one, never half of one.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -134,7 +133,7 @@ def export_dataset(workdir: Path, out_dir: Path, request: ExportRequest) -> Expo
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _swap(staging, out_dir)
+    atomic.replace_folder(staging, out_dir)
     return ExportSummary(
         out_dir=out_dir,
         format=request.format,
@@ -237,12 +236,3 @@ def _refuse_foreign(out_dir: Path) -> None:
         raise ExportError(
             f"{out_dir}: exists and is not an earlier export (no {PROVENANCE_FILE}); refusing to replace it"
         )
-
-
-def _swap(staging: Path, out_dir: Path) -> None:
-    retired = out_dir.with_name(f".{out_dir.name}.old")
-    shutil.rmtree(retired, ignore_errors=True)
-    if out_dir.exists():
-        os.replace(out_dir, retired)
-    os.replace(staging, out_dir)
-    shutil.rmtree(retired, ignore_errors=True)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from labeling_dag import atomic
+
 
 def write_yolo_dataset(
     out_dir: Path,
@@ -39,13 +41,7 @@ def write_yolo_dataset(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    # Swap, so that a crash leaves either the old dataset or the new one in place.
-    retired = out_dir.with_name(f".{out_dir.name}.old")
-    shutil.rmtree(retired, ignore_errors=True)
-    if out_dir.exists():
-        os.replace(out_dir, retired)
-    os.replace(staging, out_dir)
-    shutil.rmtree(retired, ignore_errors=True)
+    atomic.replace_folder(staging, out_dir)
     return out_dir / "data.yaml"
 
 
