@@ -1,6 +1,7 @@
 """The code location: assembles assets, checks, jobs, sensors and resources. Nothing else."""
 
 import os
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -107,21 +108,27 @@ def run_executor(name: str) -> dg.ExecutorDefinition | None:
     raise ValueError(f"LABELING_DAG_EXECUTOR={name!r}: choose 'default', 'in_process', 'celery' or 'k8s'")
 
 
+def _label_studio() -> ReviewBackend:
+    return LabelStudioReview(
+        url=dg.EnvVar("LABEL_STUDIO_URL"),
+        api_token=dg.EnvVar("LABEL_STUDIO_API_TOKEN"),
+        local_files_path=dg.EnvVar("LABEL_STUDIO_LOCAL_FILES_PATH"),
+    )
+
+
+# The review backends a deployment may name, each built with its settings and secrets as EnvVars.
+REVIEW_BACKENDS: dict[str, Callable[[], ReviewBackend]] = {"folder": FolderReview, "label_studio": _label_studio}
+
+
 def review_backend(name: str) -> ReviewBackend:
     """The review backend a deployment names in ``LABELING_DAG_REVIEW_BACKEND`` (default ``folder``).
 
     Which backend runs is a deployment choice made when the location loads (Dagster's
     per-deployment resources pattern); the backend's settings and secrets stay EnvVars.
     """
-    if name == "folder":
-        return FolderReview()
-    if name == "label_studio":
-        return LabelStudioReview(
-            url=dg.EnvVar("LABEL_STUDIO_URL"),
-            api_token=dg.EnvVar("LABEL_STUDIO_API_TOKEN"),
-            local_files_path=dg.EnvVar("LABEL_STUDIO_LOCAL_FILES_PATH"),
-        )
-    raise ValueError(f"LABELING_DAG_REVIEW_BACKEND={name!r}: choose 'folder' or 'label_studio'")
+    if name not in REVIEW_BACKENDS:
+        raise ValueError(f"LABELING_DAG_REVIEW_BACKEND={name!r}: choose one of {sorted(REVIEW_BACKENDS)}")
+    return REVIEW_BACKENDS[name]()
 
 
 defs = build_definitions(

@@ -417,3 +417,19 @@ def test_restore_without_workdir_is_a_clean_error(tmp_path: Path) -> None:
     assert completed.returncode != 0, _output(completed)
     assert "--workdir" in completed.stderr and "LABELING_DAG_WORKDIR" in completed.stderr, _output(completed)
     assert "Traceback" not in completed.stderr, _output(completed)
+
+
+def test_the_review_backend_is_picked_by_name_from_the_registry() -> None:
+    """Each registered name builds its backend; an unknown one is refused, naming the choices."""
+    from labeling_dag.resources.label_studio import LabelStudioReview
+    from labeling_dag.resources.review_exchange import FolderReview
+
+    from labeling_dag.definitions import REVIEW_BACKENDS, review_backend
+
+    assert isinstance(review_backend("folder"), FolderReview)
+    assert isinstance(review_backend("label_studio"), LabelStudioReview)
+    with pytest.raises(
+        ValueError, match=r"LABELING_DAG_REVIEW_BACKEND='cvat': choose one of \['folder', 'label_studio'\]"
+    ):
+        review_backend("cvat")
+    assert set(REVIEW_BACKENDS) == {"folder", "label_studio"}
