@@ -19,7 +19,6 @@ overlap.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import sys
@@ -30,6 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from results import write_result
 
 
 def _one_thread_per_process() -> None:
@@ -141,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{rate:>7} {seed:>4} {d['images_labelled']:>9} {d['precision']:>9.3f} {d['recall']:>7.3f} "
                 f"{d['image_accuracy']:>9.3f} {d['human_seconds']:>8.0f}"
             )
-    payload = {
-        "benchmark": "consensus",
+    figures = {
         "settings": {k: str(v) for k, v in vars(args).items()},
         "pool_images": len(truth),
         "hand_label_seconds": hand,
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": {str(rate): runs for rate, runs in results.items()},
         "seconds": time.perf_counter() - started,
     }
-    args.out.write_text(json.dumps(payload, indent=2))
+    write_result(args.out, "consensus", figures)
     print(f"results: {args.out}")
     for name, value in headline.items():
         print(f"{name} {value:.3f}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 from offline import stay_offline
+from results import write_result
 
 from labeling_dag.ingest_batches import ROOT_BATCH
 
@@ -87,17 +87,8 @@ def main(argv: list[str] | None = None) -> float | None:
 
     small, large = (r["peak_rss_mib"] for r in rounds)
     ratio = large / small
-    result = {
-        "benchmark": "memory",
-        "imgsz": args.imgsz,
-        "epochs": args.epochs,
-        "rounds": rounds,
-        "memory_ratio": ratio,
-        "cpus": os.cpu_count(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    figures = {"imgsz": args.imgsz, "epochs": args.epochs, "rounds": rounds, "memory_ratio": ratio}
+    write_result(args.out, "memory", figures)
     print(f"peak MiB at {rounds[0]['images']} images {small:.0f}")
     print(f"peak MiB at {rounds[1]['images']} images {large:.0f}")
     print(f"memory ratio {ratio:.2f}")

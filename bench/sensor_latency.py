@@ -27,7 +27,6 @@ just after a tick waits for the next one, so about half the interval plus one ev
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -42,6 +41,7 @@ from pathlib import Path
 
 from offline import REPO, stay_offline
 from processes import stop_process_group
+from results import write_result
 
 from labeling_dag.ingest_batches import ROOT_BATCH
 
@@ -134,16 +134,8 @@ def main(argv: list[str] | None = None) -> float:
 
     latencies = [m["latency_s"] for m in measured]
     median = statistics.median(latencies)
-    result = {
-        "benchmark": "sensor_latency",
-        "batches": measured,
-        "median_latency_s": median,
-        "sensor_minimum_interval_s": interval,
-        "cpus": os.cpu_count(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    figures = {"batches": measured, "median_latency_s": median, "sensor_minimum_interval_s": interval}
+    write_result(args.out, "sensor_latency", figures)
     print(f"sensor latency seconds {median:.1f}")
     return median
 

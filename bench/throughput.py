@@ -33,15 +33,14 @@ The default is one realistic ingestion batch: the asset's fixed costs per materi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from offline import stay_offline
+from results import write_result
 
 from labeling_dag.contracts import CLEANED, PRE_LABEL_BOXES
 from labeling_dag.ingest_batches import ROOT_BATCH
@@ -101,8 +100,7 @@ def main(argv: list[str] | None = None) -> float:
 
     medians = {side: statistics.median(values) for side, values in rates.items()}
     ratio = medians["pipeline"] / medians["bare"]
-    result = {
-        "benchmark": "throughput",
+    figures = {
         "images": len(paths),
         "imgsz": args.imgsz,
         "epochs": args.epochs,
@@ -110,11 +108,8 @@ def main(argv: list[str] | None = None) -> float:
         "images_per_s": rates,
         "median_images_per_s": medians,
         "throughput_ratio": ratio,
-        "cpus": os.cpu_count(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, "throughput", figures)
     print(f"bare images/s, one list (one batch of {len(paths)}) {medians['bare_one_list']:.1f}")
     print(f"pipeline images/s {medians['pipeline']:.1f}")
     print(f"bare images/s {medians['bare']:.1f}")
