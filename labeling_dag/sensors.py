@@ -169,7 +169,12 @@ def retraining_sensor(
 )
 def model_promoted_sensor(context: dg.SensorEvaluationContext, store: LabelStore) -> dg.SensorResult:
     """When the current model changes (or the pool is first scored): pre-label again the batches
-    it has not seen, and once every batch is scored with it, select the next review batch."""
+    it has not seen, and once every batch is scored with it, select the next review batch.
+
+    A sensor rather than declarative automation: the model version lives in the registry, not in
+    an asset's code version or data version that an ``AutomationCondition`` could compare, and the
+    review batch must wait for every partition to be scored with the same model, which is a
+    condition across partitions of another asset."""
     model = ModelRegistry(store.root).current()
     version = model.model_version if model else ""
     if context.cursor == f"selected:{version}":
