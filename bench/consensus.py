@@ -25,27 +25,11 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from loops import one_thread_per_process, run_arm
 from results import write_result
-
-
-def _one_thread_per_process() -> None:
-    # Before torch is imported: N processes share N cores, one torch thread each.
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _run_arm(settings) -> dict:
-    from labeling_dag.simulation.loop_measures import dataset_summary
-    from labeling_dag.simulation.run_loop import run_loop
-
-    records = [asdict(r) for r in run_loop(settings)]
-    return {"rounds": records, "dataset": dataset_summary(settings)}
 
 
 def errors(dataset: dict) -> float:
@@ -94,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results: dict[float, list[dict]] = {rate: [{} for _ in range(args.seeds)] for rate in overlaps}
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=_one_thread_per_process) as workers:
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=one_thread_per_process) as workers:
         futures = {}
         for rate in overlaps:
             for seed in range(args.seeds):
@@ -112,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                     cold_start_epochs=args.cold_start_epochs,
                     fine_tune_epochs=args.fine_tune_epochs,
                 )
-                futures[workers.submit(_run_arm, settings)] = (rate, seed)
+                futures[workers.submit(run_arm, settings)] = (rate, seed)
         for future in as_completed(futures):
             rate, seed = futures[future]
             results[rate][seed] = future.result()

@@ -33,10 +33,10 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from loops import one_thread_per_process, run_arm
 
 ARMS: dict[str, dict[str, object]] = {  # name: LoopSettings fields that make the arm
     "assisted": {"strategy": "random", "auto_accept": False},
@@ -44,14 +44,6 @@ ARMS: dict[str, dict[str, object]] = {  # name: LoopSettings fields that make th
     "loop": {"strategy": "hybrid"},
 }
 QUALITY_GOAL = 0.95
-
-
-def _one_thread_per_process() -> None:
-    # Before torch is imported: N processes share N cores, one torch thread each.
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def train_base_model(out: Path, *, images: int, imgsz: int, epochs: int, seed: int) -> Path:
@@ -62,14 +54,6 @@ def train_base_model(out: Path, *, images: int, imgsz: int, epochs: int, seed: i
 
     data = generate_dataset(out / "source", images=images, seed=seed, imgsz=imgsz, domain="source")
     return Detector(imgsz=imgsz, epochs=epochs, seed=seed).train(data, out / "base-model")
-
-
-def _run_arm(settings) -> dict:
-    from labeling_dag.simulation.loop_measures import dataset_summary
-    from labeling_dag.simulation.run_loop import run_loop
-
-    records = [asdict(r) for r in run_loop(settings)]
-    return {"rounds": records, "dataset": dataset_summary(settings)}
 
 
 def reached(dataset: dict) -> bool:
@@ -138,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results: dict[str, dict[str, list[dict]]] = {s: {a: [{} for _ in range(args.seeds)] for a in arms} for s in starts}
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=_one_thread_per_process) as workers:
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=one_thread_per_process) as workers:
         base = None
         if "warm" in starts:
             base = workers.submit(
@@ -166,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                         training_cache=scratch / "training-cache",
                         **ARMS[arm],
                     )
-                    futures[workers.submit(_run_arm, settings)] = (start, arm, seed)
+                    futures[workers.submit(run_arm, settings)] = (start, arm, seed)
         for future in as_completed(futures):
             start, arm, seed = futures[future]
             result = results[start][arm][seed] = future.result()

@@ -32,17 +32,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from loops import one_thread_per_process
 
 REPO = Path(__file__).resolve().parent.parent
 RANDOM_DRAWS = 1000
-
-
-def _one_thread_per_process() -> None:
-    # Before torch is imported: N processes share N cores, one torch thread each.
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def train_base_model(out: Path, *, images: int, imgsz: int, epochs: int) -> Path:
@@ -266,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     results: list[dict] = []
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=_one_thread_per_process) as workers:
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=one_thread_per_process) as workers:
         base = workers.submit(
             train_base_model, scratch, images=args.base_images, imgsz=args.imgsz, epochs=args.base_epochs
         ).result()

@@ -30,6 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from loops import one_thread_per_process
 
 STRATEGIES = {  # name: (strategy, diversity)
     "random": ("random", False),
@@ -64,16 +65,6 @@ def full_label_ceiling(dataset: Path, workdir: Path, *, imgsz: int, epochs: int)
     detector = Detector(imgsz=imgsz, epochs=epochs)
     weights = detector.train(dataset, workdir / "full-labels")
     return detector.evaluate(weights, dataset, workdir / "full-labels-eval").map50
-
-
-def _one_thread_per_process() -> None:
-    # Runs in each worker before torch is imported: N processes share N cores, one torch
-    # thread each for inference, instead of every process spawning a thread per core.
-    # (Ultralytics trains with its own count, os.cpu_count() - 1 at most 8.)
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def _run_arm(settings) -> list[dict]:
@@ -126,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     arms = [(name, seed) for name in args.strategies.split(",") for seed in range(args.seeds)]
     runs: dict[str, list[list[dict]]] = {name: [[] for _ in range(args.seeds)] for name in args.strategies.split(",")}
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=_one_thread_per_process) as pool:
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=one_thread_per_process) as pool:
         # The ceiling is the longest single training: started first, it overlaps the loops.
         ceiling_future = pool.submit(
             full_label_ceiling, dataset, scratch, imgsz=args.imgsz, epochs=args.cold_start_epochs

@@ -15,16 +15,10 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
-from labeling_dag.assets.annotations import review_annotations
-from labeling_dag.assets.review import review_batch
-from labeling_dag.assets.verification import verified_labels
-from labeling_dag.resources.review_exchange import FolderReview
-from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
 from sklearn.metrics import cohen_kappa_score
 
 from labeling_dag import atomic
-from labeling_dag.checks import review_quality_gate
 from labeling_dag.consensus import (
     CONSENSUS_VERSION,
     agreement,
@@ -34,7 +28,6 @@ from labeling_dag.consensus import (
     pairwise_kappa,
 )
 from labeling_dag.contracts import (
-    BATCH_COLUMNS,
     CLEANED,
     CLEANED_COLUMNS,
     DISPUTES,
@@ -49,8 +42,16 @@ from labeling_dag.formats.label_studio_export import AnnotatedBox, TaskAnnotatio
 from labeling_dag.merge import active
 from labeling_dag.records import NormBox
 from labeling_dag.review_selection import quarantined_batches
-from labeling_dag.sensors import merge_run_config
-from tests.faults.review_files import ANSWERED_AT, CLASSES, EXCHANGE, MODEL, answer, review_image
+from tests.faults.review_files import (
+    CLASSES,
+    EXCHANGE,
+    MODEL,
+    answer,
+    batch_rows,
+    merge_batch,
+    review_image,
+    select_next_batch,
+)
 
 # --- the pure functions ------------------------------------------------------------------
 
@@ -233,24 +234,7 @@ def _workdir(root: Path, bob: dict[str, str]) -> LabelStore:
         for image in images
     ]
     EXCHANGE.export(store.root, BATCH, tasks)
-    batch = pd.DataFrame(
-        {
-            "batch_id": BATCH,
-            "image_id": IMAGES,
-            "position": range(len(IMAGES)),
-            "score": 0.5,
-            "strategy": "random",
-            "model_version": MODEL,
-            "is_gold": False,
-            "is_spot_check": False,
-            "by_uncertainty": False,
-            "is_re_review": False,
-            "annotators": 2,
-            "created_at": ANSWERED_AT.isoformat(),
-            "run_id": "run-1",
-        },
-        columns=list(BATCH_COLUMNS),
-    ).astype(BATCH_COLUMNS)
+    batch = batch_rows(BATCH, IMAGES, annotators=2)
     store.write(REVIEW_BATCHES, batch)
     paths = [f"cleaned_images/files/{i}.png" for i in IMAGES]
     cleaned = pd.DataFrame({"image_id": IMAGES, "path": paths, "width": 64, "height": 64})
@@ -272,27 +256,6 @@ def _workdir(root: Path, bob: dict[str, str]) -> LabelStore:
     return store
 
 
-def _merge(store: LabelStore, instance: dg.DagsterInstance, batch_id: str = BATCH) -> dg.ExecuteInJobResult:
-    return dg.materialize(
-        [review_annotations, verified_labels, review_quality_gate],
-        run_config=merge_run_config(batch_id),
-        resources={"store": store, "exchange": EXCHANGE, "snapshots": SnapshotStore()},
-        instance=instance,
-        raise_on_error=False,
-    )
-
-
-def _next_batch(store: LabelStore, instance: dg.DagsterInstance) -> pd.DataFrame:
-    result = dg.materialize(
-        [review_batch],
-        run_config={"ops": {"review_batch": {"config": {"size": 20, "gold_rate": 0.0, "calibration_fraction": 0.0}}}},
-        resources={"store": store, "exchange": EXCHANGE, "review": FolderReview()},
-        instance=instance,
-    )
-    batches = store.read(REVIEW_BATCHES)
-    return batches[batches["run_id"] == result.run_id]
-
-
 def test_agreed_images_are_merged_by_consensus_and_a_disputed_one_is_adjudicated(tmp_path: Path) -> None:
     """Bob calls one circle a triangle: five images are merged with both reviewers named, the
     sixth waits (not merged, not auto-accepted) and comes back alone as one task showing the
@@ -300,7 +263,7 @@ def test_agreed_images_are_merged_by_consensus_and_a_disputed_one_is_adjudicated
     store = _workdir(tmp_path / "work", {"s5": "triangle"})
     instance = dg.DagsterInstance.ephemeral()
 
-    merge = _merge(store, instance)
+    merge = merge_batch(store, instance, BATCH)
 
     assert merge.success
     (gate,) = merge.get_asset_check_evaluations()
@@ -322,7 +285,7 @@ def test_agreed_images_are_merged_by_consensus_and_a_disputed_one_is_adjudicated
     effort = store.read(EFFORT).set_index("image_id")
     assert effort.loc["s0", "modelled_seconds"] == pytest.approx(8.0)
 
-    batch = _next_batch(store, instance)
+    batch = select_next_batch(store, instance)
     assert batch["image_id"].tolist() == ["s5"]
     assert batch["model_version"].tolist() == [CONSENSUS_VERSION] and batch["annotators"].tolist() == [1]
     adjudication_id = batch["batch_id"].iloc[0]
@@ -333,10 +296,10 @@ def test_agreed_images_are_merged_by_consensus_and_a_disputed_one_is_adjudicated
 
     settled = answer([task], reviewer="carol", label="triangle")
     atomic.write_json(EXCHANGE.received_file(store.root, adjudication_id), settled)
-    assert _merge(store, instance, adjudication_id).success
+    assert merge_batch(store, instance, adjudication_id).success
     labels = active(store.read(LABELS)).set_index("image_id")
     assert (labels.loc["s5", "class_name"], labels.loc["s5", "reviewer"]) == ("triangle", "carol")
-    assert _next_batch(store, instance).empty
+    assert select_next_batch(store, instance).empty
 
 
 def test_a_batch_whose_annotators_agree_too_little_is_not_merged(tmp_path: Path) -> None:
@@ -345,7 +308,7 @@ def test_a_batch_whose_annotators_agree_too_little_is_not_merged(tmp_path: Path)
     store = _workdir(tmp_path / "work", {"s0": "circle", "s1": "square", "s2": "triangle", "s3": "triangle"})
     instance = dg.DagsterInstance.ephemeral()
 
-    merge = _merge(store, instance)
+    merge = merge_batch(store, instance, BATCH)
 
     assert not merge.success
     (gate,) = merge.get_asset_check_evaluations()
@@ -354,4 +317,4 @@ def test_a_batch_whose_annotators_agree_too_little_is_not_merged(tmp_path: Path)
     assert quality.loc["*", "kappa"] < quality.loc["*", "min_kappa"] == 0.6
     assert quarantined_batches(quality.reset_index()) == {BATCH}
     assert store.read(LABELS).empty and store.read(DISPUTES).empty
-    assert set(_next_batch(store, instance)["image_id"]) == set(IMAGES)
+    assert set(select_next_batch(store, instance)["image_id"]) == set(IMAGES)

@@ -21,6 +21,7 @@ from labeling_dag.formats.label_studio import labeling_config, review_task
 from labeling_dag.formats.label_studio_export import parse_all_annotations, parse_export
 from labeling_dag.merge import edit_rows
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
+from tests.faults.review_files import batch_rows
 from tests.label_studio_server import LabelStudioServer, free_port, label_studio_fixture
 
 pytestmark = pytest.mark.slow
@@ -487,7 +488,10 @@ class Pipeline:
         self.instance = dg.DagsterInstance.ephemeral()
         self.cursor: str | None = None
         # What review_batch records and writes before handing the batch over.
-        self.store.write(REVIEW_BATCHES, batch_rows(batch, [t["data"]["image_id"] for t in self.tasks]))
+        self.store.write(
+            REVIEW_BATCHES,
+            batch_rows(batch, [t["data"]["image_id"] for t in self.tasks], model_version=MODEL, run_id="select-run"),
+        )
         self.exchange.export(workdir, batch, self.tasks)
         self.review.export(workdir, batch, copy.deepcopy(self.tasks), CLASSES)
         self.task_ids = recorded(workdir, batch)["task_ids"]
@@ -538,31 +542,6 @@ class Pipeline:
         """The verified labels table, retired rows included."""
 
         return self.store.read(LABELS)
-
-
-def batch_rows(batch_id: str, image_ids: list[str]) -> Any:
-    """The review_batch table rows of a batch of ``image_ids``, no gold item, no spot check."""
-    import pandas as pd
-
-    from labeling_dag.contracts import BATCH_COLUMNS
-
-    return pd.DataFrame(
-        {
-            "batch_id": batch_id,
-            "image_id": image_ids,
-            "position": range(len(image_ids)),
-            "score": 0.5,
-            "strategy": "random",
-            "model_version": MODEL,
-            "is_gold": False,
-            "is_spot_check": False,
-            "by_uncertainty": False,
-            "is_re_review": False,
-            "annotators": 1,
-            "created_at": "2026-01-01T00:00:00+00:00",
-            "run_id": "select-run",
-        }
-    ).astype(BATCH_COLUMNS)
 
 
 def test_an_annotation_edited_after_the_merge_comes_back_as_a_revision(

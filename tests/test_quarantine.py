@@ -14,17 +14,10 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
-from labeling_dag.assets.annotations import review_annotations
-from labeling_dag.assets.review import review_batch
-from labeling_dag.assets.verification import verified_labels
-from labeling_dag.resources.review_exchange import FolderReview
-from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag import atomic
-from labeling_dag.checks import review_quality_gate
 from labeling_dag.contracts import (
-    BATCH_COLUMNS,
     CLEANED,
     CLEANED_COLUMNS,
     GOLD_LABELS,
@@ -36,8 +29,16 @@ from labeling_dag.contracts import (
 from labeling_dag.formats.label_studio import review_task
 from labeling_dag.merge import active
 from labeling_dag.review_selection import quarantined_batches, quarantined_reviewers
-from labeling_dag.sensors import merge_run_config
-from tests.faults.review_files import ANSWERED_AT, CLASSES, EXCHANGE, MODEL, answer, review_image
+from tests.faults.review_files import (
+    CLASSES,
+    EXCHANGE,
+    MODEL,
+    answer,
+    batch_rows,
+    merge_batch,
+    review_image,
+    select_next_batch,
+)
 
 BATCH = "batch-two-reviewers"
 # Who answers which image, and with which class; the truth (and every pre-label's box) is a square.
@@ -55,24 +56,7 @@ def _workdir(root: Path, alice: dict[str, str], bob: dict[str, str]) -> LabelSto
     images = [review_image(image_id, index) for index, image_id in enumerate(ids)]
     tasks = [review_task(image, batch_id=BATCH, model_version=MODEL, pre_label_run_id="run-1") for image in images]
     EXCHANGE.export(store.root, BATCH, tasks)
-    batch = pd.DataFrame(
-        {
-            "batch_id": BATCH,
-            "image_id": ids,
-            "position": range(len(ids)),
-            "score": 0.5,
-            "strategy": "random",
-            "model_version": MODEL,
-            "is_gold": [image_id in GOLD for image_id in ids],
-            "is_spot_check": False,
-            "by_uncertainty": False,
-            "is_re_review": False,
-            "annotators": 1,
-            "created_at": ANSWERED_AT.isoformat(),
-            "run_id": "run-1",
-        },
-        columns=list(BATCH_COLUMNS),
-    ).astype(BATCH_COLUMNS)
+    batch = batch_rows(BATCH, ids, is_gold=[image_id in GOLD for image_id in ids])
     store.write(REVIEW_BATCHES, batch)
     boxes = {image.image_id: image.pre_labels[0].box for image in images}
     gold = pd.DataFrame([{"image_id": i, "class_name": "square", **vars(boxes[i])} for i in GOLD])
@@ -101,30 +85,6 @@ def _workdir(root: Path, alice: dict[str, str], bob: dict[str, str]) -> LabelSto
     return store
 
 
-def _merge(store: LabelStore, instance: dg.DagsterInstance) -> dg.ExecuteInJobResult:
-    """The merge job's assets and the review-quality gate, as the sensor's run request configures them."""
-    return dg.materialize(
-        [review_annotations, verified_labels, review_quality_gate],
-        run_config=merge_run_config(BATCH),
-        resources={"store": store, "exchange": EXCHANGE, "snapshots": SnapshotStore()},
-        instance=instance,
-        raise_on_error=False,
-    )
-
-
-def _next_batch(store: LabelStore, instance: dg.DagsterInstance) -> set[str]:
-    """The pool images the next review batch takes (no gold items added)."""
-    result = dg.materialize(
-        [review_batch],
-        run_config={"ops": {"review_batch": {"config": {"size": 20, "gold_rate": 0.0, "calibration_fraction": 0.0}}}},
-        resources={"store": store, "exchange": EXCHANGE, "review": FolderReview()},
-        instance=instance,
-    )
-    batches = store.read(REVIEW_BATCHES)
-    new = batches[batches["run_id"] == result.run_id]
-    return set(new["image_id"])
-
-
 def test_a_reviewer_failing_gold_is_quarantined_alone_and_the_others_answers_are_merged(tmp_path: Path) -> None:
     """Bob gets his one gold item wrong, alice her five right: the batch-wide accuracy (5/7) passes,
     bob's does not. Alice's answers are merged (on the image both answered too, though bob's came
@@ -132,7 +92,7 @@ def test_a_reviewer_failing_gold_is_quarantined_alone_and_the_others_answers_are
     store = _workdir(tmp_path / "work", ALICE, BOB)
     instance = dg.DagsterInstance.ephemeral()
 
-    merge = _merge(store, instance)
+    merge = merge_batch(store, instance, BATCH)
 
     assert merge.success, "a reviewer's failure alone does not block the merge"
     (gate,) = merge.get_asset_check_evaluations()
@@ -151,7 +111,7 @@ def test_a_reviewer_failing_gold_is_quarantined_alone_and_the_others_answers_are
     assert set(human["reviewer"]) == {"alice"} and set(human["class_name"]) == {"square"}
     assert set(labels.loc[labels["source"] == "gold", "image_id"]) == set(GOLD)
 
-    assert _next_batch(store, instance) == {"p2", "p3"}
+    assert set(select_next_batch(store, instance)["image_id"]) == {"p2", "p3"}
 
 
 def test_a_batch_where_every_reviewer_fails_gold_is_quarantined_whole(tmp_path: Path) -> None:
@@ -160,7 +120,7 @@ def test_a_batch_where_every_reviewer_fails_gold_is_quarantined_whole(tmp_path: 
     store = _workdir(tmp_path / "work", {image_id: "triangle" for image_id in ALICE}, BOB)
     instance = dg.DagsterInstance.ephemeral()
 
-    merge = _merge(store, instance)
+    merge = merge_batch(store, instance, BATCH)
 
     assert not merge.success
     (gate,) = merge.get_asset_check_evaluations()
@@ -169,7 +129,7 @@ def test_a_batch_where_every_reviewer_fails_gold_is_quarantined_whole(tmp_path: 
     quality = store.read(QUALITY)
     assert quarantined_reviewers(quality) == {(BATCH, "alice"), (BATCH, "bob")}
     assert quarantined_batches(quality) == {BATCH}
-    assert _next_batch(store, instance) == {"p0", "p1", "p2", "p3", "shared"}
+    assert set(select_next_batch(store, instance)["image_id"]) == {"p0", "p1", "p2", "p3", "shared"}
 
 
 @pytest.mark.parametrize(

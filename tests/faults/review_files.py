@@ -65,27 +65,31 @@ def export_batch(store: LabelStore, batch_id: str, images: int = 3) -> list[dict
     chosen = [review_image(f"{batch_id}-img{index}", index) for index in range(images)]
     tasks = [review_task(image, batch_id=batch_id, model_version=MODEL, pre_label_run_id="run-1") for image in chosen]
     EXCHANGE.export(store.root, batch_id, tasks)
-    rows = pd.DataFrame(
-        {
-            "batch_id": batch_id,
-            "image_id": [image.image_id for image in chosen],
-            "position": range(images),
-            "score": 0.5,
-            "strategy": "random",
-            "model_version": MODEL,
-            "is_gold": False,
-            "is_spot_check": False,
-            "by_uncertainty": False,
-            "is_re_review": False,
-            "annotators": 1,
-            "created_at": ANSWERED_AT.isoformat(),
-            "run_id": "run-1",
-        },
-        columns=list(BATCH_COLUMNS),
-    ).astype(BATCH_COLUMNS)
+    rows = batch_rows(batch_id, [image.image_id for image in chosen])
     batches = store.read(REVIEW_BATCHES)
     store.write(REVIEW_BATCHES, pd.concat([batches, rows], ignore_index=True))
     return tasks
+
+
+def batch_rows(batch_id: str, image_ids: list[str], **columns: Any) -> pd.DataFrame:
+    """The review-batch rows of ``image_ids`` as review_batch writes them: a random batch of
+    model ``MODEL``, one annotator each, nothing gold; ``columns`` override any column."""
+    defaults = {
+        "batch_id": batch_id,
+        "image_id": image_ids,
+        "position": range(len(image_ids)),
+        "score": 0.5,
+        "strategy": "random",
+        "model_version": MODEL,
+        "is_gold": False,
+        "is_spot_check": False,
+        "by_uncertainty": False,
+        "is_re_review": False,
+        "annotators": 1,
+        "created_at": ANSWERED_AT.isoformat(),
+        "run_id": "run-1",
+    }
+    return pd.DataFrame(defaults | columns, columns=list(BATCH_COLUMNS)).astype(BATCH_COLUMNS)
 
 
 def answer(
@@ -179,3 +183,36 @@ def stored_state(root: Path, *, ignore: tuple[str, ...] = EXCHANGE_IN_FLIGHT) ->
         if path.is_file() and not path.is_symlink() and not any(relative.startswith(f"{folder}/") for folder in ignore):
             state[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
     return state
+
+
+def merge_batch(store: LabelStore, instance: dg.DagsterInstance, batch_id: str) -> dg.ExecuteInJobResult:
+    """The merge job's assets and the review-quality gate, as the sensor's run request configures
+    them; a failed gate is a result, not an exception."""
+    from labeling_dag.assets.annotations import review_annotations
+    from labeling_dag.assets.verification import verified_labels
+    from labeling_dag.resources.snapshots import SnapshotStore
+
+    from labeling_dag.checks import review_quality_gate
+    from labeling_dag.sensors import merge_run_config
+
+    return dg.materialize(
+        [review_annotations, verified_labels, review_quality_gate],
+        run_config=merge_run_config(batch_id),
+        resources={"store": store, "exchange": EXCHANGE, "snapshots": SnapshotStore()},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def select_next_batch(store: LabelStore, instance: dg.DagsterInstance) -> pd.DataFrame:
+    """The rows of the next review batch (up to 20 pool images, no gold item, no calibration draw)."""
+    from labeling_dag.assets.review import review_batch
+
+    result = dg.materialize(
+        [review_batch],
+        run_config={"ops": {"review_batch": {"config": {"size": 20, "gold_rate": 0.0, "calibration_fraction": 0.0}}}},
+        resources={"store": store, "exchange": EXCHANGE, "review": FolderReview()},
+        instance=instance,
+    )
+    batches = store.read(REVIEW_BATCHES)
+    return batches[batches["run_id"] == result.run_id]
