@@ -6,8 +6,9 @@ import math
 
 
 def fine_tune_epochs(images: int, *, batch: int, epochs: int, min_steps: int) -> int:
-    """Epochs of a fine-tune on ``images`` training images: at least ``epochs``, and at least
-    enough for ``min_steps`` optimizer steps at ``batch`` images a step.
+    """Epochs of a fine-tune on ``images`` training images: at least ``epochs``, and enough for
+    ``min_steps`` optimizer steps at ``batch`` images a step, but never more than three times
+    ``epochs`` (a handful of images is no reason for a hundred passes over them).
 
     A fixed number of epochs is a fixed number of passes, so the first fine-tunes, on a batch or
     two of verified images, take only a few dozen steps: measured on a warm start's first 104
@@ -22,4 +23,4 @@ def fine_tune_epochs(images: int, *, batch: int, epochs: int, min_steps: int) ->
             f"fine_tune_epochs needs images, batch and epochs >= 1 and min_steps >= 0; "
             f"got {images}, {batch}, {epochs}, {min_steps}"
         )
-    return max(epochs, math.ceil(min_steps / math.ceil(images / batch)))
+    return max(epochs, min(3 * epochs, math.ceil(min_steps / math.ceil(images / batch))))

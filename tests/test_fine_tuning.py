@@ -14,7 +14,7 @@ from labeling_dag.fine_tuning import fine_tune_epochs
         pytest.param(200, 8, id="two-batches: 13 steps an epoch"),
         pytest.param(320, 5, id="twenty-steps-an-epoch: the epochs suffice"),
         pytest.param(5000, 5, id="a-large-pool"),
-        pytest.param(1, 100, id="one-image: one step an epoch"),
+        pytest.param(1, 15, id="one-image: at most three times the epochs"),
     ],
 )
 def test_epochs_reach_the_minimum_number_of_steps(images: int, expected: int) -> None:

@@ -47,10 +47,13 @@ def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict
 
 @pytest.mark.slow
 def test_report_has_one_record_per_round_and_a_learning_curve(loop_run):
-    """The report lists every round with the fields the issue names, and a PNG sits beside it."""
+    """The report lists every round with the fields the issue names, and a PNG sits beside it: the
+    seed round and up to the four more asked for, fewer only where the pool was labelled first."""
     root, _, report = loop_run
     rounds = report["rounds"]
-    assert [r["round"] for r in rounds] == [0, 1, 2, 3, 4]
+    assert [r["round"] for r in rounds] == list(range(len(rounds))) and 3 <= len(rounds) <= 5
+    if len(rounds) < 5:
+        assert rounds[-1]["images_labelled"] == report["dataset"]["pool_images"]
     for record in rounds:
         assert set(record) >= {
             "round", "images_reviewed", "boxes_reviewed", "boxes_edited", "auto_accepted",
