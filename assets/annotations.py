@@ -78,9 +78,9 @@ def review_annotations(
     """What reviewers did to each box of a returned batch, and how they scored on gold items."""
     batch_id = config.batch_id
     tasks = json.loads(exchange.received_file(store.root, batch_id).read_text())
-    class_names = store.class_names()
-    latest = parse_export(tasks, class_names=class_names, expected_batch_id=batch_id)
-    everyone = parse_all_annotations(tasks, class_names=class_names, expected_batch_id=batch_id)
+    read = {"class_names": store.class_names(), "expected_batch_id": batch_id, "interface": store.modality().review}
+    latest = parse_export(tasks, **read)
+    everyone = parse_all_annotations(tasks, **read)
     batch = store.read(REVIEW_BATCHES)
     batch = batch[batch["batch_id"] == split_revision(batch_id)[0]]
 

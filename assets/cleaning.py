@@ -7,7 +7,7 @@ from labeling_dag.resources.storage import LabelStore
 from tqdm import tqdm
 
 from labeling_dag import atomic
-from labeling_dag.cleaning import clean_image, mark_duplicates, reject_row
+from labeling_dag.cleaning import reject_row
 from labeling_dag.contracts import (
     CLEANED,
     CLEANED_COLUMNS,
@@ -36,10 +36,11 @@ def cleaned_images(
     owned = todo["image_id"].map(owners).eq(batch)
     todo = todo[owned]
 
+    modality = store.modality()
     rows, rejected = [], []
     for item in tqdm(todo.itertuples(index=False), total=len(todo), desc=f"cleaning {batch}", unit="img", disable=None):
         try:
-            row = clean_image(
+            row = modality.clean_item(
                 store.root / item.stored_path,
                 image_id=item.image_id,
                 workdir=store.root,
@@ -55,7 +56,7 @@ def cleaned_images(
     )
     # Duplicates are marked against every batch cleaned so far, this one included.
     pool = store.read(CLEANED, only=_POOL_COLUMNS)
-    marked = mark_duplicates(new, pool).astype(CLEANED_COLUMNS)
+    marked = modality.mark_duplicates(new, pool).astype(CLEANED_COLUMNS)
     cleaned = pd.concat([cleaned, marked], ignore_index=True)
     rejects = pd.concat(
         [rejects, pd.DataFrame(rejected, columns=list(REJECT_COLUMNS)).astype(REJECT_COLUMNS)], ignore_index=True

@@ -21,6 +21,7 @@ def raw_images(context: dg.AssetExecutionContext, store: LabelStore, source: Ima
         workdir=store.root,
         store_folder=f"{RAW_IMAGES.folder}/{batch}",
         run_id=context.run_id,
+        suffixes=store.modality().item_suffixes,
     )
     if skipped:
         context.log.warning(f"skipped {len(skipped)} files with unsupported extensions, e.g. {skipped[:5]}")

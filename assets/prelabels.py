@@ -2,7 +2,7 @@
 
 import dagster as dg
 import pandas as pd
-from labeling_dag.resources.detector import Detector
+from labeling_dag.resources.item_model import ItemModel
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
 from tqdm import tqdm
@@ -38,7 +38,7 @@ def pre_labels(
     context: dg.AssetExecutionContext,
     config: PreLabelConfig,
     store: LabelStore,
-    detector: Detector,
+    detector: ItemModel,
     snapshots: SnapshotStore,
 ) -> dg.MaterializeResult:
     """Boxes, classes, confidences and class-probability vectors from the current model, per batch."""

@@ -28,7 +28,6 @@ from labeling_dag.contracts import (
     UNCERTAINTY_SCORES,
     VERIFIED_IMAGES,
 )
-from labeling_dag.formats.label_studio import review_task
 from labeling_dag.label_issues import open_suspects
 from labeling_dag.merge import active
 from labeling_dag.review_selection import (
@@ -197,8 +196,9 @@ def review_batch(
     runs = store.read(PRE_LABEL_IMAGES).set_index("image_id")["run_id"]
     images = review_images(picked, cleaned, boxes, image_url_prefix=config.image_url_prefix)
     not_a_model = (VERIFIED_LABELS_VERSION, CONSENSUS_VERSION)
+    interface = store.modality().review
     tasks = [
-        review_task(
+        interface.task(
             image,
             batch_id=batch_id,
             model_version=model,

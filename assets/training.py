@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-from labeling_dag.resources.detector import Detector
+from labeling_dag.resources.item_model import ItemModel
 from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
@@ -20,7 +20,6 @@ from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.merge import active
 from labeling_dag.model_registry import ModelRegistry, card_file_of, file_sha256
 from labeling_dag.records import ModelEntry
-from labeling_dag.training_data import write_yolo_dataset
 
 
 class RetrainConfig(dg.Config):
@@ -41,7 +40,7 @@ def retrained_model(
     context: dg.AssetExecutionContext,
     config: RetrainConfig,
     store: LabelStore,
-    detector: Detector,
+    detector: ItemModel,
     policy: LoopPolicy,
     snapshots: SnapshotStore,
 ) -> dg.MaterializeResult:
@@ -76,7 +75,7 @@ def retrained_model(
     images = active(store.read(VERIFIED_IMAGES))
     labels = active(store.read(LABELS))
     run_dir = store.root / RETRAINED_MODEL.folder / training_snapshot
-    data_yaml = write_yolo_dataset(
+    data_yaml = store.modality().write_training_set(
         run_dir / "dataset",
         images=images.assign(path=[str(store.root / cleaned[i]) for i in images["image_id"]]),
         labels=labels,
@@ -88,17 +87,16 @@ def retrained_model(
     if parent is None:
         pretrained = Path(policy.pretrained_weights) if policy.pretrained_weights else None
         start = "pretrained" if pretrained else "cold"
+        from_scratch = pretrained is None
         parameters = {"epochs": policy.cold_start_epochs}
-        parameters |= (
-            {"pretrained_weights": str(pretrained), "pretrained_sha256": file_sha256(pretrained)}
-            if pretrained
-            else {"architecture": detector.architecture}
-        )
+        if pretrained:
+            parameters |= {"pretrained_weights": str(pretrained), "pretrained_sha256": file_sha256(pretrained)}
         weights = detector.train(
             data_yaml, run_dir / f"{start}-start", base_weights=pretrained, epochs=policy.cold_start_epochs
         )
     else:
         start = _start_of(store, registry, parent)
+        from_scratch = False
         epochs = fine_tune_epochs(
             len(images), batch=detector.batch, epochs=policy.fine_tune_epochs, min_steps=policy.fine_tune_min_steps
         )
@@ -136,13 +134,7 @@ def retrained_model(
         "evaluation": evaluation.as_json(),
         "parent_evaluation_same_validation": parent_evaluation.as_json() if parent_evaluation else None,
         "validation_dataset": str(validation.val_images),
-        "parameters": {
-            **parameters,
-            "imgsz": detector.imgsz,
-            "batch": detector.batch,
-            "nbs": detector.batch,
-            "seed": detector.seed,
-        },
+        "parameters": parameters | detector.card_parameters(from_scratch=from_scratch),
         "promotion_tolerance": policy.promotion_tolerance,
         "class_tolerance": config.class_tolerance,
         "class_names": list(class_names),

@@ -71,11 +71,13 @@ def _init(args: argparse.Namespace) -> int:
                 gold=args.gold,
                 gold_images=args.gold_images,
                 source=args.source,
+                modality=args.modality,
             )
         )
     except (InitError, ClassMapError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    print(f"modality: {report.modality}" + ("" if report.modality_written else " (already set)"))
     print(f"classes: {', '.join(report.classes)}" + ("" if report.classes_written else " (already set)"))
     if report.model_version:
         remapped = f", classes remapped from model {report.model_remapped_from}" if report.model_remapped_from else ""
@@ -213,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="set a workdir's class list, seed model and gold items")
     init.add_argument("--workdir", help="pipeline workdir (default: $LABELING_DAG_WORKDIR)")
+    init.add_argument(
+        "--modality", default="detection", help="what the workdir labels, fixed once set (default: detection)"
+    )
     classes = init.add_mutually_exclusive_group(required=True)
     classes.add_argument("--classes", help="class names in class-id order, comma-separated: cat,dog")
     classes.add_argument("--classes-from", type=Path, help="a YOLO data.yaml whose names are the class list")

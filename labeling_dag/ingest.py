@@ -18,8 +18,8 @@ from labeling_dag import atomic
 from labeling_dag.contracts import RAW_COLUMNS
 from labeling_dag.model_registry import file_sha256
 
-# Which files are worth decoding is decided by extension here; whether they really are
-# images is decided by the cleaning step, which rejects impostors with a reason.
+# The image files worth decoding, by extension; whether they really are images is decided by
+# the cleaning step, which rejects impostors with a reason.
 INGESTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -30,12 +30,14 @@ def ingest(
     workdir: Path,
     store_folder: str,
     run_id: str,
+    suffixes: tuple[str, ...] = INGESTED_SUFFIXES,
 ) -> tuple[pd.DataFrame, list[Path | UPath]]:
     """Copy files not seen before into ``workdir/store_folder/files`` under their content id.
 
     ``index`` is the raw-images table so far (``RAW_COLUMNS``). Returns the rows to append
     (one per new source file; a new name for known bytes gets a row with the existing id,
-    so no source file is ever silently dropped) and the files skipped for their extension.
+    so no source file is ever silently dropped) and the files skipped for their extension (not among
+    ``suffixes``, the modality's item files).
     A file already indexed with the same path, size and mtime is not even re-hashed.
     ``files`` may lie on an object store (``UPath``s): their bytes are fetched once, for
     both the hash and the copy.
@@ -50,7 +52,7 @@ def ingest(
     skipped: list[Path | UPath] = []
     copied = False
     for path in files:
-        if path.suffix.lower() not in INGESTED_SUFFIXES:
+        if path.suffix.lower() not in suffixes:
             skipped.append(path)
             continue
         stat = path.stat()

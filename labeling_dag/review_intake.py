@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from labeling_dag.formats.label_studio_export import ReviewExportError, is_complete, parse_export
+from labeling_dag.formats.label_studio_export import RECTANGLES, ReviewExportError, is_complete, parse_export
+from labeling_dag.formats.review_interface import ReviewInterface
 
 SAFE_BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -58,6 +59,7 @@ def judge_review_file(
     class_names: Sequence[str],
     data_root: Path | None = None,
     settle_seconds: float = SETTLE_SECONDS,
+    interface: ReviewInterface = RECTANGLES,
 ) -> Verdict:
     """Inspect a Label Studio JSON export dropped into the inbox.
 
@@ -116,7 +118,7 @@ def judge_review_file(
             f"incomplete: {done} of {len(tasks)} tasks annotated (as many times as their data.annotators asks)",
         )
     try:
-        annotations = parse_export(tasks, class_names=class_names, expected_batch_id=batch_id)
+        annotations = parse_export(tasks, class_names=class_names, expected_batch_id=batch_id, interface=interface)
     except ReviewExportError as error:
         return Verdict(file, batch_id, str(error))
     returned = {annotation.image_id for annotation in annotations}

@@ -20,7 +20,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from labeling_dag.formats.label_studio_export import ReviewExportError, TaskAnnotation, is_complete, parse_export
+from labeling_dag.formats.label_studio_export import (
+    RECTANGLES,
+    ReviewExportError,
+    TaskAnnotation,
+    is_complete,
+    parse_export,
+)
+from labeling_dag.formats.review_interface import ReviewInterface
 from labeling_dag.review_intake import SAFE_BATCH_ID
 
 _REVISION = re.compile(r"(?P<base>.+)\.r(?P<number>[2-9]|[1-9][0-9]+)")
@@ -82,7 +89,9 @@ def labels_of(annotation: TaskAnnotation) -> Labels:
     return tuple(sorted((box.class_name, box.box.x, box.box.y, box.box.w, box.box.h) for box in annotation.boxes))
 
 
-def merged_labels(revisions: Mapping[str, Any], *, class_names: Sequence[str]) -> dict[str, Labels]:
+def merged_labels(
+    revisions: Mapping[str, Any], *, class_names: Sequence[str], interface: ReviewInterface = RECTANGLES
+) -> dict[str, Labels]:
     """Each image's labels as last merged, from ``revisions`` (merged revision id -> its received tasks).
 
     A later revision overrides an earlier one for the images it holds. Raises
@@ -90,13 +99,19 @@ def merged_labels(revisions: Mapping[str, Any], *, class_names: Sequence[str]) -
     """
     labels: dict[str, Labels] = {}
     for revision in sorted(revisions, key=lambda batch_id: split_revision(batch_id)[1]):
-        for annotation in parse_export(revisions[revision], class_names=class_names, expected_batch_id=revision):
+        tasks = revisions[revision]
+        for annotation in parse_export(tasks, class_names=class_names, expected_batch_id=revision, interface=interface):
             labels[annotation.image_id] = labels_of(annotation)
     return labels
 
 
 def changed_tasks(
-    tasks: Sequence[Mapping[str, Any]], merged: Mapping[str, Labels], *, batch_id: str, class_names: Sequence[str]
+    tasks: Sequence[Mapping[str, Any]],
+    merged: Mapping[str, Labels],
+    *,
+    batch_id: str,
+    class_names: Sequence[str],
+    interface: ReviewInterface = RECTANGLES,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The tasks of ``batch_id`` whose labels differ from ``merged`` (image id -> labels), and the problems.
 
@@ -113,7 +128,7 @@ def changed_tasks(
         if image_id not in merged or not is_complete([task]):
             continue
         try:
-            (annotation,) = parse_export([task], class_names=class_names)
+            (annotation,) = parse_export([task], class_names=class_names, interface=interface)
         except ReviewExportError as error:
             cause = error.__cause__ or error
             problems.append(

@@ -90,6 +90,7 @@ def review_complete_sensor(
             already_received=lambda batch: exchange.received_file(store.root, batch).exists(),
             class_names=store.class_names(),
             data_root=store.root,
+            interface=store.modality().review,
         )
         if verdict.pending:
             continue  # still being written, or taken by another tick: look again next tick

@@ -1,4 +1,4 @@
-"""``labeling-dag init``: a workdir's class list, seed model and gold items, from the operator's own files.
+"""``labeling-dag init``: a workdir's modality, class list, seed model and gold items, from the operator's own files.
 
 Every input is read and checked before anything is written, so a bad input leaves the
 workdir as it was; every write is atomic and skipped when the content is already there,
@@ -21,6 +21,7 @@ from labeling_dag.contracts import GOLD_COLUMNS, GOLD_LABELS
 from labeling_dag.formats.label_studio import labeling_config
 from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.gold_import import GoldImportError, GoldItem, gold_table, read_gold
+from labeling_dag.modalities import DEFAULT_MODALITY, MODALITIES, MODALITY_FILE, workdir_modality
 from labeling_dag.model_registry import ModelRegistry, file_sha256
 from labeling_dag.tables import read
 
@@ -44,12 +45,15 @@ class InitRequest:
     gold: Path | None = None
     gold_images: Path | None = None  # the folder gold image references are relative to
     source: Path | None = None  # the pipeline's image source: gold images are copied into <source>/gold/
+    modality: str = DEFAULT_MODALITY  # a name in labeling_dag.modalities.MODALITIES
 
 
 @dataclass(frozen=True)
 class InitReport:
     """What init found and what it changed."""
 
+    modality: str
+    modality_written: bool
     classes: tuple[str, ...]
     classes_written: bool
     model_version: str
@@ -79,6 +83,7 @@ def classes_from_data_yaml(path: Path) -> tuple[str, ...]:
 def init_workdir(request: InitRequest) -> InitReport:
     """Check every input of ``request``, then write the class list, the seed model and the gold items."""
     workdir = Path(request.workdir).expanduser().resolve()
+    modality_written = _checked_modality(workdir, request.modality)
     classes = _checked_classes(request.classes, "--classes")
     existing = _existing_classes(workdir)
     if existing and existing != classes:
@@ -91,6 +96,8 @@ def init_workdir(request: InitRequest) -> InitReport:
         gold = _checked_gold(request, classes) if request.gold else []
         # Every input is good: from here on only writes, each skipped when already done.
         workdir.mkdir(parents=True, exist_ok=True)
+        if modality_written:
+            atomic.write_json(workdir / MODALITY_FILE, request.modality)
         if not existing:
             atomic.write_json(workdir / CLASSES_FILE, list(classes))
         registered = False
@@ -108,6 +115,8 @@ def init_workdir(request: InitRequest) -> InitReport:
     gold_written = _write_gold(workdir, with_boxes) if with_boxes else False
     copied = _copy_to_source(request.source, with_boxes) if request.source and with_boxes else 0
     return InitReport(
+        modality=request.modality,
+        modality_written=modality_written,
         classes=classes,
         classes_written=not existing,
         model_version=model.version if model else "",
@@ -127,6 +136,28 @@ class _SeedModel:
     task: str
     version: str
     remapped_from: str  # the seed model's own sha256 when its classes were remapped, else ""
+
+
+def _checked_modality(workdir: Path, name: str) -> bool:
+    """Whether ``modality.json`` is still to be written. InitError on an unknown modality, an
+    unreadable file, or a workdir that already holds another modality (one with a class list and
+    no ``modality.json`` holds detection's images)."""
+    if name not in MODALITIES:
+        raise InitError(f"--modality: unknown modality {name!r}; choose one of {sorted(MODALITIES)}")
+    if (workdir / MODALITY_FILE).exists():
+        try:
+            recorded = workdir_modality(workdir).name
+        except ValueError as error:
+            raise InitError(str(error)) from error
+    elif (workdir / CLASSES_FILE).exists():
+        recorded = DEFAULT_MODALITY
+    else:
+        return True
+    if recorded != name:
+        raise InitError(
+            f"{workdir / MODALITY_FILE}: the workdir holds {recorded!r} items, not {name!r}; start a new workdir"
+        )
+    return not (workdir / MODALITY_FILE).exists()
 
 
 def _checked_classes(names: Sequence[str], where: str) -> tuple[str, ...]:

@@ -73,6 +73,7 @@ from pydantic import Field
 
 from labeling_dag import atomic
 from labeling_dag.formats.label_studio_export import is_complete, required_annotations
+from labeling_dag.modalities import workdir_modality
 from labeling_dag.review_intake import SAFE_BATCH_ID
 from labeling_dag.revisions import checked_until
 
@@ -134,9 +135,10 @@ class LabelStudioReview(ReviewBackend):
     def export(self, workdir: Path, batch_id: str, tasks: list[dict[str, Any]], class_names: Sequence[str]) -> str:
         """Import a batch's tasks (with their predictions) into the pipeline's project.
 
-        The project is found by ``project_title`` or created with ``labeling_config(class_names)``.
-        An existing project whose labelling config differs in substance (another control or
-        object name, not rectangles, another label set) raises ReviewBackendError instead of
+        The project is found by ``project_title`` or created with the labelling config of the
+        workdir's modality for ``class_names``. An existing project whose labelling config differs
+        in substance (another control or object name, another region type, another label set)
+        raises ReviewBackendError instead of
         being rewritten: annotations already in it were made against its config, and Label
         Studio refuses to drop labels that are in use anyway. Cosmetic edits (colours,
         hotkeys, instructions) are accepted.
@@ -153,7 +155,8 @@ class LabelStudioReview(ReviewBackend):
         if size < 1:
             raise ValueError(f"import_chunk_size must be at least 1, got {size}")
         with self._api() as api:
-            project = pipeline_project(api, self.project_title, class_names, url=self.project_url)
+            interface = workdir_modality(workdir).review
+            project = pipeline_project(api, self.project_title, class_names, url=self.project_url, interface=interface)
             project_id = int(project["id"])
             if self.local_files_path:
                 connect_local_files(api, project_id, self.local_files_path)

@@ -25,6 +25,7 @@ import dagster as dg
 
 from labeling_dag import atomic
 from labeling_dag.contracts import MERGES, QUALITY
+from labeling_dag.modalities import workdir_modality
 from labeling_dag.review_intake import SAFE_BATCH_ID
 from labeling_dag.review_selection import quarantined_batches
 from labeling_dag.revisions import (
@@ -229,8 +230,9 @@ class FileReviewExchange(dg.ConfigurableResource):
         merged_tasks = {
             revision: json.loads(path.read_text()) for revision, path in revisions.items() if revision in merged
         }
-        labels = merged_labels(merged_tasks, class_names=class_names)
-        changed, problems = changed_tasks(batch.tasks, labels, batch_id=batch.batch_id, class_names=class_names)
+        read = {"class_names": class_names, "interface": workdir_modality(workdir).review}
+        labels = merged_labels(merged_tasks, **read)
+        changed, problems = changed_tasks(batch.tasks, labels, batch_id=batch.batch_id, **read)
         if not changed:
             return problems
         revision = revision_id(batch.batch_id, max(split_revision(name)[1] for name in revisions) + 1)

@@ -17,6 +17,7 @@ from upath import UPath
 from labeling_dag import atomic
 from labeling_dag.contracts import Table
 from labeling_dag.ingest_batches import ROOT_BATCH, batch_key_problem
+from labeling_dag.modalities import Modality, workdir_modality
 from labeling_dag.tables import read
 
 
@@ -53,6 +54,11 @@ class LabelStore(dg.ConfigurableResource):
         """
         path = self.root / "classes.json"
         return tuple(json.loads(path.read_text())) if path.exists() else ()
+
+    def modality(self) -> Modality:
+        """The workdir's modality (``modality.json``, fixed by ``labeling-dag init``): what its items
+        are, how they are cleaned, reviewed and trained on. Detection where the file is absent."""
+        return workdir_modality(self.root)
 
     def set_class_names(self, names: Sequence[str]) -> tuple[str, ...]:
         """Fix the class list on first use; afterwards only the same list is accepted."""

@@ -55,6 +55,21 @@ def test_label_savings_quick_runs_every_arm_and_ends_with_the_best_ratio(tmp_pat
 
 
 @pytest.mark.slow
+def test_prelabel_errors_quick_prices_every_nms_setting_against_the_truth(tmp_path: Path) -> None:
+    """Every NMS setting is scored, and every true object of the pool is accounted for once: kept,
+    moved or relabelled from a pre-label, or added by the reviewer. At --quick sizes the model
+    finds nothing, so the headline is nan."""
+    last, result = _run_quick("prelabel_errors", tmp_path / "prelabel_errors.json")
+    assert re.fullmatch(r"images fully right at the default nms iou over ultralytics default ([0-9.]+|nan)", last)
+    assert set(result["settings"]) == {"0.7", "0.6", "0.5", "0.45"}
+    for row in result["settings"].values():
+        edits = row["edits"]
+        found = sum(edits.get(kind, 0) for kind in ("accepted", "moved", "relabelled", "added"))
+        assert found == result["true_boxes"] > 0
+        assert 0.0 <= row["fully_right"] <= 1.0
+
+
+@pytest.mark.slow
 def test_label_economics_quick_runs_every_arm_and_start_and_ends_with_the_warm_ratio(tmp_path: Path) -> None:
     """Every arm runs from a warm and a cold start, each dataset is priced in human seconds against
     hand labelling, and the warm loop's ratio to hand labelling is the last line. At --quick sizes

@@ -62,6 +62,25 @@ def labeling_config(class_names: Sequence[str]) -> str:
     )
 
 
+def config_problem(parsed: Any, class_names: Sequence[str]) -> str | None:
+    """What makes a project's parsed labelling config (Label Studio's ``parsed_label_config``)
+    unusable for boxes of ``class_names``, or None."""
+    control = parsed.get(FROM_NAME) if isinstance(parsed, Mapping) else None
+    if not isinstance(control, Mapping) or control.get("type") != "RectangleLabels":
+        return f"has no RectangleLabels control named {FROM_NAME!r}"
+    if list(control.get("to_name") or []) != [TO_NAME]:
+        return f"labels {control.get('to_name')!r}, not the image {TO_NAME!r}"
+    inputs = [
+        (item.get("type"), item.get("value")) for item in control.get("inputs") or [] if isinstance(item, Mapping)
+    ]
+    if ("Image", "image") not in inputs:
+        return "does not show $image"
+    labels = list(control.get("labels") or [])
+    if sorted(labels) != sorted(class_names):
+        return f"offers the labels {labels}, but the pipeline's classes are {list(class_names)}"
+    return None
+
+
 def as_real(value: Any, what: str) -> float:
     """``value`` as a finite float, or ``ValueError`` naming ``what``: a number read from a file."""
     # bool is an int subclass, and strings would "work" through float(); both mean a broken file.

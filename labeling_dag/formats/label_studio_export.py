@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from labeling_dag.formats.label_studio import FROM_NAME, RECTANGLE_TYPE, TO_NAME, as_real, ls_percent_to_norm
+from labeling_dag.formats.label_studio import (
+    FROM_NAME,
+    RECTANGLE_TYPE,
+    TO_NAME,
+    as_real,
+    config_problem,
+    labeling_config,
+    ls_percent_to_norm,
+    review_task,
+)
+from labeling_dag.formats.review_interface import ReviewInterface
 from labeling_dag.records import NormBox
 
 
@@ -144,7 +154,8 @@ def _non_empty_str(value: Any, what: str) -> str:
     return value
 
 
-def _annotated_boxes(result: Any, class_names: frozenset[str]) -> tuple[AnnotatedBox, ...]:
+def rectangle_regions(result: Any, class_names: frozenset[str]) -> tuple[AnnotatedBox, ...]:
+    """The boxes of an annotation's result (``rectanglelabels`` items), checked and normalised."""
     if not isinstance(result, list):
         raise ValueError(f"annotation result must be a list, got {result!r}")
     boxes: list[AnnotatedBox] = []
@@ -183,7 +194,17 @@ def _annotated_boxes(result: Any, class_names: frozenset[str]) -> tuple[Annotate
     return tuple(boxes)
 
 
-def _prediction_region_ids(predictions: Any) -> tuple[str, ...]:
+# Boxes drawn with RectangleLabels on an image: object detection's review interface.
+RECTANGLES = ReviewInterface(
+    labeling_config=labeling_config,
+    config_problem=config_problem,
+    task=review_task,
+    result_type=RECTANGLE_TYPE,
+    parse_regions=rectangle_regions,
+)
+
+
+def _prediction_region_ids(predictions: Any, result_type: str) -> tuple[str, ...]:
     """Region ids of a task's prediction objects; predictions given by id contribute none."""
     if not isinstance(predictions, list):
         raise ValueError(f"predictions must be a list, got {predictions!r}")
@@ -198,7 +219,7 @@ def _prediction_region_ids(predictions: Any) -> tuple[str, ...]:
         for item in prediction["result"]:
             if not isinstance(item, Mapping):
                 raise ValueError(f"prediction result item must be an object, got {item!r}")
-            if item.get("type") == RECTANGLE_TYPE:
+            if item.get("type") == result_type:
                 region_id = _non_empty_str(item.get("id"), "prediction region id")
                 if region_id not in ids:
                     ids.append(region_id)
@@ -217,7 +238,12 @@ def _lead_time(annotation: Mapping[str, Any]) -> float | None:
 
 
 def _parse_task(
-    task: Any, class_names: frozenset[str], expected_batch_id: str | None, *, latest_only: bool
+    task: Any,
+    class_names: frozenset[str],
+    expected_batch_id: str | None,
+    *,
+    latest_only: bool,
+    interface: ReviewInterface,
 ) -> list[TaskAnnotation]:
     """The task's latest non-cancelled annotation (``latest_only``), or all of them oldest first."""
     if not isinstance(task, Mapping):
@@ -242,7 +268,7 @@ def _parse_task(
     else:
         # sorted() is stable, so annotations with identical stamps and ids keep export order.
         chosen = sorted(live, key=_annotation_order)
-    region_ids = _prediction_region_ids(task.get("predictions", []))
+    region_ids = _prediction_region_ids(task.get("predictions", []), interface.result_type)
     return [
         TaskAnnotation(
             task_id=task_id,
@@ -250,7 +276,7 @@ def _parse_task(
             batch_id=batch_id,
             reviewer=_reviewer(annotation),
             annotated_at=_annotation_order(annotation)[0].isoformat(),
-            boxes=_annotated_boxes(annotation.get("result"), class_names),
+            boxes=interface.parse_regions(annotation.get("result"), class_names),
             prediction_region_ids=region_ids,
             lead_time=_lead_time(annotation),
         )
@@ -259,7 +285,12 @@ def _parse_task(
 
 
 def _parse_tasks(
-    tasks: Any, class_names: Sequence[str], expected_batch_id: str | None, *, latest_only: bool
+    tasks: Any,
+    class_names: Sequence[str],
+    expected_batch_id: str | None,
+    *,
+    latest_only: bool,
+    interface: ReviewInterface,
 ) -> list[TaskAnnotation]:
     if not isinstance(tasks, list):
         raise ReviewExportError(f"export must be a list of tasks, got {type(tasks).__name__}")
@@ -268,7 +299,7 @@ def _parse_tasks(
     seen: dict[str, int] = {}
     for index, task in enumerate(tasks):
         try:
-            annotations = _parse_task(task, known, expected_batch_id, latest_only=latest_only)
+            annotations = _parse_task(task, known, expected_batch_id, latest_only=latest_only, interface=interface)
         except ValueError as exc:
             raise ReviewExportError(f"{_task_label(index, task)}: {exc}") from exc
         image_id = annotations[0].image_id
@@ -282,7 +313,11 @@ def _parse_tasks(
 
 
 def parse_export(
-    tasks: Any, *, class_names: Sequence[str], expected_batch_id: str | None = None
+    tasks: Any,
+    *,
+    class_names: Sequence[str],
+    expected_batch_id: str | None = None,
+    interface: ReviewInterface = RECTANGLES,
 ) -> list[TaskAnnotation]:
     """Parse a Label Studio JSON export (a list of task objects) into one annotation per task.
 
@@ -309,11 +344,15 @@ def parse_export(
     fields of a task or an annotation (``drafts``, ``meta``, ``inner_id``, ``unique_id``,
     ``ground_truth`` ...) are ignored.
     """
-    return _parse_tasks(tasks, class_names, expected_batch_id, latest_only=True)
+    return _parse_tasks(tasks, class_names, expected_batch_id, latest_only=True, interface=interface)
 
 
 def parse_all_annotations(
-    tasks: Any, *, class_names: Sequence[str], expected_batch_id: str | None = None
+    tasks: Any,
+    *,
+    class_names: Sequence[str],
+    expected_batch_id: str | None = None,
+    interface: ReviewInterface = RECTANGLES,
 ) -> list[TaskAnnotation]:
     """Parse a Label Studio JSON export into every non-cancelled annotation of every task.
 
@@ -324,4 +363,4 @@ def parse_all_annotations(
     one here).  One reviewer may appear more than once for a task if they annotated it
     twice; callers that need one annotation per reviewer pick the latest.
     """
-    return _parse_tasks(tasks, class_names, expected_batch_id, latest_only=False)
+    return _parse_tasks(tasks, class_names, expected_batch_id, latest_only=False, interface=interface)
