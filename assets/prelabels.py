@@ -44,7 +44,9 @@ def pre_labels(
     """Boxes, classes, confidences and class-probability vectors from the current model, per batch."""
     batch = context.partition_key
     registry = ModelRegistry(store.root)
-    model = current_or_seed_model(registry, detector, seed_model=config.seed_model, seed_dataset=config.seed_dataset)
+    model = current_or_seed_model(
+        registry, detector, store.modality(), seed_model=config.seed_model, seed_dataset=config.seed_dataset
+    )
     if model is None:
         return dg.MaterializeResult(
             metadata={"model_version": "", "note": "cold start: no model yet, nothing to predict"}

@@ -16,7 +16,6 @@ from labeling_dag import atomic
 from labeling_dag.contracts import CLEANED, CURRENT_MODEL, LABELS, RETRAINED_MODEL, VERIFIED_IMAGES, VERIFIED_LABELS
 from labeling_dag.evaluation import ModelEvaluation, class_drops, class_quality_table, confusion_table
 from labeling_dag.fine_tuning import fine_tune_epochs
-from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.merge import active
 from labeling_dag.model_registry import ModelRegistry, card_file_of, file_sha256
 from labeling_dag.records import ModelEntry
@@ -57,7 +56,8 @@ def retrained_model(
         raise dg.Failure("retrained_model: no verified labels snapshot yet")
     training_snapshot = history[-1]["snapshot_id"]
     class_names = store.class_names()
-    validation = load_data_yaml(policy.validation_dataset)
+    modality = store.modality()
+    validation = modality.read_dataset(Path(policy.validation_dataset))
     if validation.names != class_names:
         raise dg.Failure(
             f"{policy.validation_dataset}: classes {list(validation.names)} "
@@ -75,7 +75,7 @@ def retrained_model(
     images = active(store.read(VERIFIED_IMAGES))
     labels = active(store.read(LABELS))
     run_dir = store.root / RETRAINED_MODEL.folder / training_snapshot
-    data_yaml = store.modality().write_training_set(
+    data_yaml = modality.write_training_set(
         run_dir / "dataset",
         images=images.assign(path=[str(store.root / cleaned[i]) for i in images["image_id"]]),
         labels=labels,

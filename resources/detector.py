@@ -142,6 +142,10 @@ class Detector(ItemModel):
         }
         return training_key(Path(data_yaml), base, args, environment=environment)
 
+    def describe(self, weights: Path) -> tuple[str, tuple[str, ...]]:
+        """The ultralytics task and class names of ``weights`` (:func:`model_info`)."""
+        return model_info(weights)
+
     def card_parameters(self, *, from_scratch: bool) -> dict[str, Any]:
         """``imgsz``, ``batch`` (and ``nbs``, equal to it) and ``seed``; ``architecture`` for a model
         built from its YAML config."""

@@ -42,6 +42,11 @@ class ItemModel(dg.ConfigurableResource):
         """The figures of ``weights`` on the validation split of ``data``, overall and per class."""
         raise NotImplementedError
 
+    def describe(self, weights: Path) -> tuple[str, tuple[str, ...]]:
+        """The task (e.g. ``detect``) and the class names, in class-id order, a weights file holds.
+        Loading may run pickle: call it only on a file its owner trusts."""
+        raise NotImplementedError
+
     def card_parameters(self, *, from_scratch: bool) -> dict[str, Any]:
         """The settings a model card records beside the training's own overrides; ``from_scratch``
         adds what a model trained from no weights was built from."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from labeling_dag.formats.review_interface import ReviewInterface
+from labeling_dag.formats.yolo import DatasetSpec
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Modality:
             existing project's config, the importable tasks and how annotations are read back.
         write_training_set: ``(out_dir, *, images, labels, class_names, val_images) -> path`` the
             training set the model resource trains on (for detection a YOLO ``data.yaml``).
+        read_dataset: ``path -> DatasetSpec`` a labelled dataset of the modality (the held-out
+            validation set, a seed dataset): its class names and its splits.
     """
 
     name: str
@@ -35,3 +38,4 @@ class Modality:
     mark_duplicates: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]
     review: ReviewInterface
     write_training_set: Callable[..., Path]
+    read_dataset: Callable[[Path], DatasetSpec]

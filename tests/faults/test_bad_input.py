@@ -45,6 +45,7 @@ from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.image_quality import ImageRejected, load_image
 from labeling_dag.ingest import ingest
 from labeling_dag.merge import active
+from labeling_dag.modalities.detection import DETECTION
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.sampling import select_for_review
 from labeling_dag.sensors import merge_run_config
@@ -496,7 +497,7 @@ def test_missing_seed_model_is_named_and_registers_nothing(tmp_path: Path) -> No
     registry = ModelRegistry(tmp_path / "work")
     missing = tmp_path / "seed.pt"
     with pytest.raises(NoModelError, match=re.escape(f"{missing}: seed_model does not exist")):
-        current_or_seed_model(registry, Detector(), seed_model=str(missing))
+        current_or_seed_model(registry, Detector(), DETECTION, seed_model=str(missing))
     assert not (tmp_path / "work").exists()
 
 
