@@ -4,9 +4,11 @@ The model is the one the loop's auto-accept gate first decides with on a warm st
 economics benchmark's source-domain base model (600 generated source-domain images, 40 epochs)
 fine-tuned as the loop fine-tunes (``fine_tune_epochs``, no mosaic, no warm-up) on 100 random
 images of its target-domain pool (1 250 images, 1 000 in the pool), labelled with the truth. It
-pre-labels the whole pool once per NMS IoU (``Detector.iou``), and each image's boxes are compared
-with the truth as a reviewer would edit them (:func:`labeling_dag.agreement.classify_edits`):
-boxes deleted (a duplicate, clutter or a box far off), relabelled, moved, kept, objects added.
+pre-labels the pool (but those 100) once per NMS IoU (``Detector.iou``), and each image's boxes
+are compared with the truth as the loop's simulated reviewer would edit them
+(:func:`labeling_dag.agreement.classify_edits`; a box within the reviewer's IoU 0.85 of the truth
+is kept as it is): boxes deleted (a duplicate, clutter or a box far off), relabelled, moved, kept,
+objects added.
 
 Per setting: the boxes of each kind, the share of images *fully right* (nothing deleted,
 relabelled or added), the most images an image gate ranking by least box confidence could accept
@@ -45,11 +47,13 @@ def score_predictions(predictions: dict, truth: dict) -> dict[str, object]:
     from labeling_dag.agreement import classify_edits
     from labeling_dag.formats.label_studio_export import AnnotatedBox
     from labeling_dag.human_time import ReviewCosts, review_seconds
+    from labeling_dag.simulation.simulated_reviewer import ACCEPT_IOU
 
     edits, least, right = [], [], []
     for image_id, boxes in predictions.items():
         true = [AnnotatedBox(f"t{i}", t.class_name, t.box) for i, t in enumerate(truth[image_id])]
-        kinds = [edit.edit_kind for edit in classify_edits(boxes, true)]
+        # A box the simulated reviewer would leave alone is kept, as in the loop's pricing.
+        kinds = [edit.edit_kind for edit in classify_edits(boxes, true, same_box_iou=ACCEPT_IOU)]
         edits += [(image_id, kind) for kind in kinds]
         least.append(min((b.confidence for b in boxes), default=0.0))
         right.append(bool(boxes) and not {"deleted", "relabelled", "added"} & set(kinds))

@@ -31,7 +31,7 @@ from labeling_dag.records import NormBox
 
 _RECTANGLE_TYPE = "rectanglelabels"
 _MATCH_IOU = 0.5  # least IoU for a prediction to count as an attempt at a true box
-_ACCEPT_IOU = 0.85  # a careful reviewer leaves a box this close alone
+ACCEPT_IOU = 0.85  # a careful reviewer leaves a box this close alone
 # A box shifted by 30 % of its size along both axes still covers 0.7 * 0.7 = 49 % of
 # the true box, so its IoU with the truth is at most 0.49, clipped or not.
 _SLOPPY_SHIFT = 0.3
@@ -234,7 +234,7 @@ def _answer(
         else:
             region, _, predicted_class = predicted[match]
             region_id = region["id"]
-            if predicted_class == true.class_name and iou[k, match] >= _ACCEPT_IOU:
+            if predicted_class == true.class_name and iou[k, match] >= ACCEPT_IOU:
                 value = copy.deepcopy(dict(region["value"]))
             else:
                 value = _value(target, true.class_name)
