@@ -21,7 +21,7 @@ from labeling_dag.contracts import GOLD_COLUMNS, GOLD_LABELS
 from labeling_dag.formats.label_studio import labeling_config
 from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.gold_import import GoldImportError, GoldItem, gold_table, read_gold
-from labeling_dag.modalities import DEFAULT_MODALITY, MODALITIES, MODALITY_FILE, workdir_modality
+from labeling_dag.modalities import DEFAULT_MODALITY, MODALITY_FILE, modality_named, workdir_modality
 from labeling_dag.model_registry import ModelRegistry, file_sha256
 from labeling_dag.tables import read
 
@@ -142,8 +142,10 @@ def _checked_modality(workdir: Path, name: str) -> bool:
     """Whether ``modality.json`` is still to be written. InitError on an unknown modality, an
     unreadable file, or a workdir that already holds another modality (one with a class list and
     no ``modality.json`` holds detection's images)."""
-    if name not in MODALITIES:
-        raise InitError(f"--modality: unknown modality {name!r}; choose one of {sorted(MODALITIES)}")
+    try:
+        modality_named(name)
+    except ValueError as error:
+        raise InitError(f"--modality: {error}") from error
     if (workdir / MODALITY_FILE).exists():
         try:
             recorded = workdir_modality(workdir).name
