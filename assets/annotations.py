@@ -8,6 +8,7 @@ spot-check flags from its batch.
 
 import json
 from collections import Counter
+from dataclasses import replace
 from functools import partial
 
 import dagster as dg
@@ -38,18 +39,22 @@ from labeling_dag.review_selection import (
 )
 from labeling_dag.revisions import split_revision
 
-_COSTS = ReviewCosts()
-
 
 class ReviewCostConfig(dg.Config):
-    """Seconds per review action (:class:`labeling_dag.human_time.ReviewCosts`, defaults cited there)."""
+    """Seconds per review action; unset ones take the workdir modality's prices
+    (:class:`labeling_dag.human_time.ReviewCosts` for boxes, ``TEXT_REVIEW_COSTS`` for texts,
+    sources cited there)."""
 
-    verify_box: float = Field(default=_COSTS.verify_box, ge=0.0, allow_inf_nan=False)
-    adjust_box: float = Field(default=_COSTS.adjust_box, ge=0.0, allow_inf_nan=False)
-    relabel_box: float = Field(default=_COSTS.relabel_box, ge=0.0, allow_inf_nan=False)
-    delete_box: float = Field(default=_COSTS.delete_box, ge=0.0, allow_inf_nan=False)
-    draw_box: float = Field(default=_COSTS.draw_box, ge=0.0, allow_inf_nan=False)
-    per_image: float = Field(default=_COSTS.per_image, ge=0.0, allow_inf_nan=False)
+    verify_box: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    adjust_box: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    relabel_box: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    delete_box: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    draw_box: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    per_image: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+
+    def costs(self, defaults: ReviewCosts) -> ReviewCosts:
+        """The prices: the ones set here, ``defaults`` for the rest."""
+        return replace(defaults, **{name: value for name, value in self.model_dump().items() if value is not None})
 
 
 class ReviewIntakeConfig(dg.Config):
@@ -92,6 +97,7 @@ def review_annotations(
         batch_id=batch_id,
         gold_ids=gold_ids,
         spot_check_ids=set(batch.loc[batch["is_spot_check"], "image_id"]),
+        interface=read["interface"],
     )
     gold = store.read(GOLD_LABELS)
     quality = quality_rows(
@@ -129,7 +135,7 @@ def review_annotations(
         done,
         _measured_seconds(everyone),
         gold_ids=gold_ids,
-        costs=ReviewCosts(**config.review_costs.model_dump()),
+        costs=config.review_costs.costs(store.modality().review_costs),
         looks=Counter(annotation.image_id for annotation in looked),
     )
     tables = (

@@ -15,13 +15,15 @@ def raw_images(context: dg.AssetExecutionContext, store: LabelStore, source: Ima
     batch = context.partition_key
     index = store.read(RAW_INDEX, batch=batch)
     known_ids = set(index["image_id"])
+    modality = store.modality()
     new_rows, skipped = ingest(
         source.files(batch),
         index,
         workdir=store.root,
         store_folder=f"{RAW_IMAGES.folder}/{batch}",
         run_id=context.run_id,
-        suffixes=store.modality().item_suffixes,
+        suffixes=modality.item_suffixes,
+        tables=modality.table_suffixes,
     )
     if skipped:
         context.log.warning(f"skipped {len(skipped)} files with unsupported extensions, e.g. {skipped[:5]}")

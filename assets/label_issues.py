@@ -62,7 +62,7 @@ def label_issues(
         merges = store.read(MERGES)
     batch_of = prediction_batches(images, merges, store.read(REVIEW_BATCHES))
     exported = {batch_id: exchange.exported_tasks(store.root, batch_id) for batch_id in sorted(set(batch_of.values()))}
-    records = verified_images(images, labels, batch_of, exported)
+    records = verified_images(images, labels, batch_of, exported, store.modality().review)
     scores = score_label_issues(records, class_names=store.class_names(), **config.model_dump())
     found = suspects(scores)
     store.write(ISSUE_SCORES, scores)

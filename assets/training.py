@@ -114,7 +114,7 @@ def retrained_model(
     )
     entry = registry.register(
         weights,
-        task="detect",
+        task=detector.describe(weights)[0],
         class_names=class_names,
         source="retrained" if parent else "cold_start",
         parent=parent.model_version if parent else None,

@@ -144,9 +144,16 @@ def _run_loop(args: argparse.Namespace) -> int:
         return 1
     if args.rounds is None and not args.until_labelled:
         args.rounds = 3
+    try:
+        dataset = _loop_dataset(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     settings = LoopSettings(
-        dataset=args.dataset.resolve(),
+        dataset=dataset,
         workdir=args.workdir.resolve(),
+        modality=args.modality,
+        labeling_functions=args.labeling_functions.resolve() if args.labeling_functions else None,
         rounds=args.rounds,
         batch_size=args.batch_size,
         strategy=args.strategy,
@@ -172,6 +179,17 @@ def _run_loop(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _loop_dataset(args: argparse.Namespace) -> Path:
+    """The loop's data.yaml: ``--dataset`` itself, or for texts the dataset written from its CSV
+    beside the workdir (``<workdir>-dataset/``)."""
+    if args.modality != "text":
+        return args.dataset.resolve()
+    from labeling_dag.simulation.text_dataset import text_dataset_from_csv
+
+    workdir = args.workdir.resolve()
+    return text_dataset_from_csv(args.dataset.resolve(), workdir.with_name(f"{workdir.name}-dataset"), seed=args.seed)
 
 
 def _trace(args: argparse.Namespace) -> int:
@@ -239,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(run=_init)
 
     from labeling_dag.dataset_export import FORMATS, SOURCES
+    from labeling_dag.modalities import DEFAULT_MODALITY, MODALITIES
     from labeling_dag.sampling import strategy_names
 
     export = commands.add_parser("export", help="write the verified labels as a YOLO, COCO or Label Studio dataset")
@@ -268,9 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--seed", type=int, default=0)
     trace.set_defaults(run=_trace)
 
-    loop = commands.add_parser("run-loop", help="simulate the active-learning loop on a YOLO dataset")
-    loop.add_argument("--dataset", type=Path, required=True, help="YOLO data.yaml: train = pool, val = held out")
+    loop = commands.add_parser("run-loop", help="simulate the active-learning loop on a labelled dataset")
+    loop.add_argument(
+        "--dataset",
+        type=Path,
+        required=True,
+        help="detection: YOLO data.yaml (train = pool, val = held out); text: a CSV with text, label and "
+        "optionally split (train = pool, val = held out; without it a seeded 20 %% is held out)",
+    )
     loop.add_argument("--workdir", type=Path, required=True)
+    loop.add_argument("--modality", default=DEFAULT_MODALITY, choices=sorted(MODALITIES), help="what the items are")
+    loop.add_argument(
+        "--labeling-functions",
+        type=Path,
+        help="text: a Python module of labeling functions whose votes join the model's",
+    )
     loop.add_argument(
         "--rounds", type=int, help="rounds after the seed round, at most (default 3; no cap with --until-labelled)"
     )

@@ -25,11 +25,13 @@ from labeling_dag.jobs import (
     select_review_batch,
 )
 from labeling_dag.resources.detector import Detector
+from labeling_dag.resources.item_model import ItemModel
 from labeling_dag.resources.label_studio import LabelStudioReview
 from labeling_dag.resources.loop_policy import LoopPolicy
 from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview, ReviewBackend
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import ImageSource, LabelStore
+from labeling_dag.resources.text_classifier import TextClassifier
 from labeling_dag.sensors import (
     ingest_batch_sensor,
     label_issues_sensor,
@@ -120,6 +122,19 @@ def _label_studio() -> ReviewBackend:
 REVIEW_BACKENDS: dict[str, Callable[[], ReviewBackend]] = {"folder": FolderReview, "label_studio": _label_studio}
 
 
+# The model of each modality; a deployment names its modality in LABELING_DAG_MODALITY (the
+# workdir's own, fixed by `labeling-dag init --modality`).
+ITEM_MODELS: dict[str, Callable[[], ItemModel]] = {"detection": Detector, "text": TextClassifier}
+
+
+def item_model(name: str) -> ItemModel:
+    """The model resource of the modality a deployment names in ``LABELING_DAG_MODALITY`` (default
+    ``detection``)."""
+    if name not in ITEM_MODELS:
+        raise ValueError(f"LABELING_DAG_MODALITY={name!r}: choose one of {sorted(ITEM_MODELS)}")
+    return ITEM_MODELS[name]()
+
+
 def review_backend(name: str) -> ReviewBackend:
     """The review backend a deployment names in ``LABELING_DAG_REVIEW_BACKEND`` (default ``folder``).
 
@@ -135,7 +150,7 @@ defs = build_definitions(
     {
         "store": LabelStore(workdir=dg.EnvVar("LABELING_DAG_WORKDIR")),
         "source": ImageSource(folder=dg.EnvVar("LABELING_DAG_SOURCE")),
-        "detector": Detector(),
+        "detector": item_model(os.environ.get("LABELING_DAG_MODALITY", "detection")),
         "snapshots": SnapshotStore(),
         "exchange": FileReviewExchange(),
         "review": review_backend(os.environ.get("LABELING_DAG_REVIEW_BACKEND", "folder")),

@@ -12,6 +12,9 @@ published measurements of box annotation:
 * adjusting (moving or resizing) a box 4.0 s, changing its class 3.0 s, deleting it 2.0 s,
   and 1.0 s per image looked at: the costs of small edits in the same studies' tooling.
 
+A text classification is priced by :data:`TEXT_REVIEW_COSTS`: its one region is the whole text,
+so the price of an item is reading it, then confirming the proposed class or choosing one.
+
 An action takes one kind per box (:func:`labeling_dag.agreement.classify_edits`): accepted,
 moved, relabelled, deleted or added. Hand labelling an image means looking at it and drawing
 every object in it. Measured time (Label Studio's ``lead_time`` per annotation) is kept beside
@@ -145,3 +148,16 @@ def effort_rows(
         columns=list(EFFORT_COLUMNS),
     )
     return frame.astype(EFFORT_COLUMNS)
+
+
+# A text's price, whatever the tool. Reading dominates: 10 s per text is the first 40 words at
+# 238 words per minute, the mean silent reading rate of English non-fiction (Brysbaert, "How many
+# words do we read per minute?", Journal of Memory and Language, 2019), enough to tell a news
+# topic; a reviewer who had to read a whole 400-word article would take 100 s, so 10 s is again the
+# conservative choice that makes hand labelling as cheap as it gets. Confirming a proposed class
+# costs one click (1.0 s); choosing one among a handful ("added", or "relabelled" when a proposal
+# was wrong) 2.5 s, the verify-to-adjust span of the box study above. A text has no geometry to
+# adjust; a deleted proposal is one click.
+TEXT_REVIEW_COSTS = ReviewCosts(
+    verify_box=1.0, adjust_box=0.0, relabel_box=2.5, delete_box=1.0, draw_box=2.5, per_image=10.0
+)

@@ -54,6 +54,11 @@ RejectReason = Literal[
     "decompression_bomb",
     "too_small",
     "truncated",  # a recognised format whose data ends early or is corrupt
+    # Texts (labeling_dag.text_cleaning):
+    "empty",  # no characters but whitespace, a 0-byte file included
+    "not_utf8",  # bytes that are not valid UTF-8
+    "binary",  # a NUL byte or a high share of control characters
+    "too_long",  # more characters than text_cleaning.MAX_TEXT_CHARS
 ]
 
 # Colour modes whose alpha channel must be flattened rather than dropped: dropping it

@@ -38,6 +38,8 @@ import pandas as pd
 
 from labeling_dag.agreement import PredictedBox
 from labeling_dag.contracts import ISSUE_COLUMNS
+from labeling_dag.formats.label_studio_export import RECTANGLES
+from labeling_dag.formats.review_interface import ReviewInterface
 from labeling_dag.merge import exported_predictions
 from labeling_dag.records import NormBox
 
@@ -315,13 +317,15 @@ def verified_images(
     labels: pd.DataFrame,
     batch_of: Mapping[str, str],
     exported: Mapping[str, Sequence[Mapping[str, Any]]],
+    interface: ReviewInterface = RECTANGLES,
 ) -> list[VerifiedImage]:
     """The records :func:`score_label_issues` takes, for the images of ``batch_of`` whose batch had a model.
 
     ``images`` and ``labels`` are the verified tables (active rows are used); ``exported`` holds
     each batch's exported tasks (Label Studio import JSON: ``data.image_id``, ``data.width``,
     ``data.height`` and ``predictions[0]`` with ``model_version`` and its regions' ``score``).
-    A task whose prediction names no model (made before any model existed) gives no record.
+    A task whose prediction names no model (made before any model existed) gives no record. The
+    regions are read by the modality's ``interface``.
     """
     active_images = images[images["retired_by"] == ""].set_index("image_id")
     active_labels = labels[labels["retired_by"] == ""]
@@ -342,7 +346,7 @@ def verified_images(
                 width=int(task["data"]["width"]),
                 height=int(task["data"]["height"]),
                 labels=boxes.get(image_id, ()),
-                predictions=tuple(exported_predictions(task)),
+                predictions=tuple(exported_predictions(task, interface)),
                 model_version=model_version,
                 review_batch_id=batch_id,
                 merge_id=str(active_images.at[image_id, "merge_id"]),

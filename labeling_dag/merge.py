@@ -33,23 +33,21 @@ from labeling_dag.contracts import (
     RETURNED_COLUMNS,
     VERIFIED_IMAGE_COLUMNS,
 )
-from labeling_dag.formats.label_studio import ls_percent_to_norm
-from labeling_dag.formats.label_studio_export import TaskAnnotation
+from labeling_dag.formats.label_studio_export import RECTANGLES, TaskAnnotation
+from labeling_dag.formats.review_interface import ReviewInterface
 from labeling_dag.records import NormBox
 from labeling_dag.revisions import split_revision
 
 
-def exported_predictions(task: Mapping[str, Any]) -> list[PredictedBox]:
-    """The boxes a task was sent out with, read back from its Label Studio prediction."""
+def exported_predictions(task: Mapping[str, Any], interface: ReviewInterface = RECTANGLES) -> list[PredictedBox]:
+    """The regions a task was sent out with, read back from its Label Studio prediction."""
     boxes = []
     for prediction in task.get("predictions") or []:
         for region in prediction.get("result") or []:
+            class_name, box = interface.read_value(region["value"])
             boxes.append(
                 PredictedBox(
-                    box_id=region["id"],
-                    class_name=region["value"]["rectanglelabels"][0],
-                    box=ls_percent_to_norm(region["value"]),
-                    confidence=float(region.get("score", 0.0)),
+                    box_id=region["id"], class_name=class_name, box=box, confidence=float(region.get("score", 0.0))
                 )
             )
     return boxes
@@ -62,14 +60,16 @@ def edit_rows(
     batch_id: str,
     gold_ids: set[str],
     spot_check_ids: set[str],
+    interface: ReviewInterface = RECTANGLES,
 ) -> pd.DataFrame:
-    """One row per box per reviewed task: the edit kind against the exported pre-label."""
+    """One row per box per reviewed task: the edit kind against the exported pre-label (its regions
+    read by the modality's ``interface``)."""
     tasks = {task["data"]["image_id"]: task for task in exported}
     rows: list[dict[str, object]] = []
     for annotation in annotations:
         task = tasks[annotation.image_id]
         model_version = "".join(p.get("model_version", "") for p in task.get("predictions") or [])
-        for edit in classify_edits(exported_predictions(task), annotation.boxes):
+        for edit in classify_edits(exported_predictions(task, interface), annotation.boxes):
             final = edit.box or NormBox(np.nan, np.nan, np.nan, np.nan)
             correct = edit.prediction_correct
             rows.append(

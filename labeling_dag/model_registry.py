@@ -178,7 +178,9 @@ class ModelRegistry:
     ) -> ModelEntry:
         """The registry's copy of ``weights`` (written when missing or altered) and its entry in ``index``."""
         version = file_sha256(weights)
-        target = self.folder / f"{version}.pt"
+        known = index["models"].get(version)
+        # A model restored from its DVC snapshot (model_store/model.pt) keeps the copy it was registered with.
+        target = self.workdir / known["path"] if known else self.folder / f"{version}{_suffix(weights)}"
         if target.is_symlink() or not target.exists() or file_sha256(target) != version:
             atomic.copy_file(weights, target)
         if version in index["models"]:
@@ -204,7 +206,8 @@ class ModelRegistry:
     def verified_path(self, entry: ModelEntry) -> Path:
         """The weights path of ``entry`` after checking its bytes still hash to its version.
 
-        Only the registry's own copy, ``models/<sha256>.pt``, a regular file, is ever handed
+        Only the registry's own copy, ``models/<sha256>.pt`` (``.json`` for a text model), a regular
+        file, is ever handed
         out: an entry naming another path (an edited ``registry.json``) or a symlink put in
         the copy's place is refused before anything is read.
         """
@@ -212,11 +215,14 @@ class ModelRegistry:
             raise ModelIntegrityError(
                 f"{self.index_file}: model version {entry.model_version!r} is not a sha256; refusing to load"
             )
-        path = self.folder / f"{entry.model_version}.pt"
-        if entry.path != str(path.relative_to(self.workdir)):
+        copies = {
+            str((self.folder / f"{entry.model_version}{suffix}").relative_to(self.workdir)) for suffix in _SUFFIXES
+        }
+        path = self.workdir / entry.path
+        if entry.path not in copies:
             raise ModelIntegrityError(
                 f"{self.index_file}: model {entry.model_version} is registered at {entry.path!r}, "
-                f"not at the registry's copy {path}; refusing to load"
+                f"not at the registry's copy {self.folder / entry.model_version}.*; refusing to load"
             )
         if path.is_symlink():
             raise ModelIntegrityError(f"{path}: weights of model {entry.model_version} are a symlink; refusing to load")
@@ -229,6 +235,17 @@ class ModelRegistry:
                 "refusing to load"
             )
         return path
+
+
+# The weights files the registry keeps, by suffix: ultralytics checkpoints, and the JSON of a text
+# classifier (resources/text_classifier.py), kept as JSON so an auditor can read it.
+_SUFFIXES = (".pt", ".json")
+
+
+def _suffix(weights: Path) -> str:
+    """The suffix of the registry's copy of ``weights``."""
+    suffix = Path(weights).suffix.lower()
+    return suffix if suffix in _SUFFIXES else ".pt"
 
 
 def _entry(raw: dict) -> ModelEntry:

@@ -101,7 +101,8 @@ def judge_review_file(
         return Verdict(file, None, f"batch id {batch_id!r} is not a plain name")
     try:
         exported = exported_tasks(batch_id)
-        sent = None if exported is None else {task["data"]["image_id"]: task["data"].get("image") for task in exported}
+        key = interface.data_key
+        sent = None if exported is None else {task["data"]["image_id"]: task["data"].get(key) for task in exported}
     except (OSError, ValueError, TypeError, KeyError) as error:
         return Verdict(file, batch_id, f"the exported tasks of batch {batch_id!r} are unreadable ({error!r})")
     if sent is None:
@@ -129,10 +130,10 @@ def judge_review_file(
         )
     for task in tasks:  # parse_export vouched for the shape: a list of objects with a data object
         data = task["data"]
-        if "image" not in data and sent[data["image_id"]] is None:
+        if interface.data_key not in data and sent[data["image_id"]] is None:
             continue
         try:
-            check_image_ref(data.get("image"), data_root=data_root, sent=sent[data["image_id"]])
+            check_image_ref(data.get(interface.data_key), data_root=data_root, sent=sent[data["image_id"]])
         except ValueError as error:
             return Verdict(file, batch_id, f"task for image {task['data']['image_id']!r}: {error}")
     return Verdict(file, batch_id, None)

@@ -12,9 +12,8 @@ import pytest
 from conftest import make_resources
 
 from labeling_dag.cli import main as cli
-from labeling_dag.formats.label_studio import config_problem, labeling_config, review_task
 from labeling_dag.formats.label_studio_export import AnnotatedBox, parse_export
-from labeling_dag.formats.review_interface import ReviewInterface
+from labeling_dag.formats.label_studio_text import CHOICES
 from labeling_dag.ingest_batches import ROOT_BATCH
 from labeling_dag.modalities import MODALITIES, MODALITY_FILE, modality_named, workdir_modality
 from labeling_dag.modalities.detection import DETECTION
@@ -77,24 +76,6 @@ def test_a_workdir_with_classes_but_no_modality_file_is_taken_for_detection(
     assert cli(["init", "--workdir", str(tmp_path), "--classes", "cat,dog", "--modality", "text"]) == 1
     assert "holds 'detection' items, not 'text'" in capsys.readouterr().err
     assert not (tmp_path / MODALITY_FILE).exists()
-
-
-def _whole_item_choices(result: object, class_names: frozenset[str]) -> tuple[AnnotatedBox, ...]:
-    """A classification's answer: one region covering the item, the class chosen."""
-    return tuple(
-        AnnotatedBox(region_id=item["id"], class_name=item["value"]["choices"][0], box=NormBox(0.5, 0.5, 1.0, 1.0))
-        for item in result  # type: ignore[attr-defined]
-        if item["type"] == "choices" and item["value"]["choices"][0] in class_names
-    )
-
-
-CHOICES = ReviewInterface(
-    labeling_config=labeling_config,
-    config_problem=config_problem,
-    task=review_task,
-    result_type="choices",
-    parse_regions=_whole_item_choices,
-)
 
 
 def test_annotations_are_read_by_the_interface_of_the_modality() -> None:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from labeling_dag.records import NormBox, ReviewImage
+from labeling_dag.records import NormBox, PreLabel, ReviewImage
 
 FROM_NAME = "label"
 TO_NAME = "image"
@@ -41,6 +41,21 @@ def labeling_config(class_names: Sequence[str]) -> str:
     Raises ``ValueError`` on an empty list, an empty name, a duplicate name or a name
     with a character XML cannot hold (control characters, unpaired surrogates).
     """
+    labels = "".join(f"<Label value={quoteattr(name)}/>" for name in checked_class_names(class_names))
+    return (
+        "<View>"
+        f'<Image name="{TO_NAME}" value="$image"/>'
+        f'<RectangleLabels name="{FROM_NAME}" toName="{TO_NAME}" canRotate="false">'
+        f"{labels}"
+        "</RectangleLabels>"
+        "</View>"
+    )
+
+
+def checked_class_names(class_names: Sequence[str]) -> list[str]:
+    """The class names a labelling config can offer, in order; ``ValueError`` on an empty list, an
+    empty or duplicate name, or a name with a character XML cannot hold (control characters,
+    unpaired surrogates)."""
     names = list(class_names)
     if not names:
         raise ValueError("labeling_config needs at least one class name")
@@ -51,15 +66,7 @@ def labeling_config(class_names: Sequence[str]) -> str:
             raise ValueError(f"class name {name!r} holds a character XML cannot represent")
     if len(set(names)) != len(names):
         raise ValueError(f"class names must be unique, got {names!r}")
-    labels = "".join(f"<Label value={quoteattr(name)}/>" for name in names)
-    return (
-        "<View>"
-        f'<Image name="{TO_NAME}" value="$image"/>'
-        f'<RectangleLabels name="{FROM_NAME}" toName="{TO_NAME}" canRotate="false">'
-        f"{labels}"
-        "</RectangleLabels>"
-        "</View>"
-    )
+    return names
 
 
 def config_problem(parsed: Any, class_names: Sequence[str]) -> str | None:
@@ -160,67 +167,107 @@ def ls_percent_to_norm(value: Mapping[str, float]) -> NormBox:
     )
 
 
+def rectangle_value(box: NormBox, class_name: str) -> dict[str, Any]:
+    """A Label Studio rectangle ``value`` for a box and its class."""
+    return {**norm_to_ls_percent(box), "rotation": 0, RECTANGLE_TYPE: [class_name]}
+
+
+def read_rectangle_value(value: Mapping[str, Any]) -> tuple[str, NormBox]:
+    """The class and box of a rectangle ``value`` (the inverse of :func:`rectangle_value`)."""
+    labels = value.get(RECTANGLE_TYPE)
+    if not isinstance(labels, list) or len(labels) != 1 or not isinstance(labels[0], str):
+        raise ValueError(f"a rectangle must carry exactly one label, got {labels!r}")
+    return labels[0], ls_percent_to_norm(value)
+
+
+def rectangle_item(region_id: str, value: Mapping[str, Any], width: int, height: int) -> dict[str, Any]:
+    """One ``rectanglelabels`` result item on an image of ``width`` x ``height`` pixels."""
+    return {
+        "id": region_id,
+        "from_name": FROM_NAME,
+        "to_name": TO_NAME,
+        "type": RECTANGLE_TYPE,
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": dict(value),
+    }
+
+
 def review_task(
     image: ReviewImage, *, batch_id: str, model_version: str, pre_label_run_id: str, annotators: int = 1
 ) -> dict[str, Any]:
-    """Build one importable Label Studio task with the model's boxes as a prediction.
+    """Build one importable Label Studio task with the model's boxes as a prediction
+    (:func:`prediction_task`, with the image URL as ``$image``)."""
+    return prediction_task(
+        image,
+        data_key="image",
+        region=lambda pre_label: rectangle_item(
+            pre_label.box_id, rectangle_value(pre_label.box, pre_label.class_name), image.width, image.height
+        ),
+        batch_id=batch_id,
+        model_version=model_version,
+        pre_label_run_id=pre_label_run_id,
+        annotators=annotators,
+    )
 
-    ``data`` carries the image URL (``$image`` in the config) plus ``image_id``,
-    ``batch_id`` and ``pre_label_run_id`` so the export can be joined back without
-    relying on Label Studio's own task ids.  Whether an image is a gold image is
-    deliberately NOT in the task: everything in ``data`` is visible through the API and
-    the data manager, so gold bookkeeping stays with the caller. ``annotators`` above 1 asks
-    for that many independent annotations (``data.annotators``, see :func:`required_annotations`).
+
+def prediction_task(
+    item: ReviewImage,
+    *,
+    data_key: str,
+    region: Callable[[PreLabel], dict[str, Any]],
+    batch_id: str,
+    model_version: str,
+    pre_label_run_id: str,
+    annotators: int = 1,
+) -> dict[str, Any]:
+    """One importable task: the item's URL under ``data[data_key]``, its pre-labels as the
+    prediction, each turned into a result item by ``region``.
+
+    ``data`` carries the item URL plus ``image_id``, ``batch_id`` and ``pre_label_run_id`` so the
+    export can be joined back without relying on Label Studio's own task ids.  Whether an item is
+    a gold item is deliberately NOT in the task: everything in ``data`` is visible through the API
+    and the data manager, so gold bookkeeping stays with the caller. ``annotators`` above 1 asks
+    for that many independent annotations (``data.annotators``, see
+    :func:`~labeling_dag.formats.label_studio_export.required_annotations`).
 
     Each region's ``id`` is the pre-label's ``box_id``; Label Studio keeps it when an
-    annotator accepts the prediction, which is how the export tells an accepted box from
-    a changed one.  Raises ``ValueError`` if a pre-label belongs to another image or
-    another model version, if box ids repeat, if a box is invalid, or if the score or a
+    annotator accepts the prediction, which is how the export tells an accepted region from
+    a changed one.  Raises ``ValueError`` if a pre-label belongs to another item or
+    another model version, if region ids repeat, if a region is invalid, or if the score or a
     confidence is not a finite number (JSON has no NaN; Label Studio would refuse the file).
     """
-    if image.width <= 0 or image.height <= 0:
-        raise ValueError(f"image {image.image_id!r} has invalid size {image.width}x{image.height}")
-    score = _finite(image.score, f"score of image {image.image_id!r}")
+    if item.width <= 0 or item.height <= 0:
+        raise ValueError(f"image {item.image_id!r} has invalid size {item.width}x{item.height}")
+    score = _finite(item.score, f"score of image {item.image_id!r}")
     regions: list[dict[str, Any]] = []
     seen_ids: set[str] = set()
-    for pre_label in image.pre_labels:
-        if pre_label.image_id != image.image_id:
+    for pre_label in item.pre_labels:
+        if pre_label.image_id != item.image_id:
             raise ValueError(
-                f"pre-label {pre_label.box_id!r} belongs to image {pre_label.image_id!r}, not {image.image_id!r}"
+                f"pre-label {pre_label.box_id!r} belongs to image {pre_label.image_id!r}, not {item.image_id!r}"
             )
-        # One prediction carries one model_version, so mixing versions would misattribute boxes.
+        # One prediction carries one model_version, so mixing versions would misattribute regions.
         if pre_label.model_version != model_version:
             raise ValueError(
-                f"pre-label {pre_label.box_id!r} on image {image.image_id!r} comes from model "
+                f"pre-label {pre_label.box_id!r} on image {item.image_id!r} comes from model "
                 f"{pre_label.model_version!r}, not {model_version!r}"
             )
         if pre_label.box_id in seen_ids:
-            raise ValueError(f"duplicate box id {pre_label.box_id!r} on image {image.image_id!r}")
+            raise ValueError(f"duplicate box id {pre_label.box_id!r} on image {item.image_id!r}")
         seen_ids.add(pre_label.box_id)
         try:
-            percent = norm_to_ls_percent(pre_label.box)
-            confidence = _finite(pre_label.confidence, "confidence")
+            result = region(pre_label) | {"score": _finite(pre_label.confidence, "confidence")}
         except ValueError as exc:
-            raise ValueError(f"pre-label {pre_label.box_id!r} on image {image.image_id!r}: {exc}") from exc
-        regions.append(
-            {
-                "id": pre_label.box_id,
-                "from_name": FROM_NAME,
-                "to_name": TO_NAME,
-                "type": RECTANGLE_TYPE,
-                "original_width": image.width,
-                "original_height": image.height,
-                "image_rotation": 0,
-                "value": {**percent, "rotation": 0, "rectanglelabels": [pre_label.class_name]},
-                "score": confidence,
-            }
-        )
+            raise ValueError(f"pre-label {pre_label.box_id!r} on image {item.image_id!r}: {exc}") from exc
+        regions.append(result)
     return {
         "data": {
-            "image": image.image_ref,
-            "image_id": image.image_id,
-            "width": image.width,
-            "height": image.height,
+            data_key: item.image_ref,
+            "image_id": item.image_id,
+            "width": item.width,
+            "height": item.height,
             "batch_id": batch_id,
             "pre_label_run_id": pre_label_run_id,
             **({"annotators": annotators} if annotators > 1 else {}),

@@ -20,6 +20,9 @@ from labeling_dag.formats.label_studio import (
     config_problem,
     labeling_config,
     ls_percent_to_norm,
+    read_rectangle_value,
+    rectangle_item,
+    rectangle_value,
     review_task,
 )
 from labeling_dag.formats.review_interface import ReviewInterface
@@ -201,6 +204,10 @@ RECTANGLES = ReviewInterface(
     task=review_task,
     result_type=RECTANGLE_TYPE,
     parse_regions=rectangle_regions,
+    data_key="image",
+    region_value=rectangle_value,
+    read_value=read_rectangle_value,
+    result_item=rectangle_item,
 )
 
 

@@ -15,6 +15,9 @@ import yaml
 
 # The splits a data.yaml must name.
 _SPLITS = ("train", "val")
+# The folders whose items have label files beside them under ``labels``: images, and the texts of
+# a text classification dataset (one whole-item line ``class 0.5 0.5 1 1`` per text).
+_ITEM_FOLDERS = ("images", "texts")
 
 
 @dataclass(frozen=True)
@@ -118,20 +121,20 @@ def load_data_yaml(path: str | Path) -> DatasetSpec:
 def label_path_for(image_path: Path) -> Path:
     """Map ``.../images/<split>/x.jpg`` to ``.../labels/<split>/x.txt`` (Ultralytics convention).
 
-    The last ``images`` folder in the path becomes ``labels`` and the suffix becomes
-    ``.txt``. Unlike Ultralytics' string replace, a relative path starting with
-    ``images/`` is handled too.
+    The last ``images`` (or, in a text dataset, ``texts``) folder in the path becomes ``labels``
+    and the suffix becomes ``.txt``. Unlike Ultralytics' string replace, a relative path starting
+    with ``images/`` is handled too.
 
     Raises:
-        ValueError: if no folder in the path is named ``images``.
+        ValueError: if no folder in the path is named ``images`` or ``texts``.
     """
     image_path = Path(image_path)
     folders = image_path.parts[:-1]
     for position in range(len(folders) - 1, -1, -1):
-        if folders[position] == "images":
+        if folders[position] in _ITEM_FOLDERS:
             parts = (*folders[:position], "labels", *folders[position + 1 :], image_path.name)
             return Path(*parts).with_suffix(".txt")
-    raise ValueError(f"{image_path}: no 'images' folder in the path to map to 'labels'")
+    raise ValueError(f"{image_path}: no 'images' or 'texts' folder in the path to map to 'labels'")
 
 
 def _parse_names(names: object, yaml_file: Path) -> tuple[str, ...]:

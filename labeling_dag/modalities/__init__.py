@@ -22,9 +22,10 @@ from pathlib import Path
 
 from labeling_dag.modalities.detection import DETECTION
 from labeling_dag.modalities.modality import Modality
+from labeling_dag.modalities.text import TEXT
 
 MODALITY_FILE = "modality.json"
-MODALITIES: dict[str, Modality] = {DETECTION.name: DETECTION}
+MODALITIES: dict[str, Modality] = {DETECTION.name: DETECTION, TEXT.name: TEXT}
 DEFAULT_MODALITY = "detection"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from labeling_dag.cleaning import clean_image, mark_duplicates
 from labeling_dag.formats.label_studio_export import RECTANGLES
 from labeling_dag.formats.yolo import load_data_yaml
+from labeling_dag.human_time import ReviewCosts
 from labeling_dag.ingest import INGESTED_SUFFIXES
 from labeling_dag.modalities.modality import Modality
 from labeling_dag.training_data import write_yolo_dataset
@@ -22,4 +23,5 @@ DETECTION = Modality(
     review=RECTANGLES,
     write_training_set=write_yolo_dataset,
     read_dataset=load_data_yaml,
+    review_costs=ReviewCosts(),
 )

@@ -10,6 +10,7 @@ import pandas as pd
 
 from labeling_dag.formats.review_interface import ReviewInterface
 from labeling_dag.formats.yolo import DatasetSpec
+from labeling_dag.human_time import ReviewCosts
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class Modality:
             training set the model resource trains on (for detection a YOLO ``data.yaml``).
         read_dataset: ``path -> DatasetSpec`` a labelled dataset of the modality (the held-out
             validation set, a seed dataset): its class names and its splits.
+        review_costs: the seconds a reviewer spends per action on such an item, where the
+            intake's configuration sets none (:mod:`labeling_dag.human_time`).
+        table_suffixes: the files ingestion takes apart into one item per row (none for images).
     """
 
     name: str
@@ -39,3 +43,5 @@ class Modality:
     review: ReviewInterface
     write_training_set: Callable[..., Path]
     read_dataset: Callable[[Path], DatasetSpec]
+    review_costs: ReviewCosts
+    table_suffixes: tuple[str, ...] = ()

@@ -90,10 +90,9 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
     from labeling_dag.merge import active
     from labeling_dag.model_registry import ModelRegistry
     from labeling_dag.resources.storage import LabelStore
-    from labeling_dag.simulation.simulated_reviewer import load_truth
 
     store = LabelStore(workdir=str(settings.workdir.resolve()))
-    truth = load_truth(settings.dataset, "train")
+    truth = settings.truth()
     images = active(store.read(VERIFIED_IMAGES))
     sources = {row.image_id: row.source for row in images.itertuples() if row.image_id in truth}
     labels: dict[str, list] = {}
@@ -102,7 +101,7 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
     reference = {image_id: [(box.class_name, box.box) for box in boxes] for image_id, boxes in truth.items()}
     quality = label_quality(labels, reference, sources, class_names=store.class_names())
     human = float(store.read(EFFORT)["modelled_seconds"].sum())
-    hand = hand_label_seconds(len(truth), sum(len(boxes) for boxes in truth.values()), settings.review_costs)
+    hand = hand_label_seconds(len(truth), sum(len(boxes) for boxes in truth.values()), settings.costs())
     models = ModelRegistry(store.root).entries()
     warm = bool(models) and models[0].source == "seed_model"
     return {
@@ -117,4 +116,10 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
         "human_time_ratio": round(human / hand, 4) if hand else None,
         "per_class": quality["per_class"],
         "per_source": quality["per_source"],
+        # A text's one region is its class: the share of labelled texts fully right is their accuracy.
+        **(
+            {"pool_items": len(truth), "items_labelled": len(sources), "accuracy": quality["image_accuracy"]}
+            if settings.modality == "text"
+            else {}
+        ),
     }

@@ -15,6 +15,8 @@ class LoopSettings:
 
     dataset: Path
     workdir: Path
+    # What the pool's items are: a name in labeling_dag.modalities.MODALITIES.
+    modality: str = "detection"
     # Rounds after the seed round, at most; None runs until the pool is labelled.
     rounds: int | None = 3
     batch_size: int = 20
@@ -44,6 +46,23 @@ class LoopSettings:
     auto_accept: bool = True
     # Stop once the human seconds spent reach this; None = no budget.
     max_human_seconds: float | None = None
-    review_costs: ReviewCosts = ReviewCosts()
-    # Shared by runs that replay the same trainings (see labeling_dag.training_cache); None = off.
+    # Seconds per review action; None = the modality's defaults (labeling_dag.human_time).
+    review_costs: ReviewCosts | None = None
+    # Shared by runs that replay the same trainings (see labeling_dag.training_cache), and by text
+    # runs that embed the same texts; None = off.
     training_cache: Path | None = None
+    # A Python module of labeling functions (labeling_dag.labeling_functions) for a text pool; None = none.
+    labeling_functions: Path | None = None
+
+    def costs(self) -> ReviewCosts:
+        """The prices of review actions the run counts human time in."""
+        from labeling_dag.modalities import modality_named
+
+        return self.review_costs or modality_named(self.modality).review_costs
+
+    def truth(self) -> dict[str, tuple]:
+        """The pool's true regions by item id (only the simulated reviewer and the measures read them)."""
+        from labeling_dag.modalities import modality_named
+        from labeling_dag.simulation.simulated_reviewer import load_truth
+
+        return load_truth(self.dataset, "train", modality_named(self.modality).item_suffixes)

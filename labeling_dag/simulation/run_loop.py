@@ -53,7 +53,6 @@ JobExecutor = Callable[[LoopSettings, object, JobRequest], RunOutcome]
 def loop_resources(settings: LoopSettings) -> dict[str, object]:
     """The resources of the code location, bound to the simulated loop's workdir and sizes."""
     from labeling_dag.formats.yolo import load_data_yaml
-    from labeling_dag.resources.detector import Detector
     from labeling_dag.resources.loop_policy import LoopPolicy
     from labeling_dag.resources.review_exchange import FileReviewExchange, FolderReview
     from labeling_dag.resources.snapshots import SnapshotStore
@@ -61,13 +60,12 @@ def loop_resources(settings: LoopSettings) -> dict[str, object]:
     from labeling_dag.simulation.loop_start import loop_start
 
     spec = load_data_yaml(settings.dataset)
-    start = loop_start(settings.seed_model, settings.class_map, spec.names)
+    # A text pool starts from its zero-shot classifier (_seed_model), never from a detector.
+    start = None if settings.modality == "text" else loop_start(settings.seed_model, settings.class_map, spec.names)
     return {
         "store": LabelStore(workdir=str(settings.workdir.resolve())),
         "source": ImageSource(folder=str(spec.train_images)),
-        "detector": Detector(
-            imgsz=settings.imgsz, seed=settings.seed, training_cache=str(settings.training_cache or "")
-        ),
+        "detector": _item_model(settings),
         "snapshots": SnapshotStore(),
         "exchange": FileReviewExchange(),
         "review": FolderReview(),
@@ -76,9 +74,21 @@ def loop_resources(settings: LoopSettings) -> dict[str, object]:
             retrain_min_new_boxes=settings.retrain_min_new_boxes,
             cold_start_epochs=settings.cold_start_epochs,
             fine_tune_epochs=settings.fine_tune_epochs,
-            pretrained_weights=str(start.weights) if start.kind == "pretrained" else "",
+            pretrained_weights=str(start.weights) if start and start.kind == "pretrained" else "",
         ),
     }
+
+
+def _item_model(settings: LoopSettings):
+    """The model resource of the pool's modality, sized for the simulation."""
+    cache = str(settings.training_cache or "")
+    if settings.modality == "text":
+        from labeling_dag.resources.text_classifier import TextClassifier
+
+        return TextClassifier(seed=settings.seed, embedding_cache=cache)
+    from labeling_dag.resources.detector import Detector
+
+    return Detector(imgsz=settings.imgsz, seed=settings.seed, training_cache=cache)
 
 
 def execute_in_this_process(
@@ -131,12 +141,10 @@ def run_loop(
     from labeling_dag.definitions import build_definitions
     from labeling_dag.formats.yolo import load_data_yaml
     from labeling_dag.resources.storage import LabelStore
-    from labeling_dag.simulation.loop_start import loop_start, warm_seed_model
-    from labeling_dag.simulation.simulated_reviewer import load_truth
+    from labeling_dag.workdir_init import InitRequest, init_workdir
 
     spec = load_data_yaml(settings.dataset)
-    start = loop_start(settings.seed_model, settings.class_map, spec.names)
-    seed_model = warm_seed_model(start, spec.names, settings.workdir / "seed_model") if start.kind == "warm" else None
+    seed_model = _seed_model(settings, spec.names)
     resources = loop_resources(settings)
     defs = build_definitions(resources)
     # An instance on disk, as the daemon's: partitioned run requests resolve through its ref.
@@ -145,8 +153,9 @@ def run_loop(
     else:
         instance = dg.DagsterInstance.local_temp(tempfile.mkdtemp(prefix="labeling-dag-instance-"))
     store: LabelStore = resources["store"]
-    store.set_class_names(spec.names)
-    truth = load_truth(settings.dataset, "train")
+    # The workdir's modality and class list, as `labeling-dag init` records them.
+    init_workdir(InitRequest(workdir=store.root, classes=spec.names, modality=settings.modality))
+    truth = settings.truth()
     _register_gold(store, truth, count=settings.gold_images, seed=settings.seed)
     driver = _Driver(defs, instance, resources, settings, execute or execute_in_this_process, seed_model)
 
@@ -165,6 +174,20 @@ def run_loop(
         on_round(record)
         batch_id = _next_batch(driver.latest_batch(), batch_id, record, settings)
     return records
+
+
+def _seed_model(settings: LoopSettings, class_names: tuple[str, ...]) -> Path | None:
+    """The model that pre-labels round 0: a text pool's zero-shot classifier (its class names as
+    descriptions), a warm start's detector; None where round 0 is drawn at random."""
+    folder = settings.workdir / "seed_model"
+    if settings.modality == "text":
+        from labeling_dag.text_model import zero_shot_weights
+
+        return zero_shot_weights(class_names, folder / "zero-shot.json")
+    from labeling_dag.simulation.loop_start import loop_start, warm_seed_model
+
+    start = loop_start(settings.seed_model, settings.class_map, class_names)
+    return warm_seed_model(start, class_names, folder) if start.kind == "warm" else None
 
 
 def _next_batch(latest: str | None, answered: str, record: RoundRecord, settings: LoopSettings) -> str | None:
@@ -212,7 +235,7 @@ class _Driver:
         if job_name == "prelabel_batch" and self.seed_model is not None:
             ops["pre_labels"] = {"config": {"seed_model": str(self.seed_model)}}
         if "review_annotations" in ops:
-            costs = asdict(self.settings.review_costs)
+            costs = asdict(self.settings.costs())
             ops["review_annotations"] = {"config": ops["review_annotations"]["config"] | {"review_costs": costs}}
         if "verified_labels" in ops:
             overrides = {
@@ -354,7 +377,7 @@ def _answer_batch(store, exchange, batch_id: str, truth, settings: LoopSettings,
     """
     from labeling_dag import atomic
     from labeling_dag.formats.label_studio_export import required_annotations
-    from labeling_dag.simulation.simulated_reviewer import simulate_review
+    from labeling_dag.simulation.simulated_reviewer import MISTAKES, simulate_review
 
     answered = exchange.exported_tasks(store.root, batch_id)
     for number in range(1, max(map(required_annotations, answered), default=1) + 1):
@@ -368,6 +391,8 @@ def _answer_batch(store, exchange, batch_id: str, truth, settings: LoopSettings,
             reviewer=f"reviewer-{number}",
             reviewer_id=number,
             annotated_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=round_number, hours=number - 1),
+            interface=store.modality().review,
+            mistakes=MISTAKES[settings.modality],
         )
         for index, task in zip(wanted, done):
             answered[index] = task

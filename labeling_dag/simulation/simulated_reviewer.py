@@ -23,18 +23,22 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from labeling_dag.formats.label_studio import FROM_NAME, TO_NAME, ls_percent_to_norm, norm_to_ls_percent
+from labeling_dag.formats.label_studio_export import RECTANGLES
+from labeling_dag.formats.review_interface import ReviewInterface
 from labeling_dag.formats.yolo import label_path_for, load_data_yaml, read_yolo_labels
 from labeling_dag.ingest import INGESTED_SUFFIXES
 from labeling_dag.model_registry import file_sha256
 from labeling_dag.records import NormBox
 
-_RECTANGLE_TYPE = "rectanglelabels"
 _MATCH_IOU = 0.5  # least IoU for a prediction to count as an attempt at a true box
 ACCEPT_IOU = 0.85  # a careful reviewer leaves a box this close alone
 # A box shifted by 30 % of its size along both axes still covers 0.7 * 0.7 = 49 % of
 # the true box, so its IoU with the truth is at most 0.49, clipped or not.
 _SLOPPY_SHIFT = 0.3
+# The mistakes a reviewer of boxes makes; a reviewer of whole-item classes can only choose a wrong class.
+BOX_MISTAKES = ("wrong_class", "missed", "sloppy_box")
+CLASS_MISTAKES = ("wrong_class",)
+MISTAKES = {"detection": BOX_MISTAKES, "text": CLASS_MISTAKES}  # by modality
 
 
 @dataclass(frozen=True)
@@ -45,13 +49,15 @@ class TrueBox:
     box: NormBox
 
 
-def load_truth(data_yaml: Path, split: str = "train") -> dict[str, tuple[TrueBox, ...]]:
+def load_truth(
+    data_yaml: Path, split: str = "train", suffixes: tuple[str, ...] = INGESTED_SUFFIXES
+) -> dict[str, tuple[TrueBox, ...]]:
     """Read the true boxes of one split of a YOLO dataset, keyed by image id.
 
     The key is the sha256 hex of the image file's bytes, the id the pipeline gives an
     ingested image; class ids become names through the data.yaml ``names``. The split
     (``"train"`` or ``"val"``) must be an image folder; images are found in it
-    recursively by the extensions ingestion accepts. An image without a label file has
+    recursively by ``suffixes`` (the modality's item files). An image without a label file has
     no objects, as in Ultralytics.
 
     Raises ``ValueError`` on an unknown split, a split that is not a folder, a class id
@@ -65,9 +71,7 @@ def load_truth(data_yaml: Path, split: str = "train") -> dict[str, tuple[TrueBox
     folder = folders[split]
     if not folder.is_dir():
         raise ValueError(f"{folder}: the {split!r} split is not an image folder")
-    image_paths = sorted(
-        path for path in folder.rglob("*") if path.suffix.lower() in INGESTED_SUFFIXES and path.is_file()
-    )
+    image_paths = sorted(path for path in folder.rglob("*") if path.suffix.lower() in suffixes and path.is_file())
     truth: dict[str, tuple[TrueBox, ...]] = {}
     for image_path in image_paths:
         label_file = label_path_for(image_path)
@@ -97,6 +101,8 @@ def simulate_review(
     reviewer_id: int = 1,
     annotated_at: datetime | None = None,
     seconds_per_task: float = 30.0,
+    interface: ReviewInterface = RECTANGLES,
+    mistakes: tuple[str, ...] = BOX_MISTAKES,
 ) -> list[dict[str, Any]]:
     """Answer exported review tasks like a careful human, in Label Studio's JSON export format.
 
@@ -118,14 +124,15 @@ def simulate_review(
     ``f"sim-{image_id[:8]}-{k}"`` (``k``: the box's index in the truth).
 
     With probability ``error_rate``, independently per true box, the reviewer makes one
-    mistake on it, chosen uniformly among: a wrong class (another of ``class_names``;
+    mistake on it, chosen uniformly among ``mistakes``: a wrong class (another of ``class_names``;
     not offered when there is only one class), missing it (no region, and its matched
     prediction is deleted), or a sloppy box (the true box shifted by 30 % of its size on
     both axes and clipped to the image, IoU with the truth <= 0.49). The draws come from
     ``seed`` and the image id alone, so an image gets the same answer whatever the order
     or composition of the batch, and raising ``error_rate`` only adds mistakes.
 
-    Region sizes (``original_width``/``original_height``) come from the predicted
+    Regions are read and written by the modality's ``interface`` (boxes by default; a whole-item
+    class for a text). Region sizes (``original_width``/``original_height``) come from the predicted
     regions, or from ``data["width"]``/``data["height"]`` when the task has them.
 
     Raises ``KeyError`` naming an image that is not in ``truth``; ``ValueError`` on bad
@@ -166,7 +173,7 @@ def simulate_review(
         if image_id not in truth:
             raise KeyError(f"image {image_id!r} of task #{index} is not in the truth")
         try:
-            result = _answer(task, image_id, tuple(truth[image_id]), names, error_rate, seed)
+            result = _answer(task, image_id, tuple(truth[image_id]), names, error_rate, seed, interface, mistakes)
         except ValueError as exc:
             raise ValueError(f"task #{index} (image {image_id!r}): {exc}") from exc
         stamp = (start + timedelta(seconds=index * seconds_per_task)).isoformat(timespec="microseconds")
@@ -205,23 +212,23 @@ def _answer(
     class_names: tuple[str, ...],
     error_rate: float,
     seed: int,
+    interface: ReviewInterface,
+    kinds_of_mistake: tuple[str, ...],
 ) -> list[dict[str, Any]]:
     """The result regions a reviewer submits for one task."""
     unknown = sorted({t.class_name for t in true_boxes} - set(class_names))
     if unknown:
         raise ValueError(f"true classes {unknown} are not in class_names")
-    predicted = _predicted_regions(task)
+    predicted = _predicted_regions(task, interface)
     matches, iou = _match([box for _, box, _ in predicted], [t.box for t in true_boxes])
 
-    mistakes = ("missed", "sloppy_box")
-    if len(class_names) > 1:
-        mistakes = ("wrong_class", *mistakes)
+    mistakes = tuple(m for m in kinds_of_mistake if m != "wrong_class" or len(class_names) > 1)
     # Every draw is made for every box whatever the rate (the class draw even with one
     # class), so the same seed gives nested sets of mistakes as error_rate grows.
     rng = _image_rng(seed, image_id)
     n = len(true_boxes)
     slips = rng.random(n) < error_rate
-    kinds = rng.integers(len(mistakes), size=n)
+    kinds = rng.integers(max(len(mistakes), 1), size=n)
     other_class = rng.integers(max(len(class_names) - 1, 1), size=n)
     shift_signs = rng.choice((-1.0, 1.0), size=(n, 2))
 
@@ -230,21 +237,21 @@ def _answer(
         target = _clipped(true.box)
         match = matches.get(k)
         if match is None:
-            region_id, value = f"sim-{image_id[:8]}-{k}", _value(target, true.class_name)
+            region_id, value = f"sim-{image_id[:8]}-{k}", interface.region_value(target, true.class_name)
         else:
             region, _, predicted_class = predicted[match]
             region_id = region["id"]
             if predicted_class == true.class_name and iou[k, match] >= ACCEPT_IOU:
                 value = copy.deepcopy(dict(region["value"]))
             else:
-                value = _value(target, true.class_name)
-        if slips[k]:
+                value = interface.region_value(target, true.class_name)
+        if slips[k] and mistakes:
             mistake = mistakes[kinds[k]]
             if mistake == "missed":
                 continue
             if mistake == "wrong_class":
                 others = [name for name in class_names if name != true.class_name]
-                value["rectanglelabels"] = [others[other_class[k]]]
+                value[interface.result_type] = [others[other_class[k]]]
             else:
                 dx, dy = shift_signs[k]
                 sloppy = NormBox(
@@ -253,7 +260,7 @@ def _answer(
                     w=target.w,
                     h=target.h,
                 )
-                value = _value(_clipped(sloppy), true.class_name)
+                value = interface.region_value(_clipped(sloppy), true.class_name)
         answers.append((region_id, value))
 
     kept_ids = [region_id for region_id, _ in answers]
@@ -262,23 +269,13 @@ def _answer(
     if not answers:
         return []
     width, height = _image_size(task, predicted)
-    return [
-        {
-            "id": region_id,
-            "from_name": FROM_NAME,
-            "to_name": TO_NAME,
-            "type": _RECTANGLE_TYPE,
-            "original_width": width,
-            "original_height": height,
-            "image_rotation": 0,
-            "value": value,
-        }
-        for region_id, value in answers
-    ]
+    return [interface.result_item(region_id, value, width, height) for region_id, value in answers]
 
 
-def _predicted_regions(task: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], NormBox, str]]:
-    """The rectangle regions of the task's first prediction, with their box and class."""
+def _predicted_regions(
+    task: Mapping[str, Any], interface: ReviewInterface
+) -> list[tuple[Mapping[str, Any], NormBox, str]]:
+    """The regions of the task's first prediction, with their box and class."""
     predictions = task.get("predictions") or []
     if not isinstance(predictions, list):
         raise ValueError(f"predictions must be a list, got {type(predictions).__name__}")
@@ -289,21 +286,29 @@ def _predicted_regions(task: Mapping[str, Any]) -> list[tuple[Mapping[str, Any],
         raise ValueError("the first prediction has no result list")
     regions: list[tuple[Mapping[str, Any], NormBox, str]] = []
     for item in result:
-        if not isinstance(item, Mapping) or item.get("type") != _RECTANGLE_TYPE:
+        if not isinstance(item, Mapping) or item.get("type") != interface.result_type:
             continue
         value = item.get("value")
-        labels = value.get("rectanglelabels") if isinstance(value, Mapping) else None
-        if not isinstance(labels, list) or len(labels) != 1 or not isinstance(labels[0], str):
-            raise ValueError(f"predicted region {item.get('id')!r} must carry exactly one label")
+        if not isinstance(value, Mapping):
+            raise ValueError(f"predicted region {item.get('id')!r} has no value object")
+        try:
+            class_name, box = interface.read_value(value)
+        except ValueError as exc:
+            raise ValueError(f"predicted region {item.get('id')!r}: {exc}") from exc
         if not isinstance(item.get("id"), str) or not item["id"]:
             raise ValueError(f"predicted region id must be a non-empty string, got {item.get('id')!r}")
-        regions.append((item, ls_percent_to_norm(value), labels[0]))
+        regions.append((item, box, class_name))
     return regions
 
 
 def _image_size(task: Mapping[str, Any], predicted: list[tuple[Mapping[str, Any], NormBox, str]]) -> tuple[int, int]:
     """The image size in pixels that the task's regions and data agree on."""
-    sizes = {(region.get("original_width"), region.get("original_height")) for region, _, _ in predicted}
+    # A region without geometry (a text's choice) tells no size.
+    sizes = {
+        (region.get("original_width"), region.get("original_height"))
+        for region, _, _ in predicted
+        if "original_width" in region or "original_height" in region
+    }
     data = task["data"]
     if "width" in data or "height" in data:
         sizes.add((data.get("width"), data.get("height")))
@@ -348,11 +353,6 @@ def _clipped(box: NormBox) -> NormBox:
     left, right = max(box.x - box.w / 2, 0.0), min(box.x + box.w / 2, 1.0)
     top, bottom = max(box.y - box.h / 2, 0.0), min(box.y + box.h / 2, 1.0)
     return NormBox(x=(left + right) / 2, y=(top + bottom) / 2, w=right - left, h=bottom - top)
-
-
-def _value(box: NormBox, class_name: str) -> dict[str, Any]:
-    """A Label Studio rectangle ``value`` for a box and its class."""
-    return {**norm_to_ls_percent(box), "rotation": 0, "rectanglelabels": [class_name]}
 
 
 def _image_rng(seed: int, image_id: str) -> np.random.Generator:
