@@ -1,5 +1,8 @@
 """Stage 3: the current model proposes boxes for every cleaned image of a batch it has not seen."""
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 from labeling_dag.resources.item_model import ItemModel
@@ -12,16 +15,20 @@ from labeling_dag.cold_start import current_or_seed_model
 from labeling_dag.contracts import (
     CLEANED,
     CLEANED_IMAGES,
+    LABELS,
+    LF_VOTES,
     PRE_LABEL_BOXES,
     PRE_LABEL_IMAGES,
     PRE_LABELS,
     VERIFIED_IMAGES,
 )
+from labeling_dag.labeling_functions import LabelingFunction, apply_labeling_functions
 from labeling_dag.merge import active
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.partitions import ingest_batches
 from labeling_dag.prelabeling import prediction_rows
 from labeling_dag.records import ImagePrediction, ModelEntry
+from labeling_dag.weak_labels import combined_predictions, function_report, vote_rows
 
 _WRITE_EVERY = 2048  # images per table flush: bounds memory; each flush rewrites the batch's tables so far
 
@@ -41,7 +48,8 @@ def pre_labels(
     detector: ItemModel,
     snapshots: SnapshotStore,
 ) -> dg.MaterializeResult:
-    """Boxes, classes, confidences and class-probability vectors from the current model, per batch."""
+    """Boxes, classes, confidences and class-probability vectors from the current model, per batch;
+    for texts with labeling functions, the label model's combination of their votes and the model's."""
     batch = context.partition_key
     registry = ModelRegistry(store.root)
     model = current_or_seed_model(
@@ -64,8 +72,11 @@ def pre_labels(
     # from it come from an interrupted run and are predicted again.
     boxes = boxes[boxes["image_id"].isin(images["image_id"])]
     todo = candidates[~candidates["image_id"].isin(images["image_id"])]
+    functions = detector.voters()
+    votes = store.read(LF_VOTES, batch=batch)
+    votes = votes[votes["image_id"].isin(images["image_id"])] if functions else votes.iloc[:0]
+    weak = _Weak(functions, dict(zip(todo["image_id"], paths := [store.root / path for path in todo["path"]])))
 
-    paths = [store.root / path for path in todo["path"]]
     predictions = zip(todo["image_id"], detector.predict(weights, paths))
     pending: list[tuple[str, ImagePrediction]] = []
     with tqdm(total=len(todo), desc="pre-labelling", unit="img", disable=None) as progress:
@@ -73,9 +84,9 @@ def pre_labels(
             pending.append(pair)
             progress.update()
             if len(pending) >= _WRITE_EVERY:
-                boxes, images = _append(store, batch, boxes, images, pending, model, context.run_id)
+                boxes, images, votes = _append(store, batch, (boxes, images, votes), pending, model, weak, context)
                 pending = []
-    boxes, images = _append(store, batch, boxes, images, pending, model, context.run_id)
+    boxes, images, votes = _append(store, batch, (boxes, images, votes), pending, model, weak, context)
 
     summary = _summary(boxes, images)
     # DVC's metrics file counts the whole pool, every batch so far.
@@ -91,6 +102,7 @@ def pre_labels(
             "model_version": model.model_version,
             "model_source": model.source,
             "newly_predicted": len(todo),
+            **_function_metadata(store, votes, functions, model.class_names),
             "dvc_snapshot": snapshot_id,
             "path": dg.MetadataValue.path(str(store.root / PRE_LABELS.folder / batch)),
         },
@@ -110,24 +122,57 @@ def unsettled_images(store: LabelStore, batch: str) -> pd.DataFrame:
     return cleaned[~cleaned["is_exact_duplicate"] & ~cleaned["image_id"].isin(settled)]
 
 
+@dataclass(frozen=True)
+class _Weak:
+    """The labeling functions that vote beside the model, and the cleaned text of each item to predict."""
+
+    functions: tuple[LabelingFunction, ...]
+    paths: dict[str, Path]
+
+
 def _append(
     store: LabelStore,
     batch: str,
-    boxes: pd.DataFrame,
-    images: pd.DataFrame,
+    tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
     pending: list[tuple[str, ImagePrediction]],
     model: ModelEntry,
-    run_id: str,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Add a chunk of predictions and persist both tables (atomically, boxes first)."""
+    weak: _Weak,
+    context: dg.AssetExecutionContext,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Add a chunk of predictions and persist the tables (atomically; the image table last)."""
+    boxes, images, votes = tables
+    if weak.functions and pending:
+        ids = [image_id for image_id, _ in pending]
+        texts = [weak.paths[image_id].read_text(encoding="utf-8") for image_id in ids]
+        matrix = apply_labeling_functions(weak.functions, texts, model.class_names)
+        combined = combined_predictions([prediction for _, prediction in pending], matrix)
+        pending = list(zip(ids, combined, strict=True))
+        names = [function.name for function in weak.functions]
+        new_votes = vote_rows(ids, matrix, function_names=names, class_names=model.class_names, run_id=context.run_id)
+        votes = pd.concat([votes, new_votes], ignore_index=True)
+        store.write(LF_VOTES, votes, batch=batch)
     new_boxes, new_images = prediction_rows(
-        pending, class_names=model.class_names, model_version=model.model_version, run_id=run_id
+        pending, class_names=model.class_names, model_version=model.model_version, run_id=context.run_id
     )
     boxes = pd.concat([boxes, new_boxes], ignore_index=True) if len(new_boxes) else boxes
     images = pd.concat([images, new_images], ignore_index=True) if len(new_images) else images
     store.write(PRE_LABEL_BOXES, boxes, batch=batch)
     store.write(PRE_LABEL_IMAGES, images, batch=batch)
-    return boxes, images
+    return boxes, images, votes
+
+
+def _function_metadata(
+    store: LabelStore, votes: pd.DataFrame, functions: tuple[LabelingFunction, ...], class_names: tuple[str, ...]
+) -> dict[str, object]:
+    """Each labeling function's coverage, overlaps, conflicts and accuracy on the verified texts."""
+    if not functions:
+        return {}
+    # Judged against what people verified, not against auto-accepted labels the functions helped make.
+    labels = active(store.read(LABELS, only=["image_id", "class_name", "source", "retired_by"]))
+    labels = labels[labels["source"] != "auto_accepted"]
+    verified = dict(zip(labels["image_id"], labels["class_name"]))
+    report = function_report(votes, [f.name for f in functions], class_names, verified)
+    return {"labeling_functions": dg.MetadataValue.md(report.round(3).to_markdown())}
 
 
 def _summary(boxes: pd.DataFrame, images: pd.DataFrame) -> dict[str, int | float]:

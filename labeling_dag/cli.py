@@ -120,10 +120,19 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from labeling_dag.simulation.demo import run_demo
+    from labeling_dag.simulation.demo import run_demo, run_text_demo
 
+    root = Path(args.root).resolve()
+    if args.modality == "text":
+        return run_text_demo(
+            root / "text",
+            per_class=args.per_class,
+            rounds=args.rounds,
+            batch_size=args.batch_size,
+            seed_labels=args.seed_labels,
+        )
     return run_demo(
-        Path(args.root).resolve(),
+        root,
         images=args.images,
         rounds=args.rounds,
         batch_size=args.batch_size,
@@ -339,9 +348,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loop.set_defaults(run=_run_loop)
 
-    demo = commands.add_parser("demo", help="run the active-learning loop on generated data in ROOT")
+    demo = commands.add_parser(
+        "demo", help="run the active-learning loop on generated shapes, or on BBC News articles, in ROOT"
+    )
+    demo.add_argument(
+        "--modality",
+        choices=("detection", "text"),
+        default="detection",
+        help="detection: generated shapes in ROOT; text: BBC News articles in ROOT/text (default: detection)",
+    )
     demo.add_argument("--root", default="demo")
-    demo.add_argument("--images", type=int, default=300)
+    demo.add_argument("--images", type=int, default=300, help="detection: images generated (pool and held out)")
+    demo.add_argument(
+        "--per-class", type=int, default=60, help="text: articles sampled per BBC News class (pool and held out)"
+    )
     demo.add_argument(
         "--rounds", type=int, help="rounds after the seed round, at most (default: until the pool is labelled)"
     )

@@ -122,6 +122,13 @@ SCORE_COLUMNS: dict[str, str] = {
     **{measure: "float64" for measure in MEASURES},
     "embedding": "object",
 }
+# One row per labeling function that voted on a text (labeling_dag.weak_labels); abstentions are not stored.
+LF_VOTE_COLUMNS: dict[str, str] = {
+    "image_id": "str",
+    "function": "str",
+    "class_name": "str",
+    "run_id": "str",
+}
 BATCH_COLUMNS: dict[str, str] = {
     "batch_id": "str",
     "image_id": "str",
@@ -270,6 +277,7 @@ REJECTS = CLEANED_IMAGES.table("rejects", REJECT_COLUMNS)
 PRE_LABELS = Stage("pre_labels", "pre_labels", partitioned=True)
 PRE_LABEL_BOXES = PRE_LABELS.table("boxes", BOX_COLUMNS)
 PRE_LABEL_IMAGES = PRE_LABELS.table("images", PRE_LABEL_IMAGE_COLUMNS)
+LF_VOTES = PRE_LABELS.table("lf_votes", LF_VOTE_COLUMNS)
 
 UNCERTAINTY_SCORES = Stage("uncertainty_scores", "uncertainty_scores", partitioned=True)
 SCORES = UNCERTAINTY_SCORES.table("scores", SCORE_COLUMNS)

@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 
 from labeling_dag.evaluation import ModelEvaluation
+from labeling_dag.labeling_functions import LabelingFunction
 from labeling_dag.records import ImagePrediction
 
 
@@ -51,3 +52,8 @@ class ItemModel(dg.ConfigurableResource):
         """The settings a model card records beside the training's own overrides; ``from_scratch``
         adds what a model trained from no weights was built from."""
         raise NotImplementedError
+
+    def voters(self) -> tuple[LabelingFunction, ...]:
+        """The labeling functions that vote beside the model on each item (none by default); the
+        pre-labels then carry the label model's combination of their votes and the model's."""
+        return ()

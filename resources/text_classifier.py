@@ -17,6 +17,7 @@ from labeling_dag.resources.item_model import ItemModel
 
 from labeling_dag.evaluation import ModelEvaluation
 from labeling_dag.formats.yolo import load_data_yaml
+from labeling_dag.labeling_functions import LabelingFunction, load_labeling_functions
 from labeling_dag.records import ImagePrediction
 from labeling_dag.text_embeddings import embed_texts, embedder_name
 from labeling_dag.text_model import (
@@ -54,6 +55,14 @@ class TextClassifier(ItemModel):
     embedder: str = ""
     embedding_cache: str = ""
     c: float = 10.0
+    # A Python module of labeling functions (labeling_dag.labeling_functions) that vote beside the
+    # classifier; "" = the classifier alone.
+    labeling_functions: str = ""
+
+    def voters(self) -> tuple[LabelingFunction, ...]:
+        """The labeling functions of the ``labeling_functions`` module, loaded afresh (the user may
+        have edited them since the last run)."""
+        return load_labeling_functions(Path(self.labeling_functions)) if self.labeling_functions else ()
 
     def predict(self, weights: Path, items: Sequence[Path]) -> Iterator[ImagePrediction]:
         """Stream one record per item, in order, ``batch`` items at a time: one whole-item region

@@ -85,7 +85,10 @@ def _item_model(settings: LoopSettings):
     if settings.modality == "text":
         from labeling_dag.resources.text_classifier import TextClassifier
 
-        return TextClassifier(seed=settings.seed, embedding_cache=cache)
+        # Every round predicts the pool again: its texts are embedded once.
+        embeddings = cache or str(settings.workdir.resolve() / "embedding_cache")
+        functions = str(settings.labeling_functions or "")
+        return TextClassifier(seed=settings.seed, embedding_cache=embeddings, labeling_functions=functions)
     from labeling_dag.resources.detector import Detector
 
     return Detector(imgsz=settings.imgsz, seed=settings.seed, training_cache=cache)
