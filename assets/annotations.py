@@ -17,7 +17,11 @@ from labeling_dag.resources.review_exchange import FileReviewExchange
 from labeling_dag.resources.storage import LabelStore
 from pydantic import Field
 
-from labeling_dag.consensus import agreement, dispute_rows, latest_per_reviewer, merge_annotations, pairwise_kappa
+from labeling_dag.batch_states import quarantined_batches, quarantined_reviewers
+from labeling_dag.consensus.agreement import agreement, pairwise_kappa
+from labeling_dag.consensus.disputes import dispute_rows
+from labeling_dag.consensus.latest import latest_per_reviewer
+from labeling_dag.consensus.merging import merge_annotations
 from labeling_dag.contracts import (
     DISPUTES,
     EDITS,
@@ -33,10 +37,6 @@ from labeling_dag.formats.label_studio_export import parse_all_annotations, pars
 from labeling_dag.human_time import ReviewCosts, edit_mix, effort_rows
 from labeling_dag.merge import edit_rows, returned_rows
 from labeling_dag.review_quality import quality_rows, with_agreement
-from labeling_dag.review_selection import (
-    quarantined_batches,
-    quarantined_reviewers,
-)
 from labeling_dag.revisions import split_revision
 
 

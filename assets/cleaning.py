@@ -17,8 +17,8 @@ from labeling_dag.contracts import (
     REJECT_COLUMNS,
     REJECTS,
 )
-from labeling_dag.image_quality import ImageRejected
 from labeling_dag.partitions import ingest_batches
+from labeling_dag.rejects import ImageRejected
 
 
 @dg.asset(group_name="labeling", deps=[RAW_IMAGES.key], kinds={"pillow"}, partitions_def=ingest_batches)

@@ -12,6 +12,7 @@ from labeling_dag.resources.review_exchange import FileReviewExchange
 from labeling_dag.resources.storage import LabelStore
 from pydantic import Field
 
+from labeling_dag.cleanlab_scores import HIGH_PROBABILITY_THRESHOLD, LOW_PROBABILITY_THRESHOLD
 from labeling_dag.contracts import (
     ISSUE_SCORES,
     LABEL_ISSUES,
@@ -22,16 +23,8 @@ from labeling_dag.contracts import (
     VERIFIED_IMAGES,
     VERIFIED_LABELS,
 )
-from labeling_dag.label_issues import (
-    HIGH_PROBABILITY_THRESHOLD,
-    ISSUE_KINDS,
-    ISSUE_THRESHOLD,
-    LOW_PROBABILITY_THRESHOLD,
-    prediction_batches,
-    score_label_issues,
-    suspects,
-    verified_images,
-)
+from labeling_dag.issue_evidence import prediction_batches, verified_images
+from labeling_dag.label_issues import ISSUE_KINDS, ISSUE_THRESHOLD, score_label_issues, suspects
 from labeling_dag.merge import active
 
 TOP_SHOWN = 10

@@ -9,7 +9,8 @@ from labeling_dag.resources.review_exchange import FileReviewExchange, ReviewBac
 from labeling_dag.resources.storage import LabelStore
 from pydantic import Field
 
-from labeling_dag.consensus import CONSENSUS_VERSION
+from labeling_dag.batch_states import quarantined_batches, unmerged_rows
+from labeling_dag.consensus.disputes import CONSENSUS_VERSION
 from labeling_dag.contracts import (
     BATCH_COLUMNS,
     CLEANED,
@@ -30,21 +31,21 @@ from labeling_dag.contracts import (
 )
 from labeling_dag.label_issues import open_suspects
 from labeling_dag.merge import active
-from labeling_dag.review_selection import (
+from labeling_dag.review_items import (
     VERIFIED_LABELS_VERSION,
+    disputes_as_pre_labels,
+    review_images,
+    verified_as_pre_labels,
+)
+from labeling_dag.review_selection import (
     batch_id_for,
     choose,
     cold_start_scores,
-    disputes_as_pre_labels,
     eligible_images,
     extra_items,
     open_disputes,
     overlapped,
-    quarantined_batches,
-    review_images,
     shuffled,
-    unmerged_rows,
-    verified_as_pre_labels,
 )
 from labeling_dag.sampling import STRATEGIES, strategy_names
 

@@ -1,4 +1,6 @@
-"""Stages 8–9: retrain on the verified labels, evaluate, and promote if the model is no worse."""
+"""Stage 8: retrain on the verified labels and evaluate the candidate beside the current model.
+
+Promotion (stage 9) is :mod:`labeling_dag.assets.promotion`."""
 
 import json
 from dataclasses import asdict
@@ -13,11 +15,13 @@ from labeling_dag.resources.storage import LabelStore
 from pydantic import Field
 
 from labeling_dag import atomic
-from labeling_dag.contracts import CLEANED, CURRENT_MODEL, LABELS, RETRAINED_MODEL, VERIFIED_IMAGES, VERIFIED_LABELS
-from labeling_dag.evaluation import ModelEvaluation, class_drops, class_quality_table, confusion_table
+from labeling_dag.cold_start import check_model_fits
+from labeling_dag.contracts import CLEANED, LABELS, RETRAINED_MODEL, VERIFIED_IMAGES, VERIFIED_LABELS
+from labeling_dag.evaluation import class_quality_table, confusion_table
 from labeling_dag.fine_tuning import fine_tune_epochs
 from labeling_dag.merge import active
-from labeling_dag.model_registry import ModelRegistry, card_file_of, file_sha256
+from labeling_dag.model_cards import card_evaluations, card_file_of
+from labeling_dag.model_registry import ModelRegistry, file_sha256
 from labeling_dag.records import ModelEntry
 
 
@@ -57,6 +61,7 @@ def retrained_model(
     training_snapshot = history[-1]["snapshot_id"]
     class_names = store.class_names()
     modality = store.modality()
+    check_model_fits(detector, modality)
     validation = modality.read_dataset(Path(policy.validation_dataset))
     if validation.names != class_names:
         raise dg.Failure(
@@ -68,8 +73,8 @@ def retrained_model(
     # A re-run on the snapshot the waiting candidate or the current model was trained on (the
     # run was killed after training) takes that model: training again would add one per attempt.
     trained = [m for m in (registry.candidate(), registry.current()) if m and m.training_snapshot == training_snapshot]
-    if trained and card_path(store, trained[0].model_version).exists():
-        return _training_result(json.loads(card_path(store, trained[0].model_version).read_text()), reused=True)
+    if trained and card_file_of(store.root, trained[0].model_version).exists():
+        return _training_result(json.loads(card_file_of(store.root, trained[0].model_version).read_text()), reused=True)
 
     cleaned = store.read(CLEANED).set_index("image_id")["path"]
     images = active(store.read(VERIFIED_IMAGES))
@@ -141,7 +146,7 @@ def retrained_model(
         "run_id": context.run_id,
         "created_at": datetime.now(UTC).isoformat(),
     }
-    atomic.write_json(card_path(store, entry.model_version), card)
+    atomic.write_json(card_file_of(store.root, entry.model_version), card)
     return _training_result(card, reused=False)
 
 
@@ -152,26 +157,16 @@ def _start_of(store: LabelStore, registry: ModelRegistry, model: ModelEntry) -> 
         return "warm"
     # Models trained on a seed dataset (labeling_dag.cold_start) have no card; cards written
     # before cards named the start hold their parent.
-    path = card_path(store, model.model_version)
+    path = card_file_of(store.root, model.model_version)
     card = json.loads(path.read_text()) if path.exists() else {}
     if "start" in card:
         return card["start"]
     return _start_of(store, registry, registry.get(card["parent"])) if card.get("parent") else "cold"
 
 
-def _evaluations(card: dict) -> tuple[ModelEvaluation | None, ModelEvaluation | None]:
-    """The candidate's and the current model's evaluations a card holds (None: a cold start has no
-    current model; a card written before per-class figures has neither)."""
-    candidate, current = card.get("evaluation"), card.get("parent_evaluation_same_validation")
-    return (
-        ModelEvaluation.from_json(candidate) if candidate else None,
-        ModelEvaluation.from_json(current) if current and candidate else None,
-    )
-
-
 def _training_result(card: dict, *, reused: bool) -> dg.MaterializeResult:
     """What the UI shows of a trained model, read from its card."""
-    candidate, current = _evaluations(card)
+    candidate, current = card_evaluations(card)
     per_class = (
         {
             "class_quality": dg.MetadataValue.md(
@@ -199,96 +194,3 @@ def _training_result(card: dict, *, reused: bool) -> dg.MaterializeResult:
             "model_card": dg.MetadataValue.json(card),
         }
     )
-
-
-@dg.asset_check(
-    asset=RETRAINED_MODEL.key,
-    blocking=True,
-    description="mAP50 no worse than the current model's, within tolerance; no class's mAP50 either, within its own",
-)
-def promotion_gate(store: LabelStore, snapshots: SnapshotStore) -> dg.AssetCheckResult:
-    """Refuse a retrained model whose mAP50 falls more than the tolerance below its parent's, or
-    whose mAP50 on any one class of the validation split falls more than the class tolerance below."""
-    registry = ModelRegistry(store.root)
-    candidate, current = registry.candidate(), registry.current()
-    history = snapshots.history(store.root, VERIFIED_LABELS.folder)
-    if (
-        candidate is None
-        and current is not None
-        and history
-        and current.training_snapshot == history[-1]["snapshot_id"]
-    ):
-        # A re-run after the promotion (its run was killed while publishing): nothing new to judge.
-        return dg.AssetCheckResult(
-            passed=True,
-            metadata={
-                "reason": f"current model {current.model_version} already trained on {current.training_snapshot}"
-            },
-        )
-    if candidate is None:
-        return dg.AssetCheckResult(passed=False, metadata={"reason": "no candidate model awaiting promotion"})
-    card = json.loads(card_path(store, candidate.model_version).read_text())
-    new, old = card["metrics"]["map50"], card["parent_metrics_same_validation"].get("map50")
-    candidate_evaluation, current_evaluation = _evaluations(card)
-    class_tolerance = card.get("class_tolerance")
-    drops = (
-        class_drops(candidate_evaluation.per_class, current_evaluation.per_class, tolerance=class_tolerance)
-        if candidate_evaluation and current_evaluation and class_tolerance is not None
-        else []
-    )
-    passed = (old is None or new >= old - card["promotion_tolerance"]) and not drops
-    return dg.AssetCheckResult(
-        passed=passed,
-        metadata={
-            "candidate_map50": new,
-            "current_map50": old if old is not None else "none (cold start)",
-            "tolerance": card["promotion_tolerance"],
-            "class_tolerance": class_tolerance if class_tolerance is not None else "off",
-            "class_drops": dg.MetadataValue.json([{**asdict(drop), "change": round(drop.change, 4)} for drop in drops]),
-        },
-    )
-
-
-@dg.asset(group_name="labeling", deps=[RETRAINED_MODEL.key], kinds={"pytorch"})
-def current_model(
-    context: dg.AssetExecutionContext, store: LabelStore, snapshots: SnapshotStore
-) -> dg.MaterializeResult:
-    """The promoted model: it pre-labels the pool from now on (model_store/, DVC artifact ``detector``).
-
-    Re-running it after the promotion re-publishes the current model, unchanged.
-    """
-    registry = ModelRegistry(store.root)
-    candidate = registry.candidate() or registry.current()
-    if candidate is None:
-        raise dg.Failure("current_model: no model to promote")
-    weights = registry.verified_path(candidate)
-    card = json.loads(card_path(store, candidate.model_version).read_text())
-    folder = store.folder(CURRENT_MODEL.folder)
-    atomic.copy_file(weights, folder / "model.pt")
-    atomic.write_json(folder / "card.json", card)
-    atomic.write_json(folder / "metrics.json", card["metrics"] | {"training_boxes": card["training_boxes"]})
-    registry.promote(candidate.model_version)
-    snapshot_id = snapshots.snapshot(store.root, CURRENT_MODEL.folder, run_id=context.run_id)
-    tag = snapshots.tag_artifact(
-        store.root,
-        "detector",
-        version=registry.promotions().index(candidate.model_version) + 1,
-        message=f"model {candidate.model_version} (mAP50 {card['metrics']['map50']:.3f}), "
-        f"trained on {card['training_snapshot']}",
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "model_version": candidate.model_version,
-            "map50": card["metrics"]["map50"],
-            "map50_95": card["metrics"]["map50_95"],
-            "training_snapshot": card["training_snapshot"],
-            "dvc_snapshot": snapshot_id,
-            "dvc_artifact": tag,
-        },
-        data_version=dg.DataVersion(snapshot_id),
-    )
-
-
-def card_path(store: LabelStore, model_version: str):
-    """Where a model's card (metrics, parent, training snapshot, parameters) is kept."""
-    return card_file_of(store.root, model_version)

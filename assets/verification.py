@@ -14,7 +14,10 @@ from labeling_dag.resources.storage import LabelStore
 from pydantic import Field
 
 from labeling_dag import atomic
-from labeling_dag.calibration import sample_spot_checks
+from labeling_dag.auto_accept import auto_accepted_rows, calibration_from_edits, image_gate_from_edits
+from labeling_dag.batch_states import pending_batches
+from labeling_dag.calibration.spot_checks import sample_spot_checks
+from labeling_dag.calibration_sample import calibration_evidence
 from labeling_dag.cleaning import pool_images
 from labeling_dag.contracts import (
     CLEANED,
@@ -35,21 +38,9 @@ from labeling_dag.contracts import (
     VERIFIED_IMAGES,
     VERIFIED_LABELS,
 )
-from labeling_dag.merge import (
-    active,
-    auto_accepted_rows,
-    calibration_from_edits,
-    gold_rows,
-    human_rows,
-    image_gate_from_edits,
-    merge_verified,
-    verified_image_rows,
-)
+from labeling_dag.label_rows import gold_rows, human_rows, verified_image_rows
+from labeling_dag.merge import active, merge_verified
 from labeling_dag.model_registry import ModelRegistry
-from labeling_dag.review_selection import (
-    calibration_evidence,
-    pending_batches,
-)
 from labeling_dag.revisions import split_revision
 
 

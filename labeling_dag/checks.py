@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from labeling_dag.batch_states import quarantined_batches
 from labeling_dag.contracts import (
     CLEANED,
     CLEANED_IMAGES,
@@ -14,15 +15,12 @@ from labeling_dag.contracts import (
 )
 from labeling_dag.merge import active
 from labeling_dag.model_registry import ModelRegistry
-from labeling_dag.quality_gates import (
-    GateResult,
-    validate_cleaned_images,
-    validate_pre_labels,
-    validate_review_quality,
-    validate_verified_labels,
-)
+from labeling_dag.quality_gates.cleaned_images import validate_cleaned_images
+from labeling_dag.quality_gates.pre_labels import validate_pre_labels
+from labeling_dag.quality_gates.results import GateResult
+from labeling_dag.quality_gates.review_quality import validate_review_quality
+from labeling_dag.quality_gates.verified_labels import validate_verified_labels
 from labeling_dag.resources.storage import LabelStore
-from labeling_dag.review_selection import quarantined_batches
 
 
 def _check_result(

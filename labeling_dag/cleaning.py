@@ -12,13 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from labeling_dag import atomic
-from labeling_dag.image_quality import (
-    ImageRejected,
-    find_near_duplicates,
-    inspect_image,
-    is_blurry,
-    is_low_contrast,
-)
+from labeling_dag.image_quality import inspect_image, is_blurry, is_low_contrast
+from labeling_dag.near_duplicates import find_near_duplicates
+from labeling_dag.rejects import ImageRejected
 
 
 def clean_image(raw_file: Path, *, image_id: str, workdir: Path, out_folder: str) -> dict[str, object]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -72,9 +73,10 @@ def _init(args: argparse.Namespace) -> int:
                 gold_images=args.gold_images,
                 source=args.source,
                 modality=args.modality,
+                class_descriptions=_class_descriptions(args.class_descriptions),
             )
         )
-    except (InitError, ClassMapError) as error:
+    except (InitError, ClassMapError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"modality: {report.modality}" + ("" if report.modality_written else " (already set)"))
@@ -93,6 +95,21 @@ def _init(args: argparse.Namespace) -> int:
         else:
             print("gold: the gold images must also be in the image source (pass --source to copy them there)")
     return 0
+
+
+def _class_descriptions(path: Path | None) -> dict[str, str]:
+    """The class descriptions of a JSON file (an object: class name -> what the class is about)."""
+    if path is None:
+        return {}
+    try:
+        descriptions = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable JSON file ({error})") from error
+    if not isinstance(descriptions, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in descriptions.items()
+    ):
+        raise ValueError(f"{path}: expected a JSON object of class name -> non-empty description")
+    return descriptions
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -155,6 +172,7 @@ def _run_loop(args: argparse.Namespace) -> int:
         args.rounds = 3
     try:
         dataset = _loop_dataset(args)
+        descriptions = _class_descriptions(args.class_descriptions)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -163,6 +181,7 @@ def _run_loop(args: argparse.Namespace) -> int:
         workdir=args.workdir.resolve(),
         modality=args.modality,
         labeling_functions=args.labeling_functions.resolve() if args.labeling_functions else None,
+        class_descriptions=descriptions,
         rounds=args.rounds,
         batch_size=args.batch_size,
         strategy=args.strategy,
@@ -245,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--modality", default="detection", help="what the workdir labels, fixed once set (default: detection)"
     )
+    init.add_argument(
+        "--class-descriptions",
+        type=Path,
+        help="texts: a JSON object class -> what it is about, for the zero-shot first model init registers",
+    )
     classes = init.add_mutually_exclusive_group(required=True)
     classes.add_argument("--classes", help="class names in class-id order, comma-separated: cat,dog")
     classes.add_argument("--classes-from", type=Path, help="a YOLO data.yaml whose names are the class list")
@@ -306,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loop.add_argument("--workdir", type=Path, required=True)
     loop.add_argument("--modality", default=DEFAULT_MODALITY, choices=sorted(MODALITIES), help="what the items are")
+    loop.add_argument(
+        "--class-descriptions", type=Path, help="text: a JSON object class -> what it is about (zero-shot round 0)"
+    )
     loop.add_argument(
         "--labeling-functions",
         type=Path,

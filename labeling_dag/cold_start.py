@@ -16,6 +16,20 @@ class NoModelError(RuntimeError):
     """The configured seed model does not exist."""
 
 
+class WrongModelError(RuntimeError):
+    """The deployment's model resource takes another modality's items than the workdir holds."""
+
+
+def check_model_fits(detector: ItemModel, modality: Modality) -> None:
+    """Refuse a model of another modality (a text workdir served by the image model): the code
+    location binds the model from ``LABELING_DAG_MODALITY``, the workdir records its own."""
+    if detector.modality != modality.name:
+        raise WrongModelError(
+            f"the workdir holds {modality.name!r} items but the deployment's model takes {detector.modality!r} "
+            f"items: set LABELING_DAG_MODALITY={modality.name} where the code location loads"
+        )
+
+
 def current_or_seed_model(
     registry: ModelRegistry,
     detector: ItemModel,
@@ -32,6 +46,7 @@ def current_or_seed_model(
     neither, None: the loop's first review batch is then drawn at random and the first model is
     trained on its verified labels.
     """
+    check_model_fits(detector, modality)
     current = registry.current()
     if current is not None:
         return current

@@ -53,8 +53,15 @@ class Stage:
         """A table of this stage."""
         return Table(self.folder, name, columns, self.partitioned)
 
+    def tables(self, **columns: Mapping[str, str]) -> tuple[Table, ...]:
+        """Tables of this stage, one per keyword (the table's name and its schema), in that order."""
+        return tuple(self.table(name, schema) for name, schema in columns.items())
+
 
 # --- schemas ----------------------------------------------------------------------------------
+
+# A box in normalised centre xywh (labeling_dag.records.NormBox): the columns of every table of boxes.
+XYWH: dict[str, str] = {"x": "float64", "y": "float64", "w": "float64", "h": "float64"}
 
 RAW_COLUMNS: dict[str, str] = {
     "image_id": "str",
@@ -97,10 +104,7 @@ BOX_COLUMNS: dict[str, str] = {
     "image_id": "str",
     "class_id": "int64",
     "class_name": "str",
-    "x": "float64",
-    "y": "float64",
-    "w": "float64",
-    "h": "float64",
+    **XYWH,
     "confidence": "float64",
     "class_probs": "object",
     "model_version": "str",
@@ -158,10 +162,7 @@ EDIT_COLUMNS: dict[str, str] = {
     "pre_label_id": "str",
     "region_id": "str",
     "class_name": "str",
-    "x": "float64",
-    "y": "float64",
-    "w": "float64",
-    "h": "float64",
+    **XYWH,
     "original_class": "str",
     "confidence": "float64",
     "iou": "float64",
@@ -178,7 +179,7 @@ QUALITY_COLUMNS: dict[str, str] = {
     "gold_tasks": "int64",
     "gold_accuracy": "float64",
     "min_gold_accuracy": "float64",
-    # Agreement with the other reviewers of the images they shared (labeling_dag.consensus.agreement);
+    # Agreement with the other reviewers of the images they shared (labeling_dag.consensus.agreement.agreement);
     # NaN where nobody shared an image. The floors gate the batch row only.
     "matched_boxes": "int64",
     "kappa": "float64",
@@ -195,10 +196,7 @@ DISPUTE_COLUMNS: dict[str, str] = {
     "image_id": "str",
     "region_id": "str",
     "class_name": "str",
-    "x": "float64",
-    "y": "float64",
-    "w": "float64",
-    "h": "float64",
+    **XYWH,
     "votes": "int64",
     "reviewers": "int64",
     "class_votes": "str",  # JSON: [[class, votes], ...], most voted first
@@ -216,10 +214,7 @@ LABEL_COLUMNS: dict[str, str] = {
     "label_id": "str",
     "image_id": "str",
     "class_name": "str",
-    "x": "float64",
-    "y": "float64",
-    "w": "float64",
-    "h": "float64",
+    **XYWH,
     "source": "str",  # human | auto_accepted | gold
     "model_version": "str",  # the model that proposed the box ("" when a human drew it)
     "pre_label_id": "str",
@@ -243,10 +238,7 @@ SPOT_CHECK_COLUMNS: dict[str, str] = {"image_id": "str", "merge_id": "str"}
 GOLD_COLUMNS: dict[str, str] = {
     "image_id": "str",
     "class_name": "str",
-    "x": "float64",
-    "y": "float64",
-    "w": "float64",
-    "h": "float64",
+    **XYWH,
 }
 ISSUE_COLUMNS: dict[str, str] = {
     "image_id": "str",
@@ -271,13 +263,12 @@ RAW_IMAGES = Stage("raw_images", "raw_images", partitioned=True)
 RAW_INDEX = RAW_IMAGES.table("index", RAW_COLUMNS)
 
 CLEANED_IMAGES = Stage("cleaned_images", "cleaned_images", partitioned=True)
-CLEANED = CLEANED_IMAGES.table("images", CLEANED_COLUMNS)
-REJECTS = CLEANED_IMAGES.table("rejects", REJECT_COLUMNS)
+CLEANED, REJECTS = CLEANED_IMAGES.tables(images=CLEANED_COLUMNS, rejects=REJECT_COLUMNS)
 
 PRE_LABELS = Stage("pre_labels", "pre_labels", partitioned=True)
-PRE_LABEL_BOXES = PRE_LABELS.table("boxes", BOX_COLUMNS)
-PRE_LABEL_IMAGES = PRE_LABELS.table("images", PRE_LABEL_IMAGE_COLUMNS)
-LF_VOTES = PRE_LABELS.table("lf_votes", LF_VOTE_COLUMNS)
+PRE_LABEL_BOXES, PRE_LABEL_IMAGES, LF_VOTES = PRE_LABELS.tables(
+    boxes=BOX_COLUMNS, images=PRE_LABEL_IMAGE_COLUMNS, lf_votes=LF_VOTE_COLUMNS
+)
 
 UNCERTAINTY_SCORES = Stage("uncertainty_scores", "uncertainty_scores", partitioned=True)
 SCORES = UNCERTAINTY_SCORES.table("scores", SCORE_COLUMNS)
@@ -289,17 +280,18 @@ REVIEW_BATCH = Stage("review_batch", "review_batch")
 REVIEW_BATCHES = REVIEW_BATCH.table("batches", BATCH_COLUMNS)
 
 REVIEW_ANNOTATIONS = Stage("review_annotations", "review_annotations")
-EDITS = REVIEW_ANNOTATIONS.table("edits", EDIT_COLUMNS)
-QUALITY = REVIEW_ANNOTATIONS.table("quality", QUALITY_COLUMNS)
-RETURNED = REVIEW_ANNOTATIONS.table("returned", RETURNED_COLUMNS)
-EFFORT = REVIEW_ANNOTATIONS.table("effort", EFFORT_COLUMNS)
-DISPUTES = REVIEW_ANNOTATIONS.table("disputes", DISPUTE_COLUMNS)
+EDITS, QUALITY, RETURNED, EFFORT, DISPUTES = REVIEW_ANNOTATIONS.tables(
+    edits=EDIT_COLUMNS,
+    quality=QUALITY_COLUMNS,
+    returned=RETURNED_COLUMNS,
+    effort=EFFORT_COLUMNS,
+    disputes=DISPUTE_COLUMNS,
+)
 
 VERIFIED_LABELS = Stage("verified_labels", "verified_labels")
-LABELS = VERIFIED_LABELS.table("labels", LABEL_COLUMNS)
-VERIFIED_IMAGES = VERIFIED_LABELS.table("images", VERIFIED_IMAGE_COLUMNS)
-MERGES = VERIFIED_LABELS.table("merges", MERGE_COLUMNS)
-SPOT_CHECKS = VERIFIED_LABELS.table("spot_checks", SPOT_CHECK_COLUMNS)
+LABELS, VERIFIED_IMAGES, MERGES, SPOT_CHECKS = VERIFIED_LABELS.tables(
+    labels=LABEL_COLUMNS, images=VERIFIED_IMAGE_COLUMNS, merges=MERGE_COLUMNS, spot_checks=SPOT_CHECK_COLUMNS
+)
 
 # The gold answers: imported (``labeling-dag gold``) and grown by merges, never an asset of its own.
 GOLD = Stage(None, "gold")
@@ -315,8 +307,7 @@ RETRAINED_MODEL = Stage("retrained_model", "training")
 CURRENT_MODEL = Stage("current_model", "model_store")
 
 LABEL_ISSUES = Stage("label_issues", "label_issues")
-ISSUE_SCORES = LABEL_ISSUES.table("scores", ISSUE_COLUMNS)
-SUSPECTS = LABEL_ISSUES.table("suspects", ISSUE_COLUMNS)
+ISSUE_SCORES, SUSPECTS = LABEL_ISSUES.tables(scores=ISSUE_COLUMNS, suspects=ISSUE_COLUMNS)
 
 DATASET_EXPORT = Stage("dataset_export", "dataset_export")
 

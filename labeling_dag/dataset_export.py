@@ -24,6 +24,7 @@ from labeling_dag import atomic
 from labeling_dag.contracts import CLEANED, LABELS, VERIFIED_IMAGES, VERIFIED_LABELS
 from labeling_dag.formats.exports import WRITERS, ExportedImage
 from labeling_dag.merge import active
+from labeling_dag.modalities import workdir_modality
 from labeling_dag.tables import read, snapshot_files
 
 FORMATS = tuple(WRITERS)
@@ -128,7 +129,14 @@ def export_dataset(workdir: Path, out_dir: Path, request: ExportRequest) -> Expo
     try:
         for image in exported:
             atomic.link_file(image.source, staging / image.file)
-        WRITERS[request.format](staging, exported, labels, class_names, image_url_prefix=request.image_url_prefix)
+        WRITERS[request.format](
+            staging,
+            exported,
+            labels,
+            class_names,
+            image_url_prefix=request.image_url_prefix,
+            interface=workdir_modality(workdir).review,
+        )
         _provenance(exported, labels, snapshot).to_csv(staging / PROVENANCE_FILE, index=False)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

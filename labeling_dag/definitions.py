@@ -11,9 +11,10 @@ from labeling_dag.assets.export import dataset_export
 from labeling_dag.assets.ingestion import raw_images
 from labeling_dag.assets.label_issues import label_issues
 from labeling_dag.assets.prelabels import pre_labels
+from labeling_dag.assets.promotion import current_model, promotion_gate
 from labeling_dag.assets.review import review_batch
 from labeling_dag.assets.scoring import uncertainty_scores
-from labeling_dag.assets.training import current_model, promotion_gate, retrained_model
+from labeling_dag.assets.training import retrained_model
 from labeling_dag.assets.verification import verified_labels
 from labeling_dag.checks import cleaned_images_gate, pre_labels_gate, review_quality_gate, verified_labels_gate
 from labeling_dag.jobs import (

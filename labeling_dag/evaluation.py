@@ -101,12 +101,18 @@ def class_drops(
 
     Only classes with boxes in the validation split are compared (both models are evaluated on
     the same split, so both lists hold the same classes); a class only one list holds is skipped.
+    A class of ``n`` validation instances cannot show a change finer than ``1 / n``: one instance
+    judged the other way is noise, not a drop, so a drop must also exceed one instance's worth
+    (12 held-out texts of a class: one answer moves it by 0.083, beyond a 0.05 tolerance).
     """
     before = {row.class_name: row.map50 for row in current}
-    drops = [
-        ClassDrop(row.class_name, before[row.class_name], row.map50) for row in candidate if row.class_name in before
+    return [
+        drop
+        for row in candidate
+        if row.class_name in before
+        for drop in [ClassDrop(row.class_name, before[row.class_name], row.map50)]
+        if drop.change < -max(tolerance, 1.0 / max(row.instances, 1)) - 1e-9
     ]
-    return [drop for drop in drops if drop.change < -tolerance]
 
 
 def class_quality_table(candidate: Sequence[ClassQuality], current: Sequence[ClassQuality] = ()) -> str:

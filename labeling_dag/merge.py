@@ -12,6 +12,10 @@ Tables (pandas, one row per box):
 
 A revision of a merged batch (``<batch_id>.r<n>``, :mod:`labeling_dag.revisions`) is merged like
 a batch of the images it holds: their earlier rows are retired by it, the others stay in force.
+
+This module reads the edits and applies a merge; auto-accept is fitted and applied by
+:mod:`labeling_dag.auto_accept`, and the label rows of each source are built by
+:mod:`labeling_dag.label_rows`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from labeling_dag.agreement import (
     PredictedBox,
     classify_edits,
 )
-from labeling_dag.calibration import Calibration, ImageGate, auto_accept_images, calibrate, image_threshold
 from labeling_dag.contracts import (
     EDIT_COLUMNS,
     LABEL_COLUMNS,
@@ -37,6 +40,7 @@ from labeling_dag.formats.label_studio_export import RECTANGLES, TaskAnnotation
 from labeling_dag.formats.review_interface import ReviewInterface
 from labeling_dag.records import NormBox
 from labeling_dag.revisions import split_revision
+from labeling_dag.tables import rows_frame
 
 
 def exported_predictions(task: Mapping[str, Any], interface: ReviewInterface = RECTANGLES) -> list[PredictedBox]:
@@ -96,12 +100,12 @@ def edit_rows(
                     "is_spot_check": annotation.image_id in spot_check_ids,
                 }
             )
-    return _frame(rows, EDIT_COLUMNS)
+    return rows_frame(rows, EDIT_COLUMNS)
 
 
 def returned_rows(annotations: Sequence[TaskAnnotation], *, batch_id: str) -> pd.DataFrame:
     """The images a returned batch or revision answered, one row each."""
-    return _frame(
+    return rows_frame(
         [{"batch_id": batch_id, "image_id": annotation.image_id} for annotation in annotations], RETURNED_COLUMNS
     )
 
@@ -117,179 +121,6 @@ def current_edits(edits: pd.DataFrame) -> pd.DataFrame:
     )
     latest = revision.groupby([revision["base"], edits["image_id"]])["number"].transform("max")
     return edits[revision["number"] == latest]
-
-
-def calibration_from_edits(
-    edits: pd.DataFrame, *, model_version: str, class_names: Sequence[str], target_precision: float, min_support: int
-) -> Calibration:
-    """Fit auto-accept thresholds on every current human judgement of ``model_version``'s boxes.
-
-    Gold tasks are excluded: reviewers may treat them differently, and they are not a sample
-    of the pool the thresholds are applied to. A judgement revised after its merge counts
-    once, as revised (:func:`current_edits`).
-    """
-    edits = current_edits(edits)
-    judged = edits[(edits["model_version"] == model_version) & edits["prediction_correct"].notna() & ~edits["is_gold"]]
-    return calibrate(
-        judged["original_class"].tolist(),
-        judged["confidence"].to_numpy(),
-        judged["prediction_correct"].to_numpy() == 1.0,
-        class_names=class_names,
-        target_precision=target_precision,
-        min_support=min_support,
-    )
-
-
-def image_gate_from_edits(
-    edits: pd.DataFrame,
-    calibration: Calibration,
-    *,
-    model_version: str,
-    target_accuracy: float,
-    min_support: int,
-) -> ImageGate:
-    """Fit the image-level gate on ``model_version``'s images that humans judged.
-
-    The evidence is every current, non-gold judgement of an image whose pre-labels (at least
-    one) all cleared ``calibration``: exactly the kind of image auto-accept would take. It was
-    fully right when every box survived and the reviewer added none.
-    """
-    edits = current_edits(edits)
-    mine = edits[(edits["model_version"] == model_version) & ~edits["is_gold"]]
-    proposed = mine[mine["prediction_correct"].notna()]
-    cleared = proposed["confidence"].to_numpy() >= [
-        _threshold_or_inf(calibration, name) for name in proposed["original_class"]
-    ]
-    per_image = (
-        pd.DataFrame(
-            {
-                "image_id": proposed["image_id"].to_numpy(),
-                "cleared": cleared,
-                "correct": proposed["prediction_correct"].to_numpy() == 1.0,
-                "confidence": proposed["confidence"].to_numpy(),
-            }
-        )
-        .groupby("image_id")
-        .agg(cleared=("cleared", "all"), correct=("correct", "all"), least=("confidence", "min"))
-    )
-    added = set(mine.loc[mine["edit_kind"] == "added", "image_id"])
-    judged = per_image[per_image["cleared"]]
-    fully_right = judged["correct"].to_numpy() & ~judged.index.isin(added)
-    return image_threshold(
-        judged["least"].to_numpy(), fully_right, target_accuracy=target_accuracy, min_support=min_support
-    )
-
-
-def _threshold_or_inf(calibration: Calibration, class_name: str) -> float:
-    threshold = calibration.threshold_for(class_name)
-    return np.inf if threshold is None else threshold
-
-
-def auto_accepted_rows(
-    boxes: pd.DataFrame, candidates: set[str], calibration: Calibration, gate: ImageGate, *, merge_id: str
-) -> pd.DataFrame:
-    """Label rows for every candidate image whose pre-labels all clear their class threshold and the image gate."""
-    pool = boxes[boxes["image_id"].isin(candidates)]
-    accepted = set(
-        auto_accept_images(
-            pool["image_id"].tolist(),
-            pool["class_name"].tolist(),
-            pool["confidence"].to_numpy(),
-            calibration,
-            gate=gate,
-        )
-    )
-    chosen = pool[pool["image_id"].isin(accepted)]
-    rows = [
-        {
-            "label_id": f"vl-{merge_id}-{box.box_id}",
-            "image_id": box.image_id,
-            "class_name": box.class_name,
-            "x": box.x,
-            "y": box.y,
-            "w": box.w,
-            "h": box.h,
-            "source": "auto_accepted",
-            "model_version": box.model_version,
-            "pre_label_id": box.box_id,
-            "pre_label_run_id": box.run_id,
-            "review_batch_id": "",
-            "reviewer": "",
-            "reviewed_at": "",
-            "edit_kind": "accepted",
-            "confidence": box.confidence,
-            "merge_id": merge_id,
-            "retired_by": "",
-        }
-        for box in chosen.itertuples(index=False)
-    ]
-    return _frame(rows, LABEL_COLUMNS)
-
-
-def human_rows(edits: pd.DataFrame, *, merge_id: str) -> pd.DataFrame:
-    """Label rows for the boxes reviewers kept, moved, relabelled or added (gold tasks excluded)."""
-    kept = edits[(edits["edit_kind"] != "deleted") & ~edits["is_gold"]]
-    rows = [
-        {
-            "label_id": f"vl-{merge_id}-{edit.image_id[:16]}-{index:03d}",
-            "image_id": edit.image_id,
-            "class_name": edit.class_name,
-            "x": edit.x,
-            "y": edit.y,
-            "w": edit.w,
-            "h": edit.h,
-            "source": "human",
-            "model_version": edit.model_version if edit.pre_label_id else "",
-            "pre_label_id": edit.pre_label_id,
-            "pre_label_run_id": edit.pre_label_run_id if edit.pre_label_id else "",
-            "review_batch_id": edit.batch_id,
-            "reviewer": edit.reviewer,
-            "reviewed_at": edit.annotated_at,
-            "edit_kind": edit.edit_kind,
-            "confidence": edit.confidence,
-            "merge_id": merge_id,
-            "retired_by": "",
-        }
-        for index, edit in enumerate(kept.itertuples(index=False))
-    ]
-    return _frame(rows, LABEL_COLUMNS)
-
-
-def gold_rows(gold: pd.DataFrame, *, merge_id: str) -> pd.DataFrame:
-    """Label rows for gold images: their known answers are verified labels by definition."""
-    rows = [
-        {
-            "label_id": f"vl-{merge_id}-gold-{row.image_id[:16]}-{index:03d}",
-            "image_id": row.image_id,
-            "class_name": row.class_name,
-            "x": row.x,
-            "y": row.y,
-            "w": row.w,
-            "h": row.h,
-            "source": "gold",
-            "model_version": "",
-            "pre_label_id": "",
-            "pre_label_run_id": "",
-            "review_batch_id": "",
-            "reviewer": "",
-            "reviewed_at": "",
-            "edit_kind": "",
-            "confidence": np.nan,
-            "merge_id": merge_id,
-            "retired_by": "",
-        }
-        for index, row in enumerate(gold.itertuples(index=False))
-    ]
-    return _frame(rows, LABEL_COLUMNS)
-
-
-def verified_image_rows(image_sources: Mapping[str, str], *, merge_id: str) -> pd.DataFrame:
-    """Rows vouching for each image's whole box set (an image may hold no box at all)."""
-    rows = [
-        {"image_id": image_id, "source": source, "merge_id": merge_id, "retired_by": ""}
-        for image_id, source in image_sources.items()
-    ]
-    return _frame(rows, VERIFIED_IMAGE_COLUMNS)
 
 
 def merge_verified(
@@ -316,7 +147,3 @@ def merge_verified(
 def active(table: pd.DataFrame) -> pd.DataFrame:
     """The rows in force now (labels or verified images)."""
     return table[table["retired_by"] == ""]
-
-
-def _frame(rows: list[dict[str, object]], columns: dict[str, str]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=list(columns)).astype(columns)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from labeling_dag import atomic
-from labeling_dag.contracts import MODEL_CARDS, MODEL_REGISTRY
+from labeling_dag.contracts import MODEL_REGISTRY
 from labeling_dag.records import ModelEntry
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -33,11 +33,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def card_file_of(workdir: Path, model_version: str) -> Path:
-    """Where a model's card (metrics, parent, training snapshot, parameters) is kept."""
-    return Path(workdir) / MODEL_REGISTRY.folder / MODEL_CARDS / f"{model_version}.json"
 
 
 class ModelRegistry:
@@ -80,12 +75,7 @@ class ModelRegistry:
         index = self._load()
         if model_version not in index["models"]:
             raise KeyError(f"model {model_version} is not in {self.index_file}")
-        index["current"] = model_version
-        if index.get("candidate") == model_version:
-            index["candidate"] = None
-        promoted = index.setdefault("promoted", [])
-        if model_version not in promoted:
-            promoted.append(model_version)
+        _make_current(index, model_version)
         atomic.write_json(self.index_file, index)
         return _entry(index["models"][model_version])
 
@@ -104,100 +94,51 @@ class ModelRegistry:
         metrics: dict[str, float] | None = None,
         training_snapshot: str = "",
         make_current: bool = True,
+        promoted: bool = False,
     ) -> ModelEntry:
-        """Copy ``weights`` into the registry under its sha256 and record it.
+        """Copy ``weights`` into the registry under its sha256 and record it as current (with
+        ``make_current=False``: as the candidate awaiting promotion).
 
         Registering the same bytes twice returns the existing entry (idempotent: the index is
         not rewritten when nothing changes) and restores the stored copy if it went missing
         or was altered.
+
+        ``promoted=True`` is for a promoted model brought back from a snapshot: it becomes current
+        and counts as promoted, and a candidate awaiting promotion is left alone.
         """
         index = self._load()
         before = json.dumps(index, sort_keys=True)
-        entry = self._store(
-            index,
-            weights,
-            task=task,
-            class_names=class_names,
-            source=source,
-            parent=parent,
-            metrics=metrics,
-            training_snapshot=training_snapshot,
-        )
-        index["current" if make_current else "candidate"] = entry.model_version
+        version, target = self._store_copy(index, weights)
+        if version not in index["models"]:
+            index["models"][version] = asdict(
+                ModelEntry(
+                    model_version=version,
+                    path=str(target.relative_to(self.workdir)),
+                    task=task,
+                    class_names=tuple(class_names),
+                    parent=parent,
+                    source=source,
+                    created_at=datetime.now(UTC).isoformat(),
+                    metrics=dict(metrics or {}),
+                    training_snapshot=training_snapshot,
+                )
+            )
+        if promoted:
+            _make_current(index, version)
+        else:
+            index["current" if make_current else "candidate"] = version
         self._save(index, before)
-        return entry
+        return _entry(index["models"][version])
 
-    def adopt_current(
-        self,
-        weights: Path,
-        *,
-        task: str,
-        class_names: tuple[str, ...],
-        source: str,
-        parent: str | None,
-        metrics: dict[str, float],
-        training_snapshot: str,
-    ) -> ModelEntry:
-        """Make the model in ``weights`` current, registering it (or its lost copy) first.
-
-        For a promoted model brought back from a snapshot: unlike :meth:`register` it leaves
-        a candidate awaiting promotion alone, and it counts as promoted.
-        """
-        index = self._load()
-        before = json.dumps(index, sort_keys=True)
-        entry = self._store(
-            index,
-            weights,
-            task=task,
-            class_names=class_names,
-            source=source,
-            parent=parent,
-            metrics=metrics,
-            training_snapshot=training_snapshot,
-        )
-        index["current"] = entry.model_version
-        if index.get("candidate") == entry.model_version:
-            index["candidate"] = None
-        promoted = index.setdefault("promoted", [])
-        if entry.model_version not in promoted:
-            promoted.append(entry.model_version)
-        self._save(index, before)
-        return entry
-
-    def _store(
-        self,
-        index: dict,
-        weights: Path,
-        *,
-        task: str,
-        class_names: tuple[str, ...],
-        source: str,
-        parent: str | None,
-        metrics: dict[str, float] | None,
-        training_snapshot: str,
-    ) -> ModelEntry:
-        """The registry's copy of ``weights`` (written when missing or altered) and its entry in ``index``."""
+    def _store_copy(self, index: dict, weights: Path) -> tuple[str, Path]:
+        """The version (sha256) of ``weights`` and the registry's copy of them, written when missing or altered."""
         version = file_sha256(weights)
         known = index["models"].get(version)
         # A model restored from its DVC snapshot (model_store/model.pt) keeps the copy it was registered with.
         target = self.workdir / known["path"] if known else self.folder / f"{version}{_suffix(weights)}"
         if target.is_symlink() or not target.exists() or file_sha256(target) != version:
             atomic.copy_file(weights, target)
-        if version in index["models"]:
-            return _entry(index["models"][version])
-        entry = ModelEntry(
-            model_version=version,
-            path=str(target.relative_to(self.workdir)),
-            task=task,
-            class_names=tuple(class_names),
-            parent=parent,
-            source=source,
-            created_at=datetime.now(UTC).isoformat(),
-            metrics=dict(metrics or {}),
-            training_snapshot=training_snapshot,
-        )
-        index["models"][version] = asdict(entry)
-        return entry
+        return version, target
 
     def _save(self, index: dict, before: str) -> None:
         if json.dumps(index, sort_keys=True) != before or not self.index_file.exists():
@@ -246,6 +187,16 @@ def _suffix(weights: Path) -> str:
     """The suffix of the registry's copy of ``weights``."""
     suffix = Path(weights).suffix.lower()
     return suffix if suffix in _SUFFIXES else ".pt"
+
+
+def _make_current(index: dict, version: str) -> None:
+    """Name ``version`` current in ``index``: it stops being the candidate and counts as promoted."""
+    index["current"] = version
+    if index.get("candidate") == version:
+        index["candidate"] = None
+    promoted = index.setdefault("promoted", [])
+    if version not in promoted:
+        promoted.append(version)
 
 
 def _entry(raw: dict) -> ModelEntry:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from labeling_dag import atomic
 from labeling_dag.contracts import CLEANED_IMAGES, CURRENT_MODEL, DATASET_EXPORT, PRE_LABELS, VERIFIED_LABELS, Stage
-from labeling_dag.model_registry import ModelRegistry, card_file_of, file_sha256
+from labeling_dag.model_cards import card_file_of
+from labeling_dag.model_registry import ModelRegistry, file_sha256
 
 _SNAPSHOTTED: tuple[Stage, ...] = (CLEANED_IMAGES, PRE_LABELS, VERIFIED_LABELS, CURRENT_MODEL, DATASET_EXPORT)
 SNAPSHOTTED_ASSETS = tuple(stage.key for stage in _SNAPSHOTTED)
@@ -22,14 +23,6 @@ SNAPSHOTTED_ASSETS = tuple(stage.key for stage in _SNAPSHOTTED)
 
 class RestoreError(ValueError):
     """A restore that cannot be done as asked (unknown asset, wrong batch option, inconsistent model)."""
-
-
-@dataclass(frozen=True)
-class SnapshotFolder:
-    """Where an asset's snapshots live: ``folder``, or ``folder/<batch>`` when ``partitioned``."""
-
-    folder: str
-    partitioned: bool
 
 
 @dataclass(frozen=True)
@@ -43,11 +36,6 @@ class Restored:
     model_version: str = ""  # current_model only: the model the registry now names current
 
 
-def snapshot_folders() -> dict[str, SnapshotFolder]:
-    """Every snapshotted asset and its folder, read from the stage contracts."""
-    return {stage.key: SnapshotFolder(stage.folder, stage.partitioned) for stage in _SNAPSHOTTED}
-
-
 def restore_asset(workdir: Path, asset: str, snapshot_id: str, *, batch: str | None = None) -> Restored:
     """Restore ``asset`` (of ingestion batch ``batch`` when partitioned, default ``_root``) to ``snapshot_id``."""
     from labeling_dag.ingest_batches import ROOT_BATCH, batch_key_problem
@@ -55,16 +43,17 @@ def restore_asset(workdir: Path, asset: str, snapshot_id: str, *, batch: str | N
 
     if asset not in SNAPSHOTTED_ASSETS:
         raise RestoreError(f"{asset!r} has no snapshots; snapshotted assets: {', '.join(SNAPSHOTTED_ASSETS)}")
-    where = snapshot_folders()[asset]
-    if where.partitioned:
+    # Its snapshots live in the stage's folder, one sub-folder per ingestion batch when partitioned.
+    stage = next(stage for stage in _SNAPSHOTTED if stage.key == asset)
+    if stage.partitioned:
         batch = batch or ROOT_BATCH
         if problem := batch_key_problem(batch):
             raise RestoreError(f"--batch {batch!r}: {problem}")
-        folder = f"{where.folder}/{batch}"
+        folder = f"{stage.folder}/{batch}"
     elif batch is not None:
         raise RestoreError(f"{asset} is not partitioned by ingestion batch: leave out --batch")
     else:
-        folder = where.folder
+        folder = stage.folder
     workdir = Path(workdir)
     restored = SnapshotStore().restore(workdir, folder, snapshot_id)
     model_version = _follow_model(workdir, restored) if asset == "current_model" else ""
@@ -78,7 +67,7 @@ def _follow_model(workdir: Path, model_store: Path) -> str:
     version = file_sha256(weights)
     if card.get("model_version") != version:
         raise RestoreError(f"{card_file}: card of model {card.get('model_version')}, but {weights} is model {version}")
-    entry = ModelRegistry(workdir).adopt_current(
+    entry = ModelRegistry(workdir).register(
         weights,
         task=card.get("task", "detect"),
         class_names=tuple(card["class_names"]),
@@ -90,6 +79,7 @@ def _follow_model(workdir: Path, model_store: Path) -> str:
             "training_images": card["training_images"],
         },
         training_snapshot=card["training_snapshot"],
+        promoted=True,
     )
     # Retraining and the promotion gate read a model's card from the registry's side.
     kept = card_file_of(workdir, version)

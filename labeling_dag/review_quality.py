@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 
 from labeling_dag.agreement import GoldScore, accuracy_by_reviewer, overall_accuracy, score_against_gold
-from labeling_dag.consensus import AgreementScore
+from labeling_dag.consensus.agreement import AgreementScore
 from labeling_dag.contracts import QUALITY_COLUMNS
 from labeling_dag.formats.label_studio_export import TaskAnnotation
 from labeling_dag.records import NormBox
+from labeling_dag.tables import rows_frame
 
 
 def quality_rows(
@@ -62,7 +63,7 @@ def quality_rows(
             "run_id": run_id,
         }
     )
-    return _frame([{**_NO_AGREEMENT, **row} for row in rows], QUALITY_COLUMNS)
+    return rows_frame([{**_NO_AGREEMENT, **row} for row in rows], QUALITY_COLUMNS)
 
 
 _NO_AGREEMENT = {
@@ -91,7 +92,3 @@ def with_agreement(
     out.loc[batch, "min_kappa"] = min_kappa
     out.loc[batch, "min_box_agreement"] = min_box_agreement
     return out.astype(QUALITY_COLUMNS)
-
-
-def _frame(rows: list[dict[str, object]], columns: dict[str, str]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=list(columns)).astype(columns)

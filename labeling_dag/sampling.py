@@ -1,30 +1,12 @@
-"""Query strategies: which eligible images go to human review next.
+"""Which eligible images go to human review next: the registry of query strategies and
+:func:`select_for_review`, which validates a batch's settings and runs one strategy on them.
 
-The scores come from :mod:`labeling_dag.uncertainty` (in [0, 1], higher = more uncertain);
-this module only decides. Every strategy is deterministic for a given ``seed``.
-
-* ``"least_confidence"``, ``"margin"``, ``"entropy"``: the k most uncertain images by that
-  measure.
-* ``"random"``: k images uniformly at random.
-* ``"hybrid"``: most of the batch by uncertainty, the rest at random. Pure uncertainty
-  sampling only ever shows the model the hard fringe of the pool, so the labelled set
-  drifts away from the distribution it will be used on; the random share keeps the easy,
-  representative region in the training data.
-
-With ``costs`` (the boxes an annotator is expected to draw per image, from
-:func:`expected_boxes`) the uncertainty part ranks by uncertainty per box rather than per
-image: the "return on investment" rule of cost-sensitive active learning (Settles, Craven
-and Friedland 2008, "Active Learning with Real Annotation Costs"). The budget that matters
-is counted in boxes, and with max-aggregated image scores an image full of objects is
-usually the most uncertain one, so ranking per image spends the budget on the most
-expensive images.
-
-With ``diversity=True`` the uncertainty part is spread over the embedding space as in
-pre-filtered K-means batch selection (Zhdanov 2019, "Diverse mini-batch Active
-Learning"): cluster the top ``candidate_pool_factor * k_u`` candidates into ``k_u``
-clusters and take one image per cluster. Zhdanov takes the member nearest each centre;
-we take the most uncertain member, because the clustering already supplies the diversity
-and the per-cluster choice can then stay as informative as possible.
+A strategy is one function from a :class:`Pool` to positional indices, registered by name with
+:func:`register`; config validation and the CLI's choices read the registry. The built-in ones
+(:mod:`labeling_dag.query_strategies`) register themselves when this module is imported. With
+``costs`` (:mod:`labeling_dag.annotation_cost`) the uncertainty part of a batch ranks by
+uncertainty per box; with ``diversity=True`` it is spread over the embedding space
+(:mod:`labeling_dag.diversity`).
 """
 
 from __future__ import annotations
@@ -79,7 +61,8 @@ def strategy_names() -> tuple[str, ...]:
     return tuple(STRATEGIES)
 
 
-def _pool_size(scores: Mapping[str, npt.ArrayLike]) -> int:
+def pool_size(scores: Mapping[str, npt.ArrayLike]) -> int:
+    """How many images ``scores`` holds: the common length of its measures' 1-D arrays."""
     shapes = {name: np.shape(scores[name]) for name in MEASURES if name in scores}
     if not shapes:
         raise ValueError(f"scores must hold at least one of {MEASURES}; got keys {list(scores)}")
@@ -87,15 +70,6 @@ def _pool_size(scores: Mapping[str, npt.ArrayLike]) -> int:
     if len(distinct) != 1 or len(next(iter(distinct))) != 1:
         raise ValueError(f"scores must be 1-D arrays of one common length (n_images,); got shapes {shapes}")
     return next(iter(distinct))[0]
-
-
-def _ranking_scores(scores: Mapping[str, npt.ArrayLike], measure: str) -> np.ndarray:
-    if measure not in scores:
-        raise ValueError(f"scores has no {measure!r} entry; got keys {list(scores)}")
-    u = np.asarray(scores[measure], dtype=np.float64)
-    if not np.isfinite(u).all():
-        raise ValueError(f"scores[{measure!r}] contains NaN or infinite values")
-    return u
 
 
 def _as_embeddings(embeddings: npt.ArrayLike | None, n: int) -> np.ndarray:
@@ -109,31 +83,6 @@ def _as_embeddings(embeddings: npt.ArrayLike | None, n: int) -> np.ndarray:
     return x
 
 
-def expected_boxes(n_boxes: npt.ArrayLike) -> np.ndarray:
-    """Boxes a human is expected to draw on each image: its pre-label count, or, where the
-    model found nothing, the mean count of the images where it found something (1 if it
-    found nothing anywhere). A model misses objects far more often than it invents whole
-    images of them, so an empty prediction is priced like an average image, not as free.
-
-    Args:
-        n_boxes: shape (n,), non-negative pre-label counts per image.
-
-    Returns:
-        shape (n,), every entry >= 1.
-
-    Raises:
-        ValueError: on a mis-shaped input, or negative or non-finite counts.
-    """
-    counts = np.asarray(n_boxes, dtype=np.float64)
-    if counts.ndim != 1:
-        raise ValueError(f"n_boxes must have shape (n,); got {counts.shape}")
-    if not np.isfinite(counts).all() or (counts < 0).any():
-        raise ValueError("n_boxes must hold finite, non-negative counts")
-    found = counts > 0
-    prior = max(1.0, float(counts[found].mean())) if found.any() else 1.0
-    return np.where(found, np.maximum(counts, 1.0), prior)
-
-
 def _as_costs(costs: npt.ArrayLike | None, n: int) -> np.ndarray | None:
     if costs is None:
         return None
@@ -143,38 +92,6 @@ def _as_costs(costs: npt.ArrayLike | None, n: int) -> np.ndarray | None:
     if not np.isfinite(c).all() or (c <= 0).any():
         raise ValueError("costs must be finite and positive")
     return c
-
-
-def _top(u: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest entries of ``u`` (n,), largest first, ties by lower index."""
-    return np.argsort(-u, kind="stable")[:k]
-
-
-def _diverse_top(u: np.ndarray, k: int, embeddings: np.ndarray, *, pool_factor: int, seed: int) -> np.ndarray:
-    """k indices into ``u`` (n,): the most uncertain member of each of k clusters formed
-    over the top ``pool_factor * k`` candidates' rows of ``embeddings`` (n, dim)."""
-    candidates = _top(u, pool_factor * k)
-    if candidates.size <= k:
-        return candidates
-    x = embeddings[candidates]
-    # Cluster on direction only: backbone feature norms track contrast and object count
-    # more than content.
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-    # Imported here: scikit-learn (with SciPy) takes over a second to import, a cost that the
-    # code location, every run and every worker would otherwise pay on load.
-    from sklearn.cluster import KMeans
-
-    labels = KMeans(n_clusters=k, random_state=seed, n_init="auto").fit_predict(x)
-    # candidates are in priority order, so a cluster's first member is its most uncertain.
-    _, first = np.unique(labels, return_index=True)
-    reps = np.sort(first)
-    if reps.size < k:
-        # KMeans returns fewer clusters than asked for when candidates coincide; fill the
-        # batch with the next most uncertain candidates rather than return it short.
-        rest = np.setdiff1d(np.arange(candidates.size), reps)
-        reps = np.concatenate([reps, rest[: k - reps.size]])
-    return candidates[reps]
 
 
 def select_for_review(
@@ -206,14 +123,14 @@ def select_for_review(
         random_fraction: share of a ``"hybrid"`` batch drawn at random, in [0, 1]; the
             uncertainty part is ``round(min(k, n) * (1 - random_fraction))``, halves
             rounded up.
-        diversity: spread the uncertainty part over ``embeddings`` (see the module
-            docstring). No effect on ``"random"``.
+        diversity: spread the uncertainty part over ``embeddings`` (see
+            :mod:`labeling_dag.diversity`). No effect on ``"random"``.
         embeddings: shape (n, dim), one row per image; required when ``diversity``.
         candidate_pool_factor: with ``diversity``, cluster the top
             ``candidate_pool_factor * k_u`` images by uncertainty; >= 1.
         costs: shape (n,), positive annotation cost of each image (e.g.
-            :func:`expected_boxes`); the uncertainty part then ranks by uncertainty / cost.
-            None (the default) ranks by uncertainty alone.
+            :func:`~labeling_dag.annotation_cost.expected_boxes`); the uncertainty part then ranks
+            by uncertainty / cost. None (the default) ranks by uncertainty alone.
         seed: seeds the random draw and KMeans.
 
     Returns:
@@ -242,7 +159,7 @@ def select_for_review(
     ):
         raise ValueError(f"candidate_pool_factor must be an integer >= 1; got {candidate_pool_factor!r}")
 
-    n = _pool_size(scores)
+    n = pool_size(scores)
     pool = Pool(
         scores=scores,
         k=min(int(k), n),
@@ -256,48 +173,5 @@ def select_for_review(
     return np.asarray(STRATEGIES[strategy](pool), dtype=np.intp)
 
 
-def _uncertain_then_random(pool: Pool, measure: str, n_uncertain: int) -> np.ndarray:
-    """The ``n_uncertain`` most uncertain images by ``measure`` (per unit of cost, spread over
-    the embeddings where given), then the rest of the batch drawn at random."""
-    n = _pool_size(pool.scores)
-    if n_uncertain == 0:
-        uncertain = np.empty(0, dtype=np.intp)
-    else:
-        u = _ranking_scores(pool.scores, measure)
-        if pool.costs is not None:
-            u = u / pool.costs
-        if pool.embeddings is None:
-            uncertain = _top(u, n_uncertain)
-        else:
-            uncertain = _diverse_top(
-                u, n_uncertain, pool.embeddings, pool_factor=pool.candidate_pool_factor, seed=pool.seed
-            )
-    rest = np.setdiff1d(np.arange(n), uncertain)
-    drawn = np.random.default_rng(pool.seed).choice(rest, size=pool.k - n_uncertain, replace=False)
-    return np.concatenate([uncertain, drawn]).astype(np.intp)
-
-
-def _by_measure(measure: str) -> Strategy:
-    def most_uncertain(pool: Pool) -> np.ndarray:
-        return _uncertain_then_random(pool, measure, pool.k)
-
-    most_uncertain.__doc__ = f"The k most uncertain images by {measure}."
-    return most_uncertain
-
-
-for _measure in MEASURES:
-    register(_measure)(_by_measure(_measure))
-
-
-@register("random")
-def random_batch(pool: Pool) -> np.ndarray:
-    """k images uniformly at random (costs and diversity play no part)."""
-    return _uncertain_then_random(pool, pool.uncertainty_measure, 0)
-
-
-@register("hybrid")
-def hybrid(pool: Pool) -> np.ndarray:
-    """``1 - random_fraction`` of the batch by ``uncertainty_measure``, the rest at random."""
-    return _uncertain_then_random(
-        pool, pool.uncertainty_measure, int(np.floor(pool.k * (1.0 - pool.random_fraction) + 0.5))
-    )
+# The built-in strategies register themselves on import; imported last, once the registry exists.
+import labeling_dag.query_strategies  # noqa: E402, F401

@@ -39,6 +39,12 @@ def read(root: Path, table: Table, *, batch: str | None = None, only: Sequence[s
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
+def rows_frame(rows: Sequence[Mapping[str, object]], columns: Mapping[str, str]) -> pd.DataFrame:
+    """``rows`` (one dict each) as a frame of the schema ``columns``: its columns in order, each
+    of its dtype, also when there are no rows."""
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
+
+
 # What a column added to a schema reads as in a table written before it existed.
 _ABSENT = {"bool": False, "str": "", "int64": 0}
 

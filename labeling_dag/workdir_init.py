@@ -20,7 +20,8 @@ from labeling_dag.class_map import ClassMapError, class_order, remap_weights
 from labeling_dag.contracts import GOLD_COLUMNS, GOLD_LABELS
 from labeling_dag.formats.label_studio import labeling_config
 from labeling_dag.formats.yolo import load_data_yaml
-from labeling_dag.gold_import import GoldImportError, GoldItem, gold_table, read_gold
+from labeling_dag.gold.importing import gold_table, read_gold
+from labeling_dag.gold.items import GoldImportError, GoldItem
 from labeling_dag.modalities import DEFAULT_MODALITY, MODALITY_FILE, modality_named, workdir_modality
 from labeling_dag.model_registry import ModelRegistry, file_sha256
 from labeling_dag.tables import read
@@ -46,6 +47,9 @@ class InitRequest:
     gold_images: Path | None = None  # the folder gold image references are relative to
     source: Path | None = None  # the pipeline's image source: gold images are copied into <source>/gold/
     modality: str = DEFAULT_MODALITY  # a name in labeling_dag.modalities.MODALITIES
+    # Texts: what each class is about, in words the zero-shot first model compares texts with
+    # (labeling_dag.text_model); a class without one is described by its name.
+    class_descriptions: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ def init_workdir(request: InitRequest) -> InitReport:
         )
     with tempfile.TemporaryDirectory(prefix="labeling-dag-init-") as scratch:
         model = _checked_model(request, workdir, classes, Path(scratch)) if request.seed_model else None
+        if model is None and request.modality == "text":
+            model = _zero_shot_model(request, workdir, classes, Path(scratch))
         gold = _checked_gold(request, classes) if request.gold else []
         # Every input is good: from here on only writes, each skipped when already done.
         workdir.mkdir(parents=True, exist_ok=True)
@@ -183,12 +189,42 @@ def _existing_classes(workdir: Path) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _zero_shot_model(request: InitRequest, workdir: Path, classes: tuple[str, ...], scratch: Path) -> _SeedModel | None:
+    """A text workdir's first model, zero-shot from the class descriptions; None where the workdir
+    already has a current model (the first model is registered once)."""
+    from labeling_dag.text_model import zero_shot_weights
+
+    unknown = sorted(set(request.class_descriptions) - set(classes))
+    if unknown:
+        raise InitError(f"--class-descriptions: {unknown} are not in the class list {list(classes)}")
+    if ModelRegistry(workdir).current() is not None:
+        return None
+    weights = zero_shot_weights(classes, scratch / "zero-shot.json", descriptions=request.class_descriptions)
+    return _SeedModel(weights=weights, task="classify", version=file_sha256(weights), remapped_from="")
+
+
+def _checked_text_model(weights: Path, classes: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """The task and classes of a text classifier's weights, which must be the project's own."""
+    from labeling_dag.text_model import read_text_model
+
+    try:
+        names = read_text_model(weights).class_names
+    except ValueError as error:
+        raise InitError(str(error)) from error
+    if names != classes:
+        raise InitError(f"{weights}: the model's classes {list(names)} differ from the class list {list(classes)}")
+    return "classify", names
+
+
 def _checked_model(request: InitRequest, workdir: Path, classes: tuple[str, ...], scratch: Path) -> _SeedModel:
     from labeling_dag.resources.detector import model_info
 
     weights = Path(request.seed_model).expanduser().resolve()
     if not weights.is_file():
         raise InitError(f"{weights}: seed model does not exist")
+    if request.modality == "text":
+        task, _ = _checked_text_model(weights, classes)
+        return _SeedModel(weights=weights, task=task, version=_first_model(workdir, weights), remapped_from="")
     try:
         task, names = model_info(weights)
     except Exception as error:  # ultralytics raises anything from pickle, torch or its own checks
@@ -206,6 +242,11 @@ def _checked_model(request: InitRequest, workdir: Path, classes: tuple[str, ...]
         except ClassMapError as error:
             raise InitError(f"{weights}: {error}") from error
         remapped_from, weights = file_sha256(weights), remapped
+    return _SeedModel(weights=weights, task=task, version=_first_model(workdir, weights), remapped_from=remapped_from)
+
+
+def _first_model(workdir: Path, weights: Path) -> str:
+    """The version of ``weights``; InitError where the workdir already has another current model."""
     version = file_sha256(weights)
     current = ModelRegistry(workdir).current()
     if current is not None and current.model_version != version:
@@ -213,7 +254,7 @@ def _checked_model(request: InitRequest, workdir: Path, classes: tuple[str, ...]
             f"{workdir / 'models' / 'registry.json'}: the workdir already has current model {current.model_version}; "
             "a seed model is registered only in a workdir without one"
         )
-    return _SeedModel(weights=weights, task=task, version=version, remapped_from=remapped_from)
+    return version
 
 
 def _checked_gold(request: InitRequest, classes: tuple[str, ...]) -> list[GoldItem]:

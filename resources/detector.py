@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from labeling_dag.resources.item_model import ItemModel
@@ -38,6 +38,7 @@ class Detector(ItemModel):
     fully right, 0.5 leaves 4 and 82.1 %.
     """
 
+    modality: ClassVar[str] = "detection"
     architecture: str = "yolov8n.yaml"
     imgsz: int = 160
     conf: float = 0.25

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 
@@ -26,6 +26,8 @@ class ItemModel(dg.ConfigurableResource):
     ``seed`` seeds training; both go into every model card.
     """
 
+    # The modality whose items the model takes (a name in labeling_dag.modalities.MODALITIES).
+    modality: ClassVar[str] = ""
     batch: int = 16
     seed: int = 0
 

@@ -2,13 +2,13 @@
 
 One session per use (a context manager), the legacy-token header, one error message per kind of
 failure (unreachable, slow, token refused, not found, refused, not JSON) that names the server
-without credentials and never the token, and the data manager's paginated task list.
+without credentials and never the token, paginated lists, and the data manager's task list.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
@@ -117,18 +117,20 @@ class LabelStudioApi:
         if full:
             params["fields"] = "all"
         tasks: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            body = self.call(
-                "GET",
-                "/api/tasks/",
-                params={**params, "page": page},
-                doing=doing,
-                # Past page 1 a 404 is a page that emptied meanwhile, not a missing project.
-                missing=None if page > 1 else missing,
-            )
+        for body in self.pages("/api/tasks/", params, doing=doing, missing=missing):
             tasks += body.get("tasks", [])
             if not body.get("tasks") or len(tasks) >= int(body.get("total", 0)):
-                # A task that starts matching between two pages shifts the next page by one.
-                return list({int(task["id"]): task for task in tasks}.values())
+                break
+        # A task that starts matching between two pages shifts the next page by one.
+        return list({int(task["id"]): task for task in tasks}.values())
+
+    def pages(self, path: str, params: Mapping[str, Any], *, doing: str, missing: str | None = None) -> Iterator[Any]:
+        """Each page of a paginated GET (``page`` 1, 2, ...) until the caller stops reading;
+        ``missing``: the 404 message of page 1."""
+        page = 1
+        while True:
+            # Past page 1 a 404 is a page that emptied meanwhile, not a missing project.
+            yield self.call(
+                "GET", path, params={**params, "page": page}, doing=doing, missing=None if page > 1 else missing
+            )
             page += 1

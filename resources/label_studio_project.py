@@ -29,18 +29,11 @@ def pipeline_project(
     too. ``url`` gives a project's page, for the messages."""
     config = interface.labeling_config(class_names)
     found: list[dict[str, Any]] = []
-    page_number = 1
-    while True:
-        page = api.call(
-            "GET",
-            "/api/projects/",
-            params={"title": title, "page_size": 100, "page": page_number},
-            doing=f"look up project {title!r}",
-        )
+    params = {"title": title, "page_size": 100}
+    for page in api.pages("/api/projects/", params, doing=f"look up project {title!r}"):
         found += [project for project in page.get("results", []) if project.get("title") == title]
         if not page.get("next"):
             break
-        page_number += 1
     if len(found) > 1:
         raise ReviewBackendError(
             f"{len(found)} Label Studio projects at {api.shown} are titled {title!r} "

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from labeling_dag import atomic
+from labeling_dag.batch_states import quarantined_batches
 from labeling_dag.contracts import MERGES, QUALITY
 from labeling_dag.modalities import workdir_modality
 from labeling_dag.review_intake import SAFE_BATCH_ID
-from labeling_dag.review_selection import quarantined_batches
 from labeling_dag.revisions import (
     as_revision,
     changed_tasks,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from labeling_dag.resources.item_model import ItemModel
@@ -19,17 +19,15 @@ from labeling_dag.evaluation import ModelEvaluation
 from labeling_dag.formats.yolo import load_data_yaml
 from labeling_dag.labeling_functions import LabelingFunction, load_labeling_functions
 from labeling_dag.records import ImagePrediction
+from labeling_dag.text_classification import class_probabilities, fit_logistic_regression
 from labeling_dag.text_embeddings import embed_texts, embedder_name
+from labeling_dag.text_evaluation import evaluation_figures
+from labeling_dag.text_items import labelled_items, read_text
 from labeling_dag.text_model import (
     LOGISTIC_REGRESSION,
     TASK,
     ZERO_SHOT,
     TextModel,
-    class_probabilities,
-    evaluation_figures,
-    fit_logistic_regression,
-    labelled_items,
-    read_text,
     read_text_model,
     write_text_model,
     zero_shot_weights,
@@ -52,6 +50,7 @@ class TextClassifier(ItemModel):
     ``seed`` seeds the fit.
     """
 
+    modality: ClassVar[str] = "text"
     embedder: str = ""
     embedding_cache: str = ""
     c: float = 10.0

@@ -122,3 +122,25 @@ def test_label_issues_quick_runs_the_loop_and_the_asset_and_ends_with_recall_at_
     assert run["scored"] == run["human_images"]  # a warm start: every batch was pre-labelled by a model
     assert run["errors"] == run["errors_among_human"]
     assert set(run["per_kind"]) == {"overlooked", "swapped", "badly_located"}
+
+
+@pytest.mark.slow
+def test_text_economics_quick_labels_a_bbc_sample_in_every_arm_and_ends_with_the_ratio_to_hand(tmp_path: Path) -> None:
+    """The text benchmark labels a sample of the BBC News corpus through run-loop (text modality)
+    in its quick arms, each until the pool is labelled, and prices every run against hand
+    labelling; the loop's ratio to hand labelling is the last line. The figures move with the
+    pipeline, so CI checks that each arm labelled its pool well, not by how much it saved."""
+    last, result = _run_quick("text_economics", tmp_path / "text_economics.json")
+    assert re.fullmatch(r"loop / hand: ([0-9.]+|not reached) \(seeds .+\)", last), last
+    assert result["benchmark"] == "text_economics"
+    assert set(result["arms"]) == {"loop", "loop-random"}
+    for (run,) in result["arms"].values():
+        dataset, pool = run["dataset"], run["pipeline_pool"]
+        assert pool["items_labelled"] == pool["pool_items"] == result["pool_items"] > 0
+        assert dataset["accuracy"] >= 0.8
+        assert 0 < dataset["human_time_ratio"] <= 1.5
+        assert dataset["hand_label_seconds"] == pytest.approx(result["hand_label_seconds"])
+        assert run["wall_seconds"] > 0 and len(run["rounds"]) >= 1
+    # Every text was embedded once, ahead of the runs, and the runs found them in the shared cache
+    # (beside a few class descriptions): a run that embedded the pool again would double it.
+    assert result["embeddings_cached"] < result["articles"] + 50

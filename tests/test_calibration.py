@@ -1,4 +1,4 @@
-"""Unit tests for labeling_dag.calibration."""
+"""Unit tests for the labeling_dag.calibration package."""
 
 from __future__ import annotations
 
@@ -8,14 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
-from labeling_dag.calibration import (
-    Calibration,
-    _wilson_lower,
-    auto_accept_images,
-    calibrate,
-    precision_threshold,
-    sample_spot_checks,
-)
+from labeling_dag.calibration.class_thresholds import Calibration, calibrate
+from labeling_dag.calibration.image_gate import auto_accept_images
+from labeling_dag.calibration.spot_checks import sample_spot_checks
+from labeling_dag.calibration.thresholds import _wilson_lower, precision_threshold
 
 # Ten reviewed boxes, confidence 0.95 down to 0.50. Tail at each threshold (correct/boxes):
 #   0.95 1/1  0.90 2/2  0.85 3/3  0.80 4/4  0.75 5/5  0.70 6/6

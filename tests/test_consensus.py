@@ -19,14 +19,10 @@ from labeling_dag.resources.storage import LabelStore
 from sklearn.metrics import cohen_kappa_score
 
 from labeling_dag import atomic
-from labeling_dag.consensus import (
-    CONSENSUS_VERSION,
-    agreement,
-    cohens_kappa,
-    consensus,
-    merge_annotations,
-    pairwise_kappa,
-)
+from labeling_dag.batch_states import quarantined_batches
+from labeling_dag.consensus.agreement import agreement, cohens_kappa, pairwise_kappa
+from labeling_dag.consensus.disputes import CONSENSUS_VERSION
+from labeling_dag.consensus.merging import consensus, merge_annotations
 from labeling_dag.contracts import (
     CLEANED,
     CLEANED_COLUMNS,
@@ -41,7 +37,6 @@ from labeling_dag.formats.label_studio import review_task
 from labeling_dag.formats.label_studio_export import AnnotatedBox, TaskAnnotation, is_complete
 from labeling_dag.merge import active
 from labeling_dag.records import NormBox
-from labeling_dag.review_selection import quarantined_batches
 from tests.faults.review_files import (
     CLASSES,
     EXCHANGE,

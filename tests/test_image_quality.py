@@ -1,4 +1,5 @@
-"""Tests for labeling_dag.image_quality: rejections, normalisation, scores, deduplication."""
+"""Tests for labeling_dag.image_decoding, image_quality and near_duplicates: rejections,
+normalisation, scores, deduplication."""
 
 from __future__ import annotations
 
@@ -14,17 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from labeling_dag import image_quality
-from labeling_dag.image_quality import (
-    ImageRejected,
-    InspectedImage,
-    find_near_duplicates,
-    inspect_image,
-    is_blurry,
-    is_low_contrast,
-    load_image,
-    phash_distance,
-)
+from labeling_dag import near_duplicates
+from labeling_dag.image_decoding import load_image
+from labeling_dag.image_quality import InspectedImage, inspect_image, is_blurry, is_low_contrast
+from labeling_dag.near_duplicates import find_near_duplicates, phash_distance
+from labeling_dag.rejects import ImageRejected
 from tests.bad_images import write_bad_images, write_good_images, write_special_images
 
 REJECT_REASONS = (
@@ -442,7 +437,7 @@ def test_vectorised_search_matches_brute_force(
     monkeypatch: pytest.MonkeyPatch, block_elements: int, n_bytes: int
 ) -> None:
     # Tiny blocks force many block boundaries, where the kept set carries over.
-    monkeypatch.setattr(image_quality, "_BLOCK_ELEMENTS", block_elements)
+    monkeypatch.setattr(near_duplicates, "_BLOCK_ELEMENTS", block_elements)
     rng = np.random.default_rng(n_bytes)
     hashes = _clustered_hashes(rng, 260, n_bytes)
     reference, phashes = hashes[:40], hashes[40:]

@@ -19,6 +19,7 @@ from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag import atomic
 from labeling_dag.agreement import PredictedBox
+from labeling_dag.cleanlab_scores import auxiliary_inputs, cleanlab_inputs, kind_scores, label_quality
 from labeling_dag.contracts import (
     BATCH_COLUMNS,
     ISSUE_COLUMNS,
@@ -28,18 +29,8 @@ from labeling_dag.contracts import (
     VERIFIED_IMAGE_COLUMNS,
 )
 from labeling_dag.formats.label_studio import review_task
-from labeling_dag.label_issues import (
-    ISSUE_KINDS,
-    VerifiedImage,
-    auxiliary_inputs,
-    cleanlab_inputs,
-    kind_scores,
-    label_quality,
-    open_suspects,
-    prediction_batches,
-    score_label_issues,
-    verified_images,
-)
+from labeling_dag.issue_evidence import prediction_batches, verified_images
+from labeling_dag.label_issues import ISSUE_KINDS, VerifiedImage, open_suspects, score_label_issues
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.sensors import merge_run_config
 from tests.faults.review_files import ANSWERED_AT, CLASSES, EXCHANGE

@@ -14,15 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labeling_dag.formats.label_studio import (
-    FROM_NAME,
-    TO_NAME,
-    labeling_config,
-    ls_percent_to_norm,
-    norm_to_ls_percent,
-    review_batch_document,
-    review_task,
-)
+from labeling_dag.formats.label_studio import FROM_NAME, TO_NAME, labeling_config, review_batch_document, review_task
+from labeling_dag.formats.label_studio_boxes import ls_percent_to_norm, norm_to_ls_percent
 from labeling_dag.formats.label_studio_export import (
     ReviewExportError,
     TaskAnnotation,

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labeling_dag.calibration import Calibration, ImageGate, calibrate
+from labeling_dag.auto_accept import auto_accepted_rows, calibration_from_edits, image_gate_from_edits
+from labeling_dag.calibration.class_thresholds import Calibration, calibrate
+from labeling_dag.calibration.image_gate import ImageGate
 from labeling_dag.contracts import (
     BOX_COLUMNS,
     EDIT_COLUMNS,
@@ -22,18 +24,8 @@ from labeling_dag.contracts import (
 )
 from labeling_dag.formats.label_studio import review_task
 from labeling_dag.formats.label_studio_export import AnnotatedBox, TaskAnnotation
-from labeling_dag.merge import (
-    active,
-    auto_accepted_rows,
-    calibration_from_edits,
-    current_edits,
-    edit_rows,
-    human_rows,
-    image_gate_from_edits,
-    merge_verified,
-    returned_rows,
-    verified_image_rows,
-)
+from labeling_dag.label_rows import human_rows, verified_image_rows
+from labeling_dag.merge import active, current_edits, edit_rows, merge_verified, returned_rows
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.review_quality import quality_rows
 

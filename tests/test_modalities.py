@@ -127,3 +127,14 @@ def test_ingestion_takes_the_files_of_the_workdirs_modality(
     meta = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
     assert meta["new_files"] == 1
     assert sorted(Path(p).name for p in meta["skipped_files"]) == ["a.jpg", "b.jpg"]
+
+
+def test_a_model_of_another_modality_is_refused_with_the_setting_to_change() -> None:
+    from labeling_dag.resources.detector import Detector
+    from labeling_dag.resources.text_classifier import TextClassifier
+
+    from labeling_dag.cold_start import WrongModelError, check_model_fits
+
+    check_model_fits(TextClassifier(), modality_named("text"))
+    with pytest.raises(WrongModelError, match="LABELING_DAG_MODALITY=text"):
+        check_model_fits(Detector(), modality_named("text"))

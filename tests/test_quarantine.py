@@ -17,6 +17,7 @@ import pytest
 from labeling_dag.resources.storage import LabelStore
 
 from labeling_dag import atomic
+from labeling_dag.batch_states import quarantined_batches, quarantined_reviewers
 from labeling_dag.contracts import (
     CLEANED,
     CLEANED_COLUMNS,
@@ -28,7 +29,6 @@ from labeling_dag.contracts import (
 )
 from labeling_dag.formats.label_studio import review_task
 from labeling_dag.merge import active
-from labeling_dag.review_selection import quarantined_batches, quarantined_reviewers
 from tests.faults.review_files import (
     CLASSES,
     EXCHANGE,

@@ -15,7 +15,7 @@ from verified_workdir import build_verified_workdir
 from labeling_dag import atomic
 from labeling_dag.contracts import ISSUE_COLUMNS, LABEL_COLUMNS
 from labeling_dag.definitions import build_definitions
-from labeling_dag.review_selection import VERIFIED_LABELS_VERSION
+from labeling_dag.review_items import VERIFIED_LABELS_VERSION
 from labeling_dag.sensors import merge_run_config
 from labeling_dag.simulation.sample_data import CLASS_NAMES
 from labeling_dag.simulation.simulated_reviewer import load_truth, simulate_review

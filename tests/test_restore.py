@@ -7,13 +7,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from labeling_dag.assets.training import card_path, current_model
+from labeling_dag.assets.promotion import current_model
 from labeling_dag.resources.snapshots import SnapshotStore
 from labeling_dag.resources.storage import LabelStore
 from verified_workdir import build_verified_workdir, tree_digest
 
 from labeling_dag import atomic
 from labeling_dag.cli import main as cli
+from labeling_dag.model_cards import card_file_of
 from labeling_dag.model_registry import ModelRegistry, file_sha256
 from labeling_dag.simulation.sample_data import CLASS_NAMES
 
@@ -49,7 +50,7 @@ def _promote(store: LabelStore, weights: Path, *, parent: str | None) -> str:
         "metrics": {"map50": 0.5, "map50_95": 0.3},
         "class_names": list(CLASS_NAMES),
     }
-    atomic.write_json(card_path(store, entry.model_version), card)
+    atomic.write_json(card_file_of(store.root, entry.model_version), card)
     result = dg.materialize([current_model], resources={"store": store, "snapshots": SnapshotStore()})
     assert result.success
     return result.asset_materializations_for_node("current_model")[0].metadata["dvc_snapshot"].value
@@ -91,10 +92,10 @@ def test_current_model_comes_back_and_the_registry_follows(tmp_path, tiny_model,
     assert cli(["restore", "current_model", snapshot_b, "--workdir", str(store.root)]) == 0
     assert registry.current().model_version == version_b
     (store.root / "models" / f"{version_a}.pt").unlink()
-    card_path(store, version_a).unlink()
+    card_file_of(store.root, version_a).unlink()
     assert cli(["restore", "current_model", snapshot_a, "--workdir", str(store.root)]) == 0
     assert registry.verified_path(registry.current()).read_bytes() == model_a.read_bytes()
-    assert card_path(store, version_a).read_bytes() == (store.root / "model_store" / "card.json").read_bytes()
+    assert card_file_of(store.root, version_a).read_bytes() == (store.root / "model_store" / "card.json").read_bytes()
 
 
 def test_an_asset_without_snapshots_is_refused(tmp_path, capsys):

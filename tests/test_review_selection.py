@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from labeling_dag.review_selection import calibration_evidence, calibration_sample, choose, eligible_images
+from labeling_dag.calibration_sample import calibration_evidence, calibration_sample
+from labeling_dag.review_selection import choose, eligible_images
 
 
 def _candidates(n: int = 40) -> pd.DataFrame:

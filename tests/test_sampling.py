@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labeling_dag.sampling import STRATEGIES, expected_boxes, register, select_for_review, strategy_names
+from labeling_dag.annotation_cost import expected_boxes
+from labeling_dag.sampling import STRATEGIES, register, select_for_review, strategy_names
 
 # Five images; each measure ranks them differently.
 SCORES = {

@@ -19,15 +19,9 @@ import yaml
 from labeling_dag.resources.text_classifier import TextClassifier
 
 from labeling_dag import text_embeddings
-from labeling_dag.text_model import (
-    FORMAT,
-    LOGISTIC_REGRESSION,
-    TextModel,
-    class_probabilities,
-    evaluation_figures,
-    fit_logistic_regression,
-    zero_shot_weights,
-)
+from labeling_dag.text_classification import class_probabilities, fit_logistic_regression
+from labeling_dag.text_evaluation import evaluation_figures
+from labeling_dag.text_model import FORMAT, LOGISTIC_REGRESSION, TextModel, zero_shot_weights
 
 NAMES = ("technology", "sport", "business")
 DESCRIPTIONS = {

@@ -14,15 +14,11 @@ import pandas as pd
 import pytest
 
 from labeling_dag.contracts import CLEANED_COLUMNS, RAW_COLUMNS
-from labeling_dag.image_quality import ImageRejected
 from labeling_dag.ingest import ingest
-from labeling_dag.text_cleaning import (
-    MAX_TEXT_CHARS,
-    NUM_PERM,
-    clean_text,
-    duplicate_key,
-    mark_text_duplicates,
-)
+from labeling_dag.rejects import ImageRejected
+from labeling_dag.text_cleaning import MAX_TEXT_CHARS, clean_text
+from labeling_dag.text_duplicates import mark_text_duplicates
+from labeling_dag.text_signature import NUM_PERM, duplicate_key
 from labeling_dag.text_tables import TABLE_SUFFIXES, table_texts
 
 MARKS = ("duplicate_of", "near_duplicate_of", "is_exact_duplicate", "is_near_duplicate")

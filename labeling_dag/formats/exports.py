@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from labeling_dag.formats.label_studio import FROM_NAME, TO_NAME, labeling_config, norm_to_ls_percent
+from labeling_dag.formats.label_studio_export import RECTANGLES
+from labeling_dag.formats.review_interface import ReviewInterface
 from labeling_dag.records import NormBox
 
 
@@ -127,41 +128,35 @@ def write_label_studio(
     class_names: Sequence[str],
     *,
     image_url_prefix: str,
+    interface: ReviewInterface = RECTANGLES,
     **_: object,
 ) -> None:
-    """``tasks/<split>.json`` per split: Label Studio tasks whose annotations are the verified boxes,
-    images as ``<image_url_prefix>images/<split>/<name>`` (Label Studio's local files, with the
-    export folder as ``LOCAL_FILES_DOCUMENT_ROOT``), and the project's ``labeling_config.xml``."""
+    """``tasks/<split>.json`` per split: Label Studio tasks whose annotations are the verified regions
+    (boxes, or a text's class: the modality's ``interface``), items as
+    ``<image_url_prefix>images/<split>/<name>`` (Label Studio's local files, with the export folder as
+    ``LOCAL_FILES_DOCUMENT_ROOT``), and the project's ``labeling_config.xml``."""
     by_image = _by_image(labels)
     for split in _splits(images):
         tasks = []
         for image in (image for image in images if image.split == split):
             group = by_image.get(image.image_id)
             result = [
-                {
-                    "id": row.label_id,
-                    "from_name": FROM_NAME,
-                    "to_name": TO_NAME,
-                    "type": "rectanglelabels",
-                    "original_width": image.width,
-                    "original_height": image.height,
-                    "image_rotation": 0,
-                    "value": {
-                        **norm_to_ls_percent(NormBox(row.x, row.y, row.w, row.h)),
-                        "rotation": 0,
-                        "rectanglelabels": [row.class_name],
-                    },
-                }
+                interface.result_item(
+                    row.label_id,
+                    interface.region_value(NormBox(row.x, row.y, row.w, row.h), row.class_name),
+                    image.width,
+                    image.height,
+                )
                 for row in ([] if group is None else group.itertuples())
             ]
             tasks.append(
                 {
-                    "data": {"image": f"{image_url_prefix}{image.file}", "image_id": image.image_id},
+                    "data": {interface.data_key: f"{image_url_prefix}{image.file}", "image_id": image.image_id},
                     "annotations": [{"result": result}],
                 }
             )
         _dump(out / "tasks" / f"{split}.json", tasks)
-    (out / "labeling_config.xml").write_text(labeling_config(class_names) + "\n", encoding="utf-8")
+    (out / "labeling_config.xml").write_text(interface.labeling_config(class_names) + "\n", encoding="utf-8")
 
 
 WRITERS: dict[str, Writer] = {"yolo": write_yolo, "coco": write_coco, "labelstudio": write_label_studio}

@@ -13,19 +13,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from labeling_dag.formats.label_studio import (
-    FROM_NAME,
     RECTANGLE_TYPE,
     TO_NAME,
-    as_real,
     config_problem,
     labeling_config,
-    ls_percent_to_norm,
     read_rectangle_value,
     rectangle_item,
     rectangle_value,
     review_task,
 )
-from labeling_dag.formats.review_interface import ReviewInterface
+from labeling_dag.formats.label_studio_boxes import as_real, ls_percent_to_norm
+from labeling_dag.formats.review_interface import ReviewInterface, check_region_source
 from labeling_dag.records import NormBox
 
 
@@ -173,11 +171,7 @@ def rectangle_regions(result: Any, class_names: frozenset[str]) -> tuple[Annotat
         if region_id in seen_ids:
             raise ValueError(f"region id {region_id!r} appears twice")
         seen_ids.add(region_id)
-        if item.get("from_name") != FROM_NAME or item.get("to_name") != TO_NAME:
-            raise ValueError(
-                f"region {region_id!r} comes from {item.get('from_name')!r} -> "
-                f"{item.get('to_name')!r}, not the {FROM_NAME!r} -> {TO_NAME!r} of this config"
-            )
+        check_region_source(item, region_id, TO_NAME)
         if as_real(item.get("image_rotation", 0), "image_rotation") != 0:
             raise ValueError(f"region {region_id!r} was drawn on a rotated image")
         value = item.get("value")
@@ -244,14 +238,18 @@ def _lead_time(annotation: Mapping[str, Any]) -> float | None:
     return seconds
 
 
-def _parse_task(
-    task: Any,
-    class_names: frozenset[str],
-    expected_batch_id: str | None,
-    *,
-    latest_only: bool,
-    interface: ReviewInterface,
-) -> list[TaskAnnotation]:
+@dataclass(frozen=True)
+class _Reading:
+    """How an export is read: the classes a region may carry, the batch every task must belong to
+    (None: any), the modality's review interface, and whether only each task's latest annotation is read."""
+
+    class_names: frozenset[str]
+    expected_batch_id: str | None
+    interface: ReviewInterface
+    latest_only: bool
+
+
+def _parse_task(task: Any, reading: _Reading) -> list[TaskAnnotation]:
     """The task's latest non-cancelled annotation (``latest_only``), or all of them oldest first."""
     if not isinstance(task, Mapping):
         raise ValueError(f"task must be an object, got {type(task).__name__}")
@@ -263,19 +261,19 @@ def _parse_task(
         raise ValueError("task has no data object")
     image_id = _non_empty_str(data.get("image_id"), "data.image_id")
     batch_id = _non_empty_str(data.get("batch_id"), "data.batch_id")
-    if expected_batch_id is not None and batch_id != expected_batch_id:
-        raise ValueError(f"task belongs to batch {batch_id!r}, expected {expected_batch_id!r}")
+    if reading.expected_batch_id is not None and batch_id != reading.expected_batch_id:
+        raise ValueError(f"task belongs to batch {batch_id!r}, expected {reading.expected_batch_id!r}")
     live = _live_annotations(task)
     if live is None:
         raise ValueError("annotations must be a list of objects")
     if not live:
         raise ValueError("task has no non-cancelled annotation; the batch is incomplete")
-    if latest_only:
+    if reading.latest_only:
         chosen = [max(live, key=_annotation_order)]
     else:
         # sorted() is stable, so annotations with identical stamps and ids keep export order.
         chosen = sorted(live, key=_annotation_order)
-    region_ids = _prediction_region_ids(task.get("predictions", []), interface.result_type)
+    region_ids = _prediction_region_ids(task.get("predictions", []), reading.interface.result_type)
     return [
         TaskAnnotation(
             task_id=task_id,
@@ -283,7 +281,7 @@ def _parse_task(
             batch_id=batch_id,
             reviewer=_reviewer(annotation),
             annotated_at=_annotation_order(annotation)[0].isoformat(),
-            boxes=interface.parse_regions(annotation.get("result"), class_names),
+            boxes=reading.interface.parse_regions(annotation.get("result"), reading.class_names),
             prediction_region_ids=region_ids,
             lead_time=_lead_time(annotation),
         )
@@ -291,22 +289,14 @@ def _parse_task(
     ]
 
 
-def _parse_tasks(
-    tasks: Any,
-    class_names: Sequence[str],
-    expected_batch_id: str | None,
-    *,
-    latest_only: bool,
-    interface: ReviewInterface,
-) -> list[TaskAnnotation]:
+def _parse_tasks(tasks: Any, reading: _Reading) -> list[TaskAnnotation]:
     if not isinstance(tasks, list):
         raise ReviewExportError(f"export must be a list of tasks, got {type(tasks).__name__}")
-    known = frozenset(class_names)
     parsed: list[TaskAnnotation] = []
     seen: dict[str, int] = {}
     for index, task in enumerate(tasks):
         try:
-            annotations = _parse_task(task, known, expected_batch_id, latest_only=latest_only, interface=interface)
+            annotations = _parse_task(task, reading)
         except ValueError as exc:
             raise ReviewExportError(f"{_task_label(index, task)}: {exc}") from exc
         image_id = annotations[0].image_id
@@ -351,7 +341,7 @@ def parse_export(
     fields of a task or an annotation (``drafts``, ``meta``, ``inner_id``, ``unique_id``,
     ``ground_truth`` ...) are ignored.
     """
-    return _parse_tasks(tasks, class_names, expected_batch_id, latest_only=True, interface=interface)
+    return _parse_tasks(tasks, _Reading(frozenset(class_names), expected_batch_id, interface, latest_only=True))
 
 
 def parse_all_annotations(
@@ -370,4 +360,4 @@ def parse_all_annotations(
     one here).  One reviewer may appear more than once for a task if they annotated it
     twice; callers that need one annotation per reviewer pick the latest.
     """
-    return _parse_tasks(tasks, class_names, expected_batch_id, latest_only=False, interface=interface)
+    return _parse_tasks(tasks, _Reading(frozenset(class_names), expected_batch_id, interface, latest_only=False))

@@ -15,12 +15,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from labeling_dag.formats.label_studio import checked_class_names, prediction_task
+from labeling_dag.formats.label_studio import checked_class_names
 from labeling_dag.formats.label_studio_export import AnnotatedBox
-from labeling_dag.formats.review_interface import WHOLE_ITEM, ReviewInterface
+from labeling_dag.formats.label_studio_task import prediction_task
+from labeling_dag.formats.review_interface import (
+    FROM_NAME,
+    WHOLE_ITEM,
+    ReviewInterface,
+    check_region_source,
+    control_problem,
+)
 from labeling_dag.records import NormBox, ReviewImage
 
-FROM_NAME = "label"
 TO_NAME = "text"
 CHOICES_TYPE = "choices"
 
@@ -44,20 +50,9 @@ def labeling_config(class_names: Sequence[str]) -> str:
 
 def config_problem(parsed: Any, class_names: Sequence[str]) -> str | None:
     """What makes a project's parsed labelling config unusable for texts of ``class_names``, or None."""
-    control = parsed.get(FROM_NAME) if isinstance(parsed, Mapping) else None
-    if not isinstance(control, Mapping) or control.get("type") != "Choices":
-        return f"has no Choices control named {FROM_NAME!r}"
-    if list(control.get("to_name") or []) != [TO_NAME]:
-        return f"labels {control.get('to_name')!r}, not the text {TO_NAME!r}"
-    inputs = [
-        (item.get("type"), item.get("value")) for item in control.get("inputs") or [] if isinstance(item, Mapping)
-    ]
-    if ("Text", "text") not in inputs:
-        return "does not show $text"
-    labels = list(control.get("labels") or [])
-    if sorted(labels) != sorted(class_names):
-        return f"offers the choices {labels}, but the pipeline's classes are {list(class_names)}"
-    return None
+    return control_problem(
+        parsed, class_names, control_type="Choices", to_name=TO_NAME, input_type="Text", label_noun="choices"
+    )
 
 
 def choice_value(box: NormBox, class_name: str) -> dict[str, Any]:
@@ -82,7 +77,7 @@ def text_task(
     item: ReviewImage, *, batch_id: str, model_version: str, pre_label_run_id: str, annotators: int = 1
 ) -> dict[str, Any]:
     """One importable task for a text, the model's class as its prediction (see
-    :func:`labeling_dag.formats.label_studio.prediction_task` for the checks and the ``data``)."""
+    :func:`labeling_dag.formats.label_studio_task.prediction_task` for the checks and the ``data``)."""
     return prediction_task(
         item,
         data_key="text",
@@ -107,11 +102,7 @@ def choice_regions(result: Any, class_names: frozenset[str]) -> tuple[AnnotatedB
         region_id = item.get("id")
         if not isinstance(region_id, str) or not region_id:
             raise ValueError(f"region id must be a non-empty string, got {region_id!r}")
-        if item.get("from_name") != FROM_NAME or item.get("to_name") != TO_NAME:
-            raise ValueError(
-                f"region {region_id!r} comes from {item.get('from_name')!r} -> {item.get('to_name')!r}, "
-                f"not the {FROM_NAME!r} -> {TO_NAME!r} of this config"
-            )
+        check_region_source(item, region_id, TO_NAME)
         label, box = read_choice_value(item.get("value"))
         if label not in class_names:
             raise ValueError(f"region {region_id!r} has unknown class label {label!r}")

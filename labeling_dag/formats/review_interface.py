@@ -46,5 +46,40 @@ class ReviewInterface:
     result_item: Callable[[str, Mapping[str, Any], int, int], dict[str, Any]]
 
 
+# The name of the labelling control in every modality's config: what a result item comes from.
+FROM_NAME = "label"
+
 # A classification's one region: the whole item, as ultralytics' classification predictions are stored.
 WHOLE_ITEM = NormBox(0.5, 0.5, 1.0, 1.0)
+
+
+def control_problem(
+    parsed: Any, class_names: Sequence[str], *, control_type: str, to_name: str, input_type: str, label_noun: str
+) -> str | None:
+    """What makes a project's parsed labelling config (Label Studio's ``parsed_label_config``)
+    unusable, or None: it needs a ``control_type`` control named :data:`FROM_NAME` that labels the
+    ``input_type`` object ``to_name``, shown from ``$<to_name>``, and offers exactly ``class_names``
+    (its ``label_noun``: labels, choices)."""
+    control = parsed.get(FROM_NAME) if isinstance(parsed, Mapping) else None
+    if not isinstance(control, Mapping) or control.get("type") != control_type:
+        return f"has no {control_type} control named {FROM_NAME!r}"
+    if list(control.get("to_name") or []) != [to_name]:
+        return f"labels {control.get('to_name')!r}, not the {input_type.lower()} {to_name!r}"
+    inputs = [
+        (item.get("type"), item.get("value")) for item in control.get("inputs") or [] if isinstance(item, Mapping)
+    ]
+    if (input_type, to_name) not in inputs:
+        return f"does not show ${to_name}"
+    labels = list(control.get("labels") or [])
+    if sorted(labels) != sorted(class_names):
+        return f"offers the {label_noun} {labels}, but the pipeline's classes are {list(class_names)}"
+    return None
+
+
+def check_region_source(item: Mapping[str, Any], region_id: str, to_name: str) -> None:
+    """Refuse a result item that does not come from the config's control: :data:`FROM_NAME` -> ``to_name``."""
+    if item.get("from_name") != FROM_NAME or item.get("to_name") != to_name:
+        raise ValueError(
+            f"region {region_id!r} comes from {item.get('from_name')!r} -> "
+            f"{item.get('to_name')!r}, not the {FROM_NAME!r} -> {to_name!r} of this config"
+        )

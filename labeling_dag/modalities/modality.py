@@ -23,7 +23,7 @@ class Modality:
             a file really is such an item is for ``clean_item`` to decide.
         clean_item: ``(raw_file, *, image_id, workdir, out_folder) -> row`` writes the cleaned
             copy under ``workdir/out_folder`` and returns its ``CLEANED_COLUMNS`` row without the
-            duplicate marks; raises :class:`labeling_dag.image_quality.ImageRejected` with a reason.
+            duplicate marks; raises :class:`labeling_dag.rejects.ImageRejected` with a reason.
         mark_duplicates: ``(new, existing) -> new`` fills the duplicate columns of the new rows.
         review: the items and regions in Label Studio: its labelling config, the check of an
             existing project's config, the importable tasks and how annotations are read back.

@@ -83,7 +83,7 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
     images with verified labels; ``hand_label_seconds`` prices looking at every pool image and
     drawing every true box with the same cost model; ``human_time_ratio`` is the loop's human
     seconds over that; ``start`` is how the loop started: ``warm``, ``pretrained`` or ``cold``
-    (see :mod:`labeling_dag.simulation.loop_start`).
+    (see :mod:`labeling_dag.simulation.loop_start`), or for texts ``zero_shot``.
     """
     from labeling_dag.dataset_quality import label_quality
     from labeling_dag.human_time import hand_label_seconds
@@ -107,7 +107,13 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
     return {
         # A seed model registered first is a warm start; one that was not registered had other
         # classes and was the first training's starting point; without one, a cold start.
-        "start": "warm" if warm else "pretrained" if settings.seed_model is not None else "cold",
+        "start": "zero_shot"
+        if settings.modality == "text"
+        else "warm"
+        if warm
+        else "pretrained"
+        if settings.seed_model is not None
+        else "cold",
         "pool_images": len(truth),
         "images_labelled": len(sources),
         **{key: quality[key] for key in ("precision", "recall", "image_accuracy")},

@@ -42,6 +42,9 @@ def write_report(records: list[RoundRecord], report: Path, settings: LoopSetting
     for axis in (labelled, quality):
         axis.grid(alpha=0.3)
         axis.legend()
+    if settings.modality == "text":
+        labelled.set_ylabel("texts labelled")
+        quality.set_ylabel("held-out accuracy")
     figure.suptitle(f"labeling-dag ({settings.strategy}): human time {dataset['human_time_ratio']} x hand labelling")
     figure.tight_layout()
     with atomic.atomic_path(png) as tmp:
@@ -50,8 +53,14 @@ def write_report(records: list[RoundRecord], report: Path, settings: LoopSetting
     return png
 
 
-def format_round(record: RoundRecord) -> str:
-    """One terminal line per round, as it finishes."""
+def format_round(record: RoundRecord, modality: str = "detection") -> str:
+    """One terminal line per round, as it finishes, in the words of the modality."""
+    if modality == "text":
+        return (
+            f"round {record.round}: {record.images_reviewed} texts reviewed, {record.auto_accepted} auto-accepted, "
+            f"{record.images_labelled} labelled, {record.human_seconds:.0f} human s, "
+            f"held-out accuracy {record.map50:.3f}"
+        )
     return (
         f"round {record.round}: {record.images_reviewed} images reviewed, {record.auto_accepted} boxes auto-accepted, "
         f"{record.images_labelled} labelled, {record.human_seconds:.0f} human s, mAP50 {record.map50:.3f}"
@@ -64,6 +73,15 @@ def format_dataset(dataset: dict[str, object]) -> str:
     def figure(value: object) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
+    cost = (
+        f"human time: {dataset['human_seconds']:.0f} s against {dataset['hand_label_seconds']:.0f} s by hand "
+        f"= {figure(dataset['human_time_ratio'])} x"
+    )
+    if "accuracy" in dataset:  # a text pool: one class per item
+        return (
+            f"dataset: {dataset['items_labelled']} of {dataset['pool_items']} texts labelled, "
+            f"accuracy {figure(dataset['accuracy'])}\n{cost}"
+        )
     return (
         f"dataset: {dataset['images_labelled']} of {dataset['pool_images']} images labelled, "
         f"precision {figure(dataset['precision'])}, recall {figure(dataset['recall'])} (IoU 0.5)\n"

@@ -53,6 +53,8 @@ class LoopSettings:
     training_cache: Path | None = None
     # A Python module of labeling functions (labeling_dag.labeling_functions) for a text pool; None = none.
     labeling_functions: Path | None = None
+    # Text: what each class is about, for the zero-shot model of round 0 (a class's name where absent).
+    class_descriptions: Mapping[str, str] = field(default_factory=dict)
 
     def costs(self) -> ReviewCosts:
         """The prices of review actions the run counts human time in."""

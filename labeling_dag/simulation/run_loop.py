@@ -157,7 +157,14 @@ def run_loop(
         instance = dg.DagsterInstance.local_temp(tempfile.mkdtemp(prefix="labeling-dag-instance-"))
     store: LabelStore = resources["store"]
     # The workdir's modality and class list, as `labeling-dag init` records them.
-    init_workdir(InitRequest(workdir=store.root, classes=spec.names, modality=settings.modality))
+    init_workdir(
+        InitRequest(
+            workdir=store.root,
+            classes=spec.names,
+            modality=settings.modality,
+            class_descriptions=settings.class_descriptions,
+        )
+    )
     truth = settings.truth()
     _register_gold(store, truth, count=settings.gold_images, seed=settings.seed)
     driver = _Driver(defs, instance, resources, settings, execute or execute_in_this_process, seed_model)
@@ -180,17 +187,14 @@ def run_loop(
 
 
 def _seed_model(settings: LoopSettings, class_names: tuple[str, ...]) -> Path | None:
-    """The model that pre-labels round 0: a text pool's zero-shot classifier (its class names as
-    descriptions), a warm start's detector; None where round 0 is drawn at random."""
-    folder = settings.workdir / "seed_model"
-    if settings.modality == "text":
-        from labeling_dag.text_model import zero_shot_weights
-
-        return zero_shot_weights(class_names, folder / "zero-shot.json")
+    """The detector that pre-labels round 0 of a warm start; None where round 0 is drawn at random
+    or, for texts, pre-labelled by the zero-shot model ``init`` registered from the class descriptions."""
+    if settings.modality == "text":  # `init` registered its zero-shot first model
+        return None
     from labeling_dag.simulation.loop_start import loop_start, warm_seed_model
 
     start = loop_start(settings.seed_model, settings.class_map, class_names)
-    return warm_seed_model(start, class_names, folder) if start.kind == "warm" else None
+    return warm_seed_model(start, class_names, settings.workdir / "seed_model") if start.kind == "warm" else None
 
 
 def _next_batch(latest: str | None, answered: str, record: RoundRecord, settings: LoopSettings) -> str | None:
@@ -407,7 +411,7 @@ def run_and_report(settings: LoopSettings, report: Path) -> dict[str, object]:
     and the dataset's closing lines; return the report's ``dataset`` object."""
     from labeling_dag.simulation.loop_report import format_dataset, format_round, format_table, write_report
 
-    records = run_loop(settings, on_round=lambda record: print(format_round(record), flush=True))
+    records = run_loop(settings, on_round=lambda record: print(format_round(record, settings.modality), flush=True))
     dataset = dataset_summary(settings)
     png = write_report(records, report, settings, dataset)
     print(format_table(records))

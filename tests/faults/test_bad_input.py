@@ -37,16 +37,17 @@ from PIL import Image
 from pydantic import ValidationError
 
 from labeling_dag import cli
-from labeling_dag.calibration import calibrate
+from labeling_dag.calibration.class_thresholds import calibrate
 from labeling_dag.cleaning import clean_image, reject_row
 from labeling_dag.cold_start import NoModelError, current_or_seed_model
 from labeling_dag.contracts import CLEANED, LABELS, QUALITY, RAW_COLUMNS, RAW_INDEX, REJECTS
 from labeling_dag.formats.yolo import load_data_yaml
-from labeling_dag.image_quality import ImageRejected, load_image
+from labeling_dag.image_decoding import load_image
 from labeling_dag.ingest import ingest
 from labeling_dag.merge import active
 from labeling_dag.modalities.detection import DETECTION
 from labeling_dag.model_registry import ModelRegistry
+from labeling_dag.rejects import ImageRejected
 from labeling_dag.sampling import select_for_review
 from labeling_dag.sensors import merge_run_config
 from tests.bad_images import write_bad_images, write_exif_orientations, write_good_images, write_special_images

@@ -21,13 +21,8 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from labeling_dag.resources.storage import LabelStore
 
-from labeling_dag.formats.label_studio import (
-    labeling_config,
-    ls_percent_to_norm,
-    norm_to_ls_percent,
-    review_batch_document,
-    review_task,
-)
+from labeling_dag.formats.label_studio import labeling_config, review_batch_document, review_task
+from labeling_dag.formats.label_studio_boxes import ls_percent_to_norm, norm_to_ls_percent
 from labeling_dag.formats.label_studio_export import TaskAnnotation, parse_export
 from labeling_dag.records import NormBox, PreLabel, ReviewImage
 from labeling_dag.review_intake import judge_review_file
