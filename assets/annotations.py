@@ -101,7 +101,12 @@ def review_annotations(
     )
     gold = store.read(GOLD_LABELS)
     quality = quality_rows(
-        everyone, gold, batch_id=batch_id, min_gold_accuracy=config.min_gold_accuracy, run_id=context.run_id
+        everyone,
+        gold,
+        batch_id=batch_id,
+        min_gold_accuracy=config.min_gold_accuracy,
+        run_id=context.run_id,
+        whole_item=read["interface"].whole_item,
     )
     # The gold gate decides per reviewer: each task keeps the annotations of reviewers who passed,
     # merged by consensus where several did; only those become the batch's edits (the merge's

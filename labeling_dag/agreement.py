@@ -267,12 +267,14 @@ def score_against_gold(
     truth: Sequence[tuple[str, NormBox]],
     *,
     min_iou: float = 0.5,
+    whole_item: bool = False,
 ) -> GoldScore:
     """Score a reviewer's ``(class_name, box)`` list for one image against the gold truth.
 
     Boxes are matched one-to-one within each class (:func:`match_boxes`); a matched pair
     is a true positive, an unmatched reviewer box a false positive, an unmatched truth box
-    a false negative.  A box with the wrong class is therefore both an FP and an FN.
+    a false negative.  A box with the wrong class is therefore both an FP and an FN. For a
+    ``whole_item`` classification (one region, the item) a wrong class is one wrong answer: an FP.
     """
     _check_threshold(min_iou)
     true_positives = 0
@@ -280,12 +282,13 @@ def score_against_gold(
         mine = [box for name, box in annotated if name == class_name]
         gold = [box for name, box in truth if name == class_name]
         true_positives += len(match_boxes(mine, gold, min_iou=min_iou))
+    wrong_classes = min(len(annotated), len(truth)) - true_positives if whole_item else 0
     return GoldScore(
         reviewer=reviewer,
         image_id=image_id,
         true_positives=true_positives,
         false_positives=len(annotated) - true_positives,
-        false_negatives=len(truth) - true_positives,
+        false_negatives=len(truth) - true_positives - wrong_classes,
     )
 
 

@@ -23,8 +23,10 @@ def quality_rows(
     batch_id: str,
     min_gold_accuracy: float,
     run_id: str,
+    whole_item: bool = False,
 ) -> pd.DataFrame:
-    """Gold accuracy per reviewer and for the whole batch (``reviewer == "*"``)."""
+    """Gold accuracy per reviewer and for the whole batch (``reviewer == "*"``); ``whole_item``:
+    the items are classifications, where a wrong class is one wrong answer."""
     truth = {
         image_id: [(row.class_name, NormBox(row.x, row.y, row.w, row.h)) for row in group.itertuples()]
         for image_id, group in gold.groupby("image_id")
@@ -35,6 +37,7 @@ def quality_rows(
             annotation.image_id,
             [(box.class_name, box.box) for box in annotation.boxes],
             truth[annotation.image_id],
+            whole_item=whole_item,
         )
         for annotation in annotations
         if annotation.image_id in truth

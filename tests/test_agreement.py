@@ -294,3 +294,15 @@ def test_accuracy_is_micro_averaged_per_reviewer() -> None:
     assert overall_accuracy([]) is None
     assert accuracy_by_reviewer([]) == {}
     assert overall_accuracy([GoldScore("ann", "img-2", 0, 0, 0)]) == 1.0
+
+
+def test_a_wrong_class_of_a_whole_item_is_one_wrong_answer() -> None:
+    whole = NormBox(0.5, 0.5, 1.0, 1.0)
+    sport = [("sport", whole)]
+    right = [score_against_gold("r", f"t{i}", sport, sport, whole_item=True) for i in range(3)]
+    wrong = score_against_gold("r", "t3", [("business", whole)], [("sport", whole)], whole_item=True)
+    assert (wrong.true_positives, wrong.false_positives, wrong.false_negatives) == (0, 1, 0)
+    assert overall_accuracy([*right, wrong]) == pytest.approx(0.75)
+    # As boxes, the same slip is a false box and a missed one.
+    boxes = score_against_gold("r", "t3", [("business", whole)], [("sport", whole)])
+    assert (boxes.false_positives, boxes.false_negatives) == (1, 1)

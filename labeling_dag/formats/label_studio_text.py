@@ -121,4 +121,5 @@ CHOICES = ReviewInterface(
     region_value=choice_value,
     read_value=read_choice_value,
     result_item=choice_item,
+    whole_item=True,
 )

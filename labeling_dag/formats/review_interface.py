@@ -33,6 +33,7 @@ class ReviewInterface:
         read_value: ``value -> (class_name, box)``, the inverse of ``region_value``.
         result_item: ``(region_id, value, width, height) -> item``, one result item of an
             annotation or prediction, for an item of that size.
+        whole_item: whether an item's one region is the whole item (a classification).
     """
 
     labeling_config: Callable[[Sequence[str]], str]
@@ -44,6 +45,9 @@ class ReviewInterface:
     region_value: Callable[[NormBox, str], dict[str, Any]]
     read_value: Callable[[Mapping[str, Any]], tuple[str, NormBox]]
     result_item: Callable[[str, Mapping[str, Any], int, int], dict[str, Any]]
+    # Each item is one region (a classification): a wrong class is one wrong answer, not a missed
+    # region plus a false one as it is for boxes.
+    whole_item: bool = False
 
 
 # The name of the labelling control in every modality's config: what a result item comes from.

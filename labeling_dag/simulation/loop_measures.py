@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labeling_dag.contracts import EDITS, EFFORT, LABELS, VERIFIED_IMAGES
+from labeling_dag.contracts import CLEANED, EDITS, EFFORT, LABELS, VERIFIED_IMAGES
 from labeling_dag.records import NormBox
 from labeling_dag.simulation.loop_settings import LoopSettings
 
@@ -85,6 +85,7 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
     seconds over that; ``start`` is how the loop started: ``warm``, ``pretrained`` or ``cold``
     (see :mod:`labeling_dag.simulation.loop_start`), or for texts ``zero_shot``.
     """
+    from labeling_dag.cleaning import pool_images
     from labeling_dag.dataset_quality import label_quality
     from labeling_dag.human_time import hand_label_seconds
     from labeling_dag.merge import active
@@ -92,7 +93,11 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
     from labeling_dag.resources.storage import LabelStore
 
     store = LabelStore(workdir=str(settings.workdir.resolve()))
-    truth = settings.truth()
+    # Exact copies of another item share its labels and are never reviewed: the dataset is the
+    # pipeline's pool (cleaning.pool_images), the copies counted apart.
+    cleaned = store.read(CLEANED, only=["image_id", "is_exact_duplicate"])
+    copies = set(cleaned.loc[cleaned["is_exact_duplicate"], "image_id"]) - pool_images(cleaned)
+    truth = {image_id: boxes for image_id, boxes in settings.truth().items() if image_id not in copies}
     images = active(store.read(VERIFIED_IMAGES))
     sources = {row.image_id: row.source for row in images.itertuples() if row.image_id in truth}
     labels: dict[str, list] = {}
@@ -115,6 +120,7 @@ def dataset_summary(settings: LoopSettings) -> dict[str, object]:
         if settings.seed_model is not None
         else "cold",
         "pool_images": len(truth),
+        "exact_copies": len(copies),
         "images_labelled": len(sources),
         **{key: quality[key] for key in ("precision", "recall", "image_accuracy")},
         "human_seconds": round(human, 1),
