@@ -260,7 +260,11 @@ def _first_model(workdir: Path, weights: Path) -> str:
 def _checked_gold(request: InitRequest, classes: tuple[str, ...]) -> list[GoldItem]:
     try:
         return read_gold(
-            request.gold, class_names=classes, class_map=request.class_map, images_root=request.gold_images
+            request.gold,
+            class_names=classes,
+            class_map=request.class_map,
+            images_root=request.gold_images,
+            item_suffixes=modality_named(request.modality).item_suffixes,
         )
     except GoldImportError as error:
         raise InitError(str(error)) from error

@@ -311,3 +311,20 @@ def test_init_refuses_descriptions_of_unknown_classes_and_a_text_model_of_other_
     assert cli([*init, "--seed-model", str(other)]) == 1
     assert "the model's classes ['politics', 'tech'] differ" in capsys.readouterr().err
     assert not (tmp_path / "work" / "models").exists()
+
+
+def test_init_takes_gold_texts_from_a_labelled_text_dataset(tmp_path: Path) -> None:
+    from labeling_dag.contracts import GOLD_LABELS
+    from labeling_dag.simulation.text_dataset import text_dataset_from_csv
+    from labeling_dag.tables import read
+
+    rows = [[MATCH_REPORT, "sport", "train"], [RATES, "business", "train"], ["Shares fell again.", "business", "val"]]
+    table = _write_csv(tmp_path / "gold.csv", ["text", "label", "split"], rows)
+    data_yaml = text_dataset_from_csv(table, tmp_path / "g")
+    init = ["init", "--workdir", str(tmp_path / "work"), "--modality", "text", "--classes", ",".join(CLASSES)]
+    assert cli([*init, "--gold", str(data_yaml), "--source", str(tmp_path / "source")]) == 0
+    gold = read(tmp_path / "work", GOLD_LABELS)
+    assert sorted(gold["class_name"]) == ["business", "business", "sport"]
+    assert set(zip(gold["x"], gold["y"], gold["w"], gold["h"])) == {(0.5, 0.5, 1.0, 1.0)}
+    copied = sorted(path.read_text(encoding="utf-8") for path in (tmp_path / "source" / "gold").iterdir())
+    assert copied == sorted([MATCH_REPORT, RATES, "Shares fell again."])

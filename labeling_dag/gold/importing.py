@@ -15,17 +15,24 @@ from labeling_dag.gold.coco import read_coco_gold
 from labeling_dag.gold.items import GoldImportError, GoldItem, Renamer
 from labeling_dag.gold.label_studio import read_label_studio_gold
 from labeling_dag.gold.yolo import read_yolo_gold
+from labeling_dag.ingest import INGESTED_SUFFIXES
 
 
 def read_gold(
-    path: Path, *, class_names: Sequence[str], class_map: Mapping[str, str], images_root: Path | None = None
+    path: Path,
+    *,
+    class_names: Sequence[str],
+    class_map: Mapping[str, str],
+    images_root: Path | None = None,
+    item_suffixes: tuple[str, ...] = INGESTED_SUFFIXES,
 ) -> list[GoldItem]:
     """The gold items of ``path``: a YOLO ``data.yaml``, a COCO JSON or a Label Studio JSON export.
 
     Class names are renamed by ``class_map`` and must then be in ``class_names``. COCO file
     names and Label Studio image references are resolved under ``images_root`` (default: the
     file's folder). Items come sorted by image id, one per image (a picture listed twice is
-    refused when its answers differ).
+    refused when its answers differ). A data.yaml's items are the files of ``item_suffixes``, the
+    workdir modality's (a text dataset's ``.txt`` files, each labelled with one whole-item line).
     """
     path = Path(path).resolve()
     if not path.is_file():
@@ -33,7 +40,7 @@ def read_gold(
     root = Path(images_root).resolve() if images_root else path.parent
     rename = Renamer(path, class_names, class_map)
     if path.suffix.lower() in (".yaml", ".yml"):
-        items = read_yolo_gold(path, rename)
+        items = read_yolo_gold(path, rename, item_suffixes)
     elif path.suffix.lower() == ".json":
         try:
             document = json.loads(path.read_text(encoding="utf-8"))

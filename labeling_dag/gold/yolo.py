@@ -11,13 +11,14 @@ from labeling_dag.ingest import INGESTED_SUFFIXES
 from labeling_dag.records import NormBox
 
 
-def read_yolo_gold(path: Path, rename: Renamer) -> list[GoldItem]:
+def read_yolo_gold(path: Path, rename: Renamer, suffixes: tuple[str, ...] = INGESTED_SUFFIXES) -> list[GoldItem]:
+    """Every item file of the dataset's splits (``suffixes``: images, or a text dataset's ``.txt``)."""
     try:
         spec = load_data_yaml(path)
     except (ValueError, OSError) as error:
         raise GoldImportError(str(error)) from error
     items = []
-    for image in _yolo_images(path, (spec.train_images, spec.val_images)):
+    for image in _yolo_images(path, (spec.train_images, spec.val_images), suffixes):
         label_file = label_path_for(image)
         try:
             rows = read_yolo_labels(label_file) if label_file.exists() else []
@@ -34,13 +35,13 @@ def read_yolo_gold(path: Path, rename: Renamer) -> list[GoldItem]:
     return items
 
 
-def _yolo_images(path: Path, splits: Sequence[Path]) -> list[Path]:
-    """Every image of the dataset's splits (folders or ``.txt`` lists), each once, sorted."""
+def _yolo_images(path: Path, splits: Sequence[Path], suffixes: tuple[str, ...]) -> list[Path]:
+    """Every item of the dataset's splits (folders, or ``.txt`` lists of images), each once, sorted."""
     images: set[Path] = set()
     for split in dict.fromkeys(splits):
         if split.is_dir():
-            images.update(p for p in split.rglob("*") if p.is_file() and p.suffix.lower() in INGESTED_SUFFIXES)
-        elif split.is_file() and split.suffix == ".txt":
+            images.update(p for p in split.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+        elif split.is_file() and split.suffix == ".txt" and ".txt" not in suffixes:
             listed = [line.strip() for line in split.read_text(encoding="utf-8").splitlines() if line.strip()]
             images.update((split.parent / line).resolve() for line in listed)
         else:
