@@ -55,6 +55,9 @@ class VerifyConfig(dg.Config):
     needing a change), so 0.95 of images sits at the reviewers' own noise floor, while 0.9 of
     images fully right, at two or three boxes an image, keeps box precision and recall near 0.96.
     ``auto_accept`` False sends every image to humans (model-assisted labelling only).
+    ``confidence_level`` (None: off) asks both targets of the one-sided Wilson lower bound of the
+    judged share at that level, not of the share itself: a few lucky judgements cannot open the
+    gate. Worth it where each model is judged on few items, as a text model retrained every round.
     """
 
     batch_id: str
@@ -62,6 +65,7 @@ class VerifyConfig(dg.Config):
     target_image_accuracy: float = Field(default=0.9, gt=0.0, le=1.0)
     min_support: int = 20
     min_image_support: int = Field(default=10, ge=1)
+    confidence_level: float | None = Field(default=None, gt=0.5, lt=1.0)
     auto_accept: bool = True
     spot_check_rate: float = 0.05
     seed: int = 0
@@ -118,6 +122,7 @@ def verified_labels(
                 class_names=model.class_names,
                 target_precision=config.target_precision,
                 min_support=config.min_support,
+                confidence_level=config.confidence_level,
             )
             gate = image_gate_from_edits(
                 evidence,
@@ -125,6 +130,7 @@ def verified_labels(
                 model_version=model.model_version,
                 target_accuracy=config.target_image_accuracy,
                 min_support=config.min_image_support,
+                confidence_level=config.confidence_level,
             )
             in_review = set(
                 batches.loc[

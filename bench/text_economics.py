@@ -171,6 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-labels", type=int, default=50, help="texts of the first review batch")
     parser.add_argument("--reviewer-error-rate", type=float, default=0.02)
     parser.add_argument(
+        "--confidence-level",
+        type=float,
+        default=0.9,
+        help="auto-accept's targets must hold for the one-sided Wilson lower bound at this level (0 = raw share)",
+    )
+    parser.add_argument(
+        "--embedding-cache", type=Path, help="a folder of text embeddings kept between runs (default: the run's own)"
+    )
+    parser.add_argument(
         "--target-accuracy",
         type=float,
         default=0.95,
@@ -197,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="text-economics-"))
     articles = bbc_articles(args.per_topic)
     data_yaml = text_dataset_from_csv(write_csv(articles, scratch / "bbc.csv"), scratch / "dataset")
-    cache = scratch / "embeddings"
+    cache = args.embedding_cache or scratch / "embeddings"
     embed_texts(sorted({text for text, _ in articles}), cache=cache)
     print(f"{len(articles)} articles embedded in {time.perf_counter() - started:.0f} s; runs in {scratch}", flush=True)
 
@@ -223,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                     training_cache=cache,
                     target_precision=args.target_accuracy,
                     target_image_accuracy=args.target_accuracy,
+                    confidence_level=args.confidence_level or None,
                     class_descriptions=DESCRIPTIONS,
                     **ARMS[arm],
                 )

@@ -20,7 +20,13 @@ from labeling_dag.tables import rows_frame
 
 
 def calibration_from_edits(
-    edits: pd.DataFrame, *, model_version: str, class_names: Sequence[str], target_precision: float, min_support: int
+    edits: pd.DataFrame,
+    *,
+    model_version: str,
+    class_names: Sequence[str],
+    target_precision: float,
+    min_support: int,
+    confidence_level: float | None = None,
 ) -> Calibration:
     """Fit auto-accept thresholds on every current human judgement of ``model_version``'s boxes.
 
@@ -37,6 +43,7 @@ def calibration_from_edits(
         class_names=class_names,
         target_precision=target_precision,
         min_support=min_support,
+        confidence_level=confidence_level,
     )
 
 
@@ -47,6 +54,7 @@ def image_gate_from_edits(
     model_version: str,
     target_accuracy: float,
     min_support: int,
+    confidence_level: float | None = None,
 ) -> ImageGate:
     """Fit the image-level gate on ``model_version``'s images that humans judged.
 
@@ -76,7 +84,11 @@ def image_gate_from_edits(
     judged = per_image[per_image["cleared"]]
     fully_right = judged["correct"].to_numpy() & ~judged.index.isin(added)
     return image_threshold(
-        judged["least"].to_numpy(), fully_right, target_accuracy=target_accuracy, min_support=min_support
+        judged["least"].to_numpy(),
+        fully_right,
+        target_accuracy=target_accuracy,
+        min_support=min_support,
+        confidence_level=confidence_level,
     )
 
 

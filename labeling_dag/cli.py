@@ -273,11 +273,17 @@ def build_parser() -> argparse.ArgumentParser:
     classes.add_argument("--classes", help="class names in class-id order, comma-separated: cat,dog")
     classes.add_argument("--classes-from", type=Path, help="a YOLO data.yaml whose names are the class list")
     init.add_argument(
-        "--seed-model", type=Path, help="an ultralytics .pt to pre-label with (registered under its sha256)"
+        "--seed-model",
+        type=Path,
+        help="the model to pre-label with, registered under its sha256: an ultralytics .pt, or for texts a text "
+        "classifier's weights JSON (default for texts: zero-shot from --class-descriptions)",
     )
     init.add_argument("--class-map", default="", help="seed model / gold class -> project class: person=pedestrian,...")
     init.add_argument(
-        "--gold", type=Path, help="known answers: a YOLO data.yaml, a COCO JSON or a Label Studio JSON export"
+        "--gold",
+        type=Path,
+        help="known answers: a YOLO data.yaml (for texts: a text dataset, texts/ and labels/), a COCO JSON or a "
+        "Label Studio JSON export",
     )
     init.add_argument(
         "--gold-images",

@@ -337,3 +337,15 @@ def test_wilson_never_more_permissive(
     if strict is not None:
         assert raw is not None
         assert strict >= raw
+
+
+def test_a_few_lucky_judged_images_open_the_gate_only_without_a_confidence_level() -> None:
+    from labeling_dag.calibration.image_gate import image_threshold
+
+    least = np.linspace(0.6, 0.99, 12)
+    right = np.ones(12, dtype=bool)
+    assert image_threshold(least, right, target_accuracy=0.95, min_support=10).threshold is not None
+    # 12 of 12 right: the one-sided 90 % Wilson bound is about 0.88, short of 0.95.
+    assert image_threshold(least, right, target_accuracy=0.95, min_support=10, confidence_level=0.9).threshold is None
+    many = np.linspace(0.6, 0.99, 60)
+    assert image_threshold(many, np.ones(60, bool), target_accuracy=0.95, confidence_level=0.9).threshold is not None

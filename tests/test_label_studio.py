@@ -712,3 +712,47 @@ def test_an_exported_dataset_imports_into_label_studio_with_its_labels(
     want = labels[key].sort_values(key).reset_index(drop=True)
     assert list(zip(got["image_id"], got["class_name"])) == list(zip(want["image_id"], want["class_name"]))
     assert got[key[2:]].to_numpy() == pytest.approx(want[key[2:]].to_numpy(), abs=1e-6)
+
+
+def test_a_text_batch_is_reviewed_with_choices_and_read_back_as_accepted_or_relabelled(
+    label_studio: LabelStudioServer, api: Api, workdir: Path
+) -> None:
+    from labeling_dag.formats.label_studio_text import CHOICES, text_task
+    from labeling_dag.formats.review_interface import WHOLE_ITEM
+    from labeling_dag.modalities import MODALITY_FILE
+
+    workdir.mkdir(parents=True)
+    (workdir / MODALITY_FILE).write_text('"text"')
+    batch, classes = "b-text", ("business", "sport")
+    items = [
+        ReviewImage(
+            image_id=f"text-{i}",
+            image_ref=f"/data/local-files/?d=cleaned_images/files/text-{i}.txt",
+            width=120,
+            height=1,
+            score=0.5,
+            pre_labels=(PreLabel(f"text-{i}-r0", f"text-{i}", "sport", WHOLE_ITEM, 0.7, (0.3, 0.7), MODEL),),
+        )
+        for i in range(2)
+    ]
+    tasks = [text_task(item, batch_id=batch, model_version=MODEL, pre_label_run_id="run-1") for item in items]
+    review = backend(label_studio, "text-test")
+    review.export(workdir, batch, copy.deepcopy(tasks), classes)
+
+    project = api.get(f"/api/projects/{recorded(workdir, batch)['project_id']}")
+    assert project["parsed_label_config"]["label"]["type"] == "Choices"
+    task_ids = recorded(workdir, batch)["task_ids"]
+    predicted = api.get(f"/api/tasks/{task_ids[0]}")["predictions"][0]["result"]
+    assert [region["value"]["choices"] for region in predicted] == [["sport"]]
+    api.annotate(task_ids[0], predicted)  # the proposed class kept
+    changed = api.get(f"/api/tasks/{task_ids[1]}")["predictions"][0]["result"]
+    api.annotate(task_ids[1], [{**changed[0], "value": {"choices": ["business"]}}])
+
+    (collected,) = review.collect(workdir, open_batches=[batch])
+    annotations = parse_export(collected.tasks, class_names=classes, expected_batch_id=batch, interface=CHOICES)
+    assert [(a.boxes[0].class_name, a.boxes[0].box) for a in annotations] == [
+        ("sport", WHOLE_ITEM),
+        ("business", WHOLE_ITEM),
+    ]
+    edits = edit_rows(annotations, tasks, batch_id=batch, gold_ids=set(), spot_check_ids=set(), interface=CHOICES)
+    assert dict(zip(edits["image_id"], edits["edit_kind"])) == {"text-0": "accepted", "text-1": "relabelled"}

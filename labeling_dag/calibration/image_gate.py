@@ -36,6 +36,7 @@ def image_threshold(
     *,
     target_accuracy: float = 0.95,
     min_support: int = 10,
+    confidence_level: float | None = None,
 ) -> ImageGate:
     """Fit the image-level gate on images humans judged whose boxes all cleared their thresholds.
 
@@ -49,9 +50,17 @@ def image_threshold(
             (a box moved within IoU 0.5 counts as right, as in evaluation at IoU 0.5).
         target_accuracy: required share of fully right images, in (0, 1].
         min_support: fewest judged images at or above ``t``, >= 1.
+        confidence_level: where given, the share's one-sided Wilson lower bound at this level, not
+            the share itself, must reach ``target_accuracy`` (see :func:`~.thresholds.precision_threshold`).
     """
     ok = as_correct(fully_right)
-    t, accuracy = precision_threshold(least_confidences, ok, target_precision=target_accuracy, min_support=min_support)
+    t, accuracy = precision_threshold(
+        least_confidences,
+        ok,
+        target_precision=target_accuracy,
+        min_support=min_support,
+        confidence_level=confidence_level,
+    )
     return ImageGate(threshold=t, accuracy=accuracy, support=int(ok.shape[0]))
 
 

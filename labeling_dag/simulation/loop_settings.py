@@ -26,6 +26,8 @@ class LoopSettings:
     seed_labels: int = 40
     target_precision: float = 0.95
     target_image_accuracy: float = 0.9
+    # Auto-accept targets must hold for the Wilson lower bound at this level; None = the raw share.
+    confidence_level: float | None = None
     reviewer_error_rate: float = 0.0
     # Share of each batch's chosen images labelled by annotators_per_item simulated reviewers
     # (each with its own mistakes) and merged by consensus; 0 = one reviewer per image.

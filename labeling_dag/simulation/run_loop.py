@@ -248,6 +248,7 @@ class _Driver:
             overrides = {
                 "target_precision": self.settings.target_precision,
                 "target_image_accuracy": self.settings.target_image_accuracy,
+                "confidence_level": self.settings.confidence_level,
                 "auto_accept": self.settings.auto_accept,
                 "seed": self.settings.seed,
             }
