@@ -52,15 +52,6 @@ if TYPE_CHECKING:
     from labeling_dag.simulation.loop_settings import LoopSettings
 
 TOPICS = ("business", "entertainment", "politics", "sports", "tech")
-# What a user would write in --class-descriptions for the zero-shot first model: the corpus's
-# folder names alone leave "tech" at 0.14 zero-shot accuracy.
-DESCRIPTIONS = {
-    "business": "business: companies, markets, the economy and finance",
-    "entertainment": "entertainment: film, music, television, celebrities and the arts",
-    "politics": "politics: government, parliament, elections and political parties",
-    "sports": "sport: football, rugby, tennis, athletics and cricket",
-    "tech": "technology: computers, software, the internet, mobile phones and video games",
-}
 LABELING_FUNCTIONS = Path(__file__).with_name("bbc_labeling_functions.py")
 ARMS: dict[str, dict[str, object]] = {  # name: LoopSettings fields that make the arm
     "loop": {"strategy": "hybrid"},
@@ -199,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown arms {unknown}; known: {list(ARMS)}")
 
     os.environ.pop("DAGSTER_HOME", None)  # every loop gets its own ephemeral instance
+    from labeling_dag.simulation.demo import BBC_NEWS_DESCRIPTIONS
     from labeling_dag.simulation.text_dataset import text_dataset_from_csv
     from labeling_dag.text_embeddings import embed_texts
 
@@ -233,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                     target_precision=args.target_accuracy,
                     target_image_accuracy=args.target_accuracy,
                     confidence_level=args.confidence_level or None,
-                    class_descriptions=DESCRIPTIONS,
+                    class_descriptions=BBC_NEWS_DESCRIPTIONS,
                     **ARMS[arm],
                 )
                 futures[workers.submit(timed_arm, settings)] = (arm, seed)
