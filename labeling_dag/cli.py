@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from labeling_dag.restore import SNAPSHOTTED_ASSETS
+from labeling_dag.simulation.commands import demo_command, run_loop_command
 
 
 def _workdir(value: str | None) -> Path:
@@ -54,6 +54,7 @@ def _init(args: argparse.Namespace) -> int:
     from labeling_dag.workdir_init import (
         InitError,
         InitRequest,
+        class_descriptions_from_json,
         classes_from_data_yaml,
         classes_from_text,
         init_workdir,
@@ -73,10 +74,10 @@ def _init(args: argparse.Namespace) -> int:
                 gold_images=args.gold_images,
                 source=args.source,
                 modality=args.modality,
-                class_descriptions=_class_descriptions(args.class_descriptions),
+                class_descriptions=class_descriptions_from_json(args.class_descriptions),
             )
         )
-    except (InitError, ClassMapError, ValueError) as error:
+    except (InitError, ClassMapError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"modality: {report.modality}" + ("" if report.modality_written else " (already set)"))
@@ -95,21 +96,6 @@ def _init(args: argparse.Namespace) -> int:
         else:
             print("gold: the gold images must also be in the image source (pass --source to copy them there)")
     return 0
-
-
-def _class_descriptions(path: Path | None) -> dict[str, str]:
-    """The class descriptions of a JSON file (an object: class name -> what the class is about)."""
-    if path is None:
-        return {}
-    try:
-        descriptions = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable JSON file ({error})") from error
-    if not isinstance(descriptions, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in descriptions.items()
-    ):
-        raise ValueError(f"{path}: expected a JSON object of class name -> non-empty description")
-    return descriptions
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -134,90 +120,6 @@ def _export(args: argparse.Namespace) -> int:
         f"from verified_labels snapshot {summary.snapshot or '(none yet)'} into {summary.out_dir}"
     )
     return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from labeling_dag.simulation.demo import run_demo, run_text_demo
-
-    root = Path(args.root).resolve()
-    if args.modality == "text":
-        return run_text_demo(
-            root / "text",
-            per_class=args.per_class,
-            rounds=args.rounds,
-            batch_size=args.batch_size,
-            seed_labels=args.seed_labels,
-        )
-    return run_demo(
-        root,
-        images=args.images,
-        rounds=args.rounds,
-        batch_size=args.batch_size,
-        seed_labels=args.seed_labels,
-    )
-
-
-def _run_loop(args: argparse.Namespace) -> int:
-    from labeling_dag.class_map import ClassMapError, parse_class_map
-    from labeling_dag.simulation.loop_settings import LoopSettings
-    from labeling_dag.simulation.loop_start import SeedModelError
-    from labeling_dag.simulation.run_loop import run_and_report
-
-    try:
-        class_map = parse_class_map(args.class_map)
-    except ClassMapError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if args.rounds is None and not args.until_labelled:
-        args.rounds = 3
-    try:
-        dataset = _loop_dataset(args)
-        descriptions = _class_descriptions(args.class_descriptions)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    settings = LoopSettings(
-        dataset=dataset,
-        workdir=args.workdir.resolve(),
-        modality=args.modality,
-        labeling_functions=args.labeling_functions.resolve() if args.labeling_functions else None,
-        class_descriptions=descriptions,
-        rounds=args.rounds,
-        batch_size=args.batch_size,
-        strategy=args.strategy,
-        diversity=args.diversity,
-        seed_labels=args.seed_labels,
-        target_precision=args.target_precision,
-        target_image_accuracy=args.target_image_accuracy,
-        reviewer_error_rate=args.reviewer_error_rate,
-        overlap_rate=args.overlap_rate,
-        annotators_per_item=args.annotators_per_item,
-        seed=args.seed,
-        gold_images=args.gold_images,
-        imgsz=args.imgsz,
-        cold_start_epochs=args.cold_start_epochs,
-        fine_tune_epochs=args.fine_tune_epochs,
-        max_human_seconds=args.max_human_seconds,
-        seed_model=args.seed_model.resolve() if args.seed_model else None,
-        class_map=class_map,
-    )
-    try:
-        run_and_report(settings, args.report)
-    except SeedModelError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _loop_dataset(args: argparse.Namespace) -> Path:
-    """The loop's data.yaml: ``--dataset`` itself, or for texts the dataset written from its CSV
-    beside the workdir (``<workdir>-dataset/``)."""
-    if args.modality != "text":
-        return args.dataset.resolve()
-    from labeling_dag.simulation.text_dataset import text_dataset_from_csv
-
-    workdir = args.workdir.resolve()
-    return text_dataset_from_csv(args.dataset.resolve(), workdir.with_name(f"{workdir.name}-dataset"), seed=args.seed)
 
 
 def _trace(args: argparse.Namespace) -> int:
@@ -379,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument(
         "--report", type=Path, required=True, help="JSON report; the learning-curve PNG is written beside it"
     )
-    loop.set_defaults(run=_run_loop)
+    loop.set_defaults(run=run_loop_command)
 
     demo = commands.add_parser(
         "demo", help="run the active-learning loop on generated shapes, or on BBC News articles, in ROOT"
@@ -400,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--batch-size", type=int, default=30)
     demo.add_argument("--seed-labels", type=int, default=60)
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=demo_command)
     return parser
 
 

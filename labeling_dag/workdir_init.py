@@ -75,6 +75,22 @@ def classes_from_text(text: str) -> tuple[str, ...]:
     return _checked_classes(tuple(name.strip() for name in text.split(",") if name.strip()), "--classes")
 
 
+def class_descriptions_from_json(path: Path | None) -> dict[str, str]:
+    """The class descriptions of a JSON file (an object: class name -> what the class is about);
+    none without a file."""
+    if path is None:
+        return {}
+    try:
+        descriptions = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InitError(f"{path}: not a readable JSON file ({error})") from error
+    if not isinstance(descriptions, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in descriptions.items()
+    ):
+        raise InitError(f"{path}: expected a JSON object of class name -> non-empty description")
+    return descriptions
+
+
 def classes_from_data_yaml(path: Path) -> tuple[str, ...]:
     """The class list of a YOLO ``data.yaml`` (its ``names``)."""
     try:

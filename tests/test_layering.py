@@ -89,7 +89,7 @@ def test_the_formats_import_nothing_from_the_simulation() -> None:
 def test_the_scan_finds_imports_of_the_simulation_inside_functions() -> None:
     """The command line imports the simulation inside its command functions: the scan must see it."""
     found = _simulation_imports([("labeling_dag.cli", PACKAGE / "cli.py")])
-    assert any("labeling_dag.simulation.run_loop" in line for line in found), found
+    assert any("labeling_dag.simulation.sample_data" in line for line in found), found
 
 
 @pytest.mark.parametrize(
