@@ -112,37 +112,16 @@ def write_csv(articles: list[tuple[str, str]], out: Path, *, seed: int = 0) -> P
 
 
 def timed_arm(settings: LoopSettings) -> dict:
-    """One loop run (``loops.run_arm``) with its wall-clock seconds (``--jobs`` runs share the cores)
-    and the pipeline's own pool (:func:`pipeline_pool`)."""
+    """One loop run (``loops.run_arm``) with its wall-clock seconds (``--jobs`` runs share the cores)."""
     started = time.perf_counter()
     result = run_arm(settings)
-    return {**result, "wall_seconds": round(time.perf_counter() - started, 1), "pipeline_pool": pipeline_pool(settings)}
-
-
-def pipeline_pool(settings: LoopSettings) -> dict[str, int]:
-    """How many of the truth's pool texts the pipeline has to label, and how many of those it did.
-
-    The truth counts every distinct file; cleaning sets aside the exact copies (up to case and
-    spacing) of another text, which are never reviewed and share their original's label. The BBC
-    corpus holds a few such copies, so ``dataset["items_labelled"]`` never reaches
-    ``dataset["pool_items"]``; this is the count the loop itself works to.
-    """
-    from labeling_dag.resources.storage import LabelStore
-
-    from labeling_dag.cleaning import pool_images
-    from labeling_dag.contracts import CLEANED, VERIFIED_IMAGES
-    from labeling_dag.merge import active
-
-    store = LabelStore(workdir=str(settings.workdir.resolve()))
-    pool = pool_images(store.read(CLEANED)) & set(settings.truth())
-    labelled = set(active(store.read(VERIFIED_IMAGES))["image_id"])
-    return {"pool_items": len(pool), "items_labelled": len(pool & labelled)}
+    return {**result, "wall_seconds": round(time.perf_counter() - started, 1)}
 
 
 def reached(run: dict) -> bool:
-    """Every text of the pipeline's pool labelled, at the accuracy goal."""
-    pool, dataset = run["pipeline_pool"], run["dataset"]
-    return pool["items_labelled"] == pool["pool_items"] and (dataset["accuracy"] or 0.0) >= ACCURACY_GOAL
+    """Every text of the pool labelled (exact copies share their original's label), at the accuracy goal."""
+    dataset = run["dataset"]
+    return dataset["items_labelled"] == dataset["pool_items"] and (dataset["accuracy"] or 0.0) >= ACCURACY_GOAL
 
 
 def ratio(numerators: list[float | None], denominators: list[float | None]) -> dict[str, object]:
@@ -265,9 +244,9 @@ def report(results: dict[str, list[dict]], out: Path, figures: dict[str, object]
         | {"wall_seconds": float(np.mean([run["wall_seconds"] for run in runs]))}
         for arm, runs in results.items()
     }
-    pool, truth_pool = first["pipeline_pool"]["pool_items"], first["dataset"]["pool_items"]
+    pool, copies = first["dataset"]["pool_items"], first["dataset"]["exact_copies"]
     print(
-        f"\npool: {pool} texts to label (+{truth_pool - pool} exact copies that share their original's label); "
+        f"\npool: {pool} texts to label (+{copies} exact copies that share their original's label); "
         f"hand labelling {hand:.0f} s"
     )
     print(
@@ -276,10 +255,10 @@ def report(results: dict[str, list[dict]], out: Path, figures: dict[str, object]
     )
     for arm, runs in results.items():
         for seed, run in enumerate(runs):
-            d, p = run["dataset"], run["pipeline_pool"]
+            d = run["dataset"]
             print(
                 f"{arm:<12} {seed:>4} {d['human_seconds']:>8.0f} {d['human_time_ratio']:>7.3f} {d['accuracy']:>8.3f} "
-                f"{p['items_labelled']:>5}/{p['pool_items']:<5} {len(run['rounds']):>6} {run['wall_seconds']:>7.0f} "
+                f"{d['items_labelled']:>5}/{d['pool_items']:<5} {len(run['rounds']):>6} {run['wall_seconds']:>7.0f} "
                 f"{'yes' if reached(run) else 'no'}"
             )
         m = means[arm]
@@ -305,9 +284,9 @@ def report(results: dict[str, list[dict]], out: Path, figures: dict[str, object]
 
 
 def _row(result: dict) -> str:
-    d, p = result["dataset"], result["pipeline_pool"]
+    d = result["dataset"]
     return (
-        f"{len(result['rounds'])} rounds, {p['items_labelled']}/{p['pool_items']} labelled, accuracy {d['accuracy']}, "
+        f"{len(result['rounds'])} rounds, {d['items_labelled']}/{d['pool_items']} labelled, accuracy {d['accuracy']}, "
         f"{d['human_seconds']:.0f} human s ({d['human_time_ratio']:.3f} x hand), {result['wall_seconds']:.0f} s"
     )
 

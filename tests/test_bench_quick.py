@@ -135,8 +135,8 @@ def test_text_economics_quick_labels_a_bbc_sample_in_every_arm_and_ends_with_the
     assert result["benchmark"] == "text_economics"
     assert set(result["arms"]) == {"loop", "loop-random"}
     for (run,) in result["arms"].values():
-        dataset, pool = run["dataset"], run["pipeline_pool"]
-        assert pool["items_labelled"] == pool["pool_items"] == result["pool_items"] > 0
+        dataset = run["dataset"]
+        assert dataset["items_labelled"] == dataset["pool_items"] == result["pool_items"] > 0
         assert dataset["accuracy"] >= 0.8
         assert 0 < dataset["human_time_ratio"] <= 1.5
         assert dataset["hand_label_seconds"] == pytest.approx(result["hand_label_seconds"])
