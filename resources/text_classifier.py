@@ -8,7 +8,7 @@ scikit-learn are imported only by the runs that embed or fit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,7 +30,6 @@ from labeling_dag.text_model import (
     TextModel,
     read_text_model,
     write_text_model,
-    zero_shot_weights,
 )
 
 # A text is one whole-item region.
@@ -134,13 +133,6 @@ class TextClassifier(ItemModel):
         """The embedder, ``c``, ``batch`` and ``seed``: everything a fit depends on besides its data
         and descriptions, from scratch or not."""
         return {"embedder": embedder_name(self.embedder), "c": self.c, "batch": self.batch, "seed": self.seed}
-
-    def zero_shot_weights(
-        self, class_names: Sequence[str], out_path: Path, *, descriptions: Mapping[str, str] | None = None
-    ) -> Path:
-        """The zero-shot weights file of ``class_names`` for this classifier's embedder
-        (:func:`labeling_dag.text_model.zero_shot_weights`)."""
-        return zero_shot_weights(class_names, out_path, descriptions=descriptions, embedder=self.embedder)
 
     def _load(self, weights: Path) -> TextModel:
         """The model of ``weights``, refused if it was fit on another embedder's vectors."""
