@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 import dagster as dg
 
@@ -125,15 +126,15 @@ REVIEW_BACKENDS: dict[str, Callable[[], ReviewBackend]] = {"folder": FolderRevie
 
 # The model of each modality; a deployment names its modality in LABELING_DAG_MODALITY (the
 # workdir's own, fixed by `labeling-dag init --modality`).
+_Resource = TypeVar("_Resource")
+
 ITEM_MODELS: dict[str, Callable[[], ItemModel]] = {"detection": Detector, "text": TextClassifier}
 
 
 def item_model(name: str) -> ItemModel:
     """The model resource of the modality a deployment names in ``LABELING_DAG_MODALITY`` (default
     ``detection``)."""
-    if name not in ITEM_MODELS:
-        raise ValueError(f"LABELING_DAG_MODALITY={name!r}: choose one of {sorted(ITEM_MODELS)}")
-    return ITEM_MODELS[name]()
+    return _chosen(ITEM_MODELS, "LABELING_DAG_MODALITY", name)
 
 
 def review_backend(name: str) -> ReviewBackend:
@@ -142,9 +143,15 @@ def review_backend(name: str) -> ReviewBackend:
     Which backend runs is a deployment choice made when the location loads (Dagster's
     per-deployment resources pattern); the backend's settings and secrets stay EnvVars.
     """
-    if name not in REVIEW_BACKENDS:
-        raise ValueError(f"LABELING_DAG_REVIEW_BACKEND={name!r}: choose one of {sorted(REVIEW_BACKENDS)}")
-    return REVIEW_BACKENDS[name]()
+    return _chosen(REVIEW_BACKENDS, "LABELING_DAG_REVIEW_BACKEND", name)
+
+
+def _chosen(registry: dict[str, Callable[[], _Resource]], variable: str, name: str) -> _Resource:
+    """The resource ``registry`` builds for ``name``, the value of env ``variable``; ``ValueError``
+    naming the variable and the choices otherwise."""
+    if name not in registry:
+        raise ValueError(f"{variable}={name!r}: choose one of {sorted(registry)}")
+    return registry[name]()
 
 
 defs = build_definitions(

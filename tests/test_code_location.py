@@ -433,3 +433,16 @@ def test_the_review_backend_is_picked_by_name_from_the_registry() -> None:
     ):
         review_backend("cvat")
     assert set(REVIEW_BACKENDS) == {"folder", "label_studio"}
+
+
+def test_the_model_is_picked_by_the_deployments_modality() -> None:
+    """Each modality builds its model resource; an unknown one is refused, naming the choices."""
+    from labeling_dag.resources.detector import Detector
+    from labeling_dag.resources.text_classifier import TextClassifier
+
+    from labeling_dag.definitions import item_model
+
+    assert isinstance(item_model("detection"), Detector)
+    assert isinstance(item_model("text"), TextClassifier)
+    with pytest.raises(ValueError, match=r"LABELING_DAG_MODALITY='audio': choose one of \['detection', 'text'\]"):
+        item_model("audio")
