@@ -1,8 +1,5 @@
 """Stage 3: the current model proposes boxes for every cleaned image of a batch it has not seen."""
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import dagster as dg
 import pandas as pd
 from labeling_dag.resources.item_model import ItemModel
@@ -22,13 +19,13 @@ from labeling_dag.contracts import (
     PRE_LABELS,
     VERIFIED_IMAGES,
 )
-from labeling_dag.labeling_functions import LabelingFunction, apply_labeling_functions
+from labeling_dag.labeling_functions import LabelingFunction
 from labeling_dag.merge import active
 from labeling_dag.model_registry import ModelRegistry
 from labeling_dag.partitions import ingest_batches
 from labeling_dag.prelabeling import prediction_rows
 from labeling_dag.records import ImagePrediction, ModelEntry
-from labeling_dag.weak_labels import combined_predictions, function_report, vote_rows
+from labeling_dag.weak_labels import function_report, weigh_votes
 
 _WRITE_EVERY = 2048  # images per table flush: bounds memory; each flush rewrites the batch's tables so far
 
@@ -75,7 +72,7 @@ def pre_labels(
     functions = detector.voters()
     votes = store.read(LF_VOTES, batch=batch)
     votes = votes[votes["image_id"].isin(images["image_id"])] if functions else votes.iloc[:0]
-    weak = _Weak(functions, dict(zip(todo["image_id"], paths := [store.root / path for path in todo["path"]])))
+    paths = [store.root / path for path in todo["path"]]
 
     predictions = zip(todo["image_id"], detector.predict(weights, paths))
     pending: list[tuple[str, ImagePrediction]] = []
@@ -84,9 +81,9 @@ def pre_labels(
             pending.append(pair)
             progress.update()
             if len(pending) >= _WRITE_EVERY:
-                boxes, images, votes = _append(store, batch, (boxes, images, votes), pending, model, weak, context)
+                boxes, images, votes = _append(store, batch, (boxes, images, votes), pending, model, functions, context)
                 pending = []
-    boxes, images, votes = _append(store, batch, (boxes, images, votes), pending, model, weak, context)
+    boxes, images, votes = _append(store, batch, (boxes, images, votes), pending, model, functions, context)
 
     summary = _summary(boxes, images)
     # DVC's metrics file counts the whole pool, every batch so far.
@@ -122,33 +119,19 @@ def unsettled_images(store: LabelStore, batch: str) -> pd.DataFrame:
     return cleaned[~cleaned["is_exact_duplicate"] & ~cleaned["image_id"].isin(settled)]
 
 
-@dataclass(frozen=True)
-class _Weak:
-    """The labeling functions that vote beside the model, and the cleaned text of each item to predict."""
-
-    functions: tuple[LabelingFunction, ...]
-    paths: dict[str, Path]
-
-
 def _append(
     store: LabelStore,
     batch: str,
     tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
     pending: list[tuple[str, ImagePrediction]],
     model: ModelEntry,
-    weak: _Weak,
+    functions: tuple[LabelingFunction, ...],
     context: dg.AssetExecutionContext,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Add a chunk of predictions and persist the tables (atomically; the image table last)."""
     boxes, images, votes = tables
-    if weak.functions and pending:
-        ids = [image_id for image_id, _ in pending]
-        texts = [weak.paths[image_id].read_text(encoding="utf-8") for image_id in ids]
-        matrix = apply_labeling_functions(weak.functions, texts, model.class_names)
-        combined = combined_predictions([prediction for _, prediction in pending], matrix)
-        pending = list(zip(ids, combined, strict=True))
-        names = [function.name for function in weak.functions]
-        new_votes = vote_rows(ids, matrix, function_names=names, class_names=model.class_names, run_id=context.run_id)
+    if functions and pending:
+        pending, new_votes = weigh_votes(pending, functions, class_names=model.class_names, run_id=context.run_id)
         votes = pd.concat([votes, new_votes], ignore_index=True)
         store.write(LF_VOTES, votes, batch=batch)
     new_boxes, new_images = prediction_rows(

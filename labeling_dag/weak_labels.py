@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from labeling_dag.contracts import LF_VOTE_COLUMNS
-from labeling_dag.labeling_functions import ABSTAIN
+from labeling_dag.labeling_functions import ABSTAIN, LabelingFunction, apply_labeling_functions
 from labeling_dag.records import ImagePrediction
 
 
@@ -52,6 +53,26 @@ def combined_predictions(
         )
         for prediction, row in zip(predictions, combined, strict=True)
     ]
+
+
+def weigh_votes(
+    pending: Sequence[tuple[str, ImagePrediction]],
+    functions: Sequence[LabelingFunction],
+    *,
+    class_names: Sequence[str],
+    run_id: str,
+) -> tuple[list[tuple[str, ImagePrediction]], pd.DataFrame]:
+    """The ``(item id, prediction)`` pairs with the label model's combination of ``functions``' votes
+    on each prediction's text (the cleaned file it was made from) and the model's, and the votes as
+    ``LF_VOTE_COLUMNS`` rows."""
+    ids = [image_id for image_id, _ in pending]
+    predictions = [prediction for _, prediction in pending]
+    texts = [Path(prediction.path).read_text(encoding="utf-8") for prediction in predictions]
+    votes = apply_labeling_functions(functions, texts, class_names)
+    combined = combined_predictions(predictions, votes)
+    names = [function.name for function in functions]
+    rows = vote_rows(ids, votes, function_names=names, class_names=class_names, run_id=run_id)
+    return list(zip(ids, combined, strict=True)), rows
 
 
 def vote_rows(
